@@ -1,0 +1,1 @@
+"""Generated protobuf code (see README.md in this folder). Do not edit ``pcc/``."""

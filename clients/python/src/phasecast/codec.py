@@ -1,0 +1,353 @@
+"""The wire forms: frames from the server, states to it, resync requests.
+
+- :func:`decode_frame` turns a WebSocket message into a :class:`Full` or
+  :class:`Delta` (JSON text or protobuf ``pcc.v1.Frame`` bytes).
+- :func:`encode_state` makes a producer body (JSON object or protobuf ``PccState``).
+- :func:`resync_message` is what a subscriber sends to ask for a full frame.
+
+The model types and :func:`apply_delta` / :func:`checksum` live in
+:mod:`phasecast.model` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Dict, List, Optional, Union
+
+from ._pb.pcc.v1 import pcc_pb2 as pb
+from .model import (
+    ChecksumMismatch,
+    Delta,
+    DeltaError,
+    Frame,
+    Full,
+    IndexOutOfRange,
+    State,
+    apply_delta,
+    checksum,
+)
+
+__all__ = [
+    "ChecksumMismatch",
+    "DecodeError",
+    "Delta",
+    "DeltaError",
+    "Frame",
+    "Full",
+    "IndexOutOfRange",
+    "State",
+    "apply_delta",
+    "checksum",
+    "content_type",
+    "decode_frame",
+    "decode_json_frame",
+    "decode_protobuf_frame",
+    "encode_state",
+    "encode_state_json",
+    "encode_state_protobuf",
+    "normalize_format",
+    "resync_message",
+]
+
+#: The two encodings, by their canonical names.
+FORMATS = ("json", "protobuf")
+
+
+class DecodeError(ValueError):
+    """A message that is not a valid frame in the expected encoding."""
+
+
+def normalize_format(name: str) -> str:
+    """``"json"`` or ``"protobuf"`` for a format name (``"proto"`` is an alias)."""
+    lowered = name.strip().lower()
+    if lowered == "proto":
+        return "protobuf"
+    if lowered not in FORMATS:
+        raise ValueError(f'unknown format {name!r}: use "json" or "protobuf"')
+    return lowered
+
+
+def decode_frame(data: Union[str, bytes], format: str) -> Frame:
+    """Decodes one WebSocket message in ``format`` (``"json"`` or ``"protobuf"``).
+
+    :raises DecodeError: the message is not a frame (a JSON client may also get its
+        frames as bytes; a protobuf frame must be bytes).
+    """
+    if normalize_format(format) == "json":
+        return decode_json_frame(data)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError("protobuf frame arrived as a text message")
+    return decode_protobuf_frame(bytes(data))
+
+
+# --- JSON -------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> float:
+    raise DecodeError(f"{name} is not a JSON number")
+
+
+def decode_json_frame(data: Union[str, bytes]) -> Frame:
+    """Decodes a JSON frame: a full frame, or a delta when ``is_delta`` is true.
+
+    Numbers parse to the exact doubles the server wrote (it writes the shortest form
+    that round-trips).
+    """
+    try:
+        obj = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DecodeError(f"malformed JSON frame: {err}") from None
+    if not isinstance(obj, dict):
+        raise DecodeError("JSON frame is not an object")
+
+    seq = _uint(obj, "seq")
+    step = _uint(obj, "step")
+    energy = _number(obj.get("energy"), "energy")
+    timestamp = _optional_number(obj.get("timestamp"), "timestamp")
+    is_delta = obj.get("is_delta", False)
+    if not isinstance(is_delta, bool):
+        raise DecodeError("is_delta: expected true or false")
+
+    if not is_delta:
+        phases = obj.get("phases")
+        if not isinstance(phases, list):
+            raise DecodeError("full frame without a phases array")
+        spins = obj.get("spins")
+        if spins is None:
+            spins = []
+        if not isinstance(spins, list):
+            raise DecodeError("spins: expected an array")
+        state = State(
+            step=step,
+            phases=[_number(p, f"phases[{i}]") for i, p in enumerate(phases)],
+            spins=[_spin(s, f"spins[{i}]") for i, s in enumerate(spins)],
+            energy=energy,
+            timestamp=timestamp,
+        )
+        return Full(seq, state)
+
+    base_seq = _uint(obj, "base_seq")
+    raw_checksum = obj.get("checksum")
+    if not isinstance(raw_checksum, str) or not _HEX64.fullmatch(raw_checksum):
+        raise DecodeError("delta without a valid checksum (16 hex digits)")
+    values = sorted(
+        (_index(k), _number(v, f"phases_delta[{k}]"))
+        for k, v in _object(obj, "phases_delta").items()
+    )
+    spin_values = sorted(
+        (_index(k), _spin(v, f"spins_delta[{k}]"))
+        for k, v in _object(obj, "spins_delta").items()
+    )
+    return Delta(
+        seq=seq,
+        base_seq=base_seq,
+        step=step,
+        energy=energy,
+        timestamp=timestamp,
+        checksum=int(raw_checksum, 16),
+        values=values,
+        spin_values=spin_values,
+    )
+
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{1,16}")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _uint(obj: Dict[str, Any], key: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DecodeError(f"{key}: expected an integer >= 0, got {value!r}")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DecodeError(f"{what}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _optional_number(value: Any, what: str) -> Optional[float]:
+    return None if value is None else _number(value, what)
+
+
+def _spin(value: Any, what: str) -> int:
+    if isinstance(value, bool) or value not in (1, -1):
+        raise DecodeError(f"{what}: expected 1 or -1, got {value!r}")
+    return int(value)
+
+
+def _index(key: str) -> int:
+    if not _DIGITS.fullmatch(key):
+        raise DecodeError(f"delta index {key!r} is not a number")
+    return int(key)
+
+
+def _object(obj: Dict[str, Any], key: str) -> Dict[str, Any]:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DecodeError(f"{key}: expected an object keyed by index")
+    return value
+
+
+# --- protobuf ---------------------------------------------------------------------
+
+#: Quantum exponents a double can represent (2**-1074 to 2**1023).
+_QUANTUM_EXP_RANGE = range(-1074, 1024)
+
+
+def decode_protobuf_frame(data: bytes) -> Frame:
+    """Decodes a protobuf ``pcc.v1.Frame``.
+
+    Unpacks what the server packs: spins as bits, indices as gaps, dense lists
+    (no gaps: one entry per phase), quantised steps, and ``base_seq`` from
+    ``skipped``.
+    """
+    frame = pb.Frame()
+    try:
+        frame.ParseFromString(data)
+    except Exception as err:  # google.protobuf.message.DecodeError, or worse on junk
+        raise DecodeError(f"malformed protobuf frame: {err or type(err).__name__}") from None
+    timestamp = frame.timestamp if frame.HasField("timestamp") else None
+    body = frame.WhichOneof("body")
+    if body == "full":
+        full = frame.full
+        state = State(
+            step=frame.step,
+            phases=list(full.phases),
+            spins=unpack_spins(full.spin_count, full.spin_bits),
+            energy=frame.energy,
+            timestamp=timestamp,
+        )
+        return Full(frame.seq, state)
+    if body != "delta":
+        raise DecodeError("frame has neither full nor delta")
+
+    d = frame.delta
+    base_seq = frame.seq - 1 - d.skipped
+    if base_seq < 0:
+        raise DecodeError("delta skips past seq 0")
+    if d.quantum_exp not in _QUANTUM_EXP_RANGE:
+        raise DecodeError(f"quantum_exp {d.quantum_exp} out of range")
+    steps = list(zip(gap_indices(d.step_gaps, len(d.steps), "steps"), d.steps))
+    values = list(zip(gap_indices(d.value_gaps, len(d.values), "values"), d.values))
+    if d.flip_bits and d.flip_gaps:
+        raise DecodeError("delta has both flip_gaps and flip_bits")
+    if d.flip_bits:
+        flips = [i for i in range(len(d.flip_bits) * 8) if d.flip_bits[i // 8] >> (i % 8) & 1]
+    else:
+        # An empty flip list is no flips (never dense).
+        flips = _undo_gaps(d.flip_gaps)
+    return Delta(
+        seq=frame.seq,
+        base_seq=base_seq,
+        step=frame.step,
+        energy=frame.energy,
+        timestamp=timestamp,
+        checksum=d.checksum,
+        quantum_exp=d.quantum_exp,
+        steps=steps,
+        values=values,
+        flips=flips,
+    )
+
+
+def gap_indices(gaps: List[int], count: int, what: str) -> List[int]:
+    """The indices of ``count`` entries sent with index ``gaps``.
+
+    No gaps means a dense list: indices ``0 .. count-1``. Otherwise the first index
+    is ``gaps[0]`` and each next one is the previous + 1 + ``gaps[k]``.
+    """
+    if not gaps:
+        return list(range(count))
+    if len(gaps) != count:
+        raise DecodeError(f"{what}: {len(gaps)} index gaps for {count} entries")
+    return _undo_gaps(gaps)
+
+
+def _undo_gaps(gaps: List[int]) -> List[int]:
+    indices = []
+    following = 0
+    for gap in gaps:
+        index = following + gap
+        indices.append(index)
+        following = index + 1
+    return indices
+
+
+def unpack_spins(count: int, bits: bytes) -> List[int]:
+    """Spins from ``FullState.spin_bits``: bit ``i % 8`` of byte ``i // 8`` set is +1."""
+    if len(bits) != (count + 7) // 8:
+        raise DecodeError(f"spin_bits: {len(bits)} bytes for {count} spins")
+    return [1 if bits[i // 8] >> (i % 8) & 1 else -1 for i in range(count)]
+
+
+def pack_spins(spins: List[int]) -> bytes:
+    """The inverse of :func:`unpack_spins`."""
+    packed = bytearray((len(spins) + 7) // 8)
+    for i, spin in enumerate(spins):
+        if spin > 0:
+            packed[i // 8] |= 1 << (i % 8)
+    return bytes(packed)
+
+
+# --- producer states and client messages -------------------------------------------
+
+
+def encode_state_json(state: State) -> str:
+    """A producer body in JSON, as in docs/protocol.md ("Publishing").
+
+    Floats are written in their shortest round-trip form.
+
+    :raises ValueError: a phase, the energy or the timestamp is not finite.
+    """
+    body: Dict[str, Any] = {
+        "step": state.step,
+        "phases": [float(p) for p in state.phases],
+        "spins": [int(s) for s in state.spins],
+        "energy": float(state.energy),
+    }
+    if state.timestamp is not None:
+        body["timestamp"] = float(state.timestamp)
+    try:
+        return json.dumps(body, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise ValueError("a state's phases, energy and timestamp must be finite") from None
+
+
+def encode_state_protobuf(state: State) -> bytes:
+    """A producer body as a protobuf ``pcc.v1.PccState``."""
+    message = pb.PccState(
+        step=state.step,
+        phases=state.phases,
+        spins=state.spins,
+        energy=state.energy,
+    )
+    if state.timestamp is not None:
+        message.timestamp = state.timestamp
+    return message.SerializeToString()
+
+
+def encode_state(state: State, format: str) -> Union[str, bytes]:
+    """A producer message: JSON text (``str``) or protobuf bytes."""
+    if normalize_format(format) == "json":
+        return encode_state_json(state)
+    return encode_state_protobuf(state)
+
+
+def content_type(format: str) -> str:
+    """The HTTP ``Content-Type`` of a body in ``format``."""
+    return "application/json" if normalize_format(format) == "json" else "application/x-protobuf"
+
+
+_RESYNC_JSON = '{"op":"resync"}'
+_RESYNC_PROTOBUF = pb.ClientMessage(resync=pb.Resync()).SerializeToString()
+
+
+def resync_message(format: str) -> Union[str, bytes]:
+    """``{"op":"resync"}`` as text for JSON, ``ClientMessage{resync{}}`` bytes for protobuf."""
+    return _RESYNC_JSON if normalize_format(format) == "json" else _RESYNC_PROTOBUF
+

@@ -1,0 +1,128 @@
+"""A subscriber for cross-language conformance tests.
+
+::
+
+    python -m phasecast.conformance --url ws://127.0.0.1:PORT/ws --format protobuf \\
+        --delta true --until-seq 500 [--slow-ms 20] [--stream NAME] [--timeout 30]
+
+After every frame that leaves it holding a verified state it prints one JSON line to
+stdout with that state::
+
+    {"seq":42,"step":11,"energy":-1.5,"timestamp":1764000000.5,"phases":[...],"spins":[...]}
+
+(floats in Python's shortest round-trip form, so they carry the exact bits), and exits
+0 once it holds a seq >= ``--until-seq``. Connection and resync events go to stderr.
+Exit status: 0 done, 1 the subscription ended or was refused, 3 timed out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import List, Optional
+
+from .client import Event, Subscriber, SubscriptionRefused
+from .model import State
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_TIMEOUT = 3
+
+
+def state_line(seq: int, state: State) -> str:
+    """The JSON line printed for a state held at ``seq``."""
+    return json.dumps(
+        {
+            "seq": seq,
+            "step": state.step,
+            "energy": state.energy,
+            "timestamp": state.timestamp,
+            "phases": state.phases,
+            "spins": state.spins,
+        },
+        separators=(",", ":"),
+    )
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m phasecast.conformance",
+        description="Subscribe and print the state held after every frame as a JSON line.",
+        epilog="Exit status: 0 done, 1 the subscription ended or was refused, 3 timed out.",
+    )
+    parser.add_argument("--url", required=True, help="the server's /ws URL")
+    parser.add_argument("--format", default="json", choices=["json", "protobuf", "proto"])
+    parser.add_argument("--delta", type=_bool, default=True, help="true or false")
+    parser.add_argument("--until-seq", type=int, required=True, help="stop once seq >= this")
+    parser.add_argument("--slow-ms", type=float, default=0.0, help="sleep after each frame")
+    parser.add_argument("--stream", default=None)
+    parser.add_argument("--max-hz", type=float, default=None)
+    parser.add_argument("--key", default=None, help="subscriber key (X-API-Key)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    return parser.parse_args(argv)
+
+
+def _log(text: str) -> None:
+    print(f"phasecast.conformance: {text}", file=sys.stderr, flush=True)
+
+
+def _log_event(event: Event) -> None:
+    _log(str(event))
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Subscribes and prints until ``--until-seq``; returns the exit status."""
+    subscriber = Subscriber(
+        args.url,
+        format=args.format,
+        delta=args.delta,
+        max_hz=args.max_hz,
+        stream=args.stream,
+        key=args.key,
+        on_event=_log_event,
+    )
+    async with subscriber as sub:
+        async for state in sub:
+            assert sub.seq is not None
+            sys.stdout.write(state_line(sub.seq, state) + "\n")
+            sys.stdout.flush()
+            if sub.seq >= args.until_seq:
+                return EXIT_OK
+            if args.slow_ms > 0:
+                await asyncio.sleep(args.slow_ms / 1000.0)
+    _log("the subscription ended before --until-seq")
+    return EXIT_FAILED
+
+
+async def _run_with_timeout(args: argparse.Namespace) -> int:
+    try:
+        return await asyncio.wait_for(run(args), args.timeout)
+    except asyncio.TimeoutError:
+        _log(f"timed out after {args.timeout} s")
+        return EXIT_TIMEOUT
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        return asyncio.run(_run_with_timeout(args))
+    except SubscriptionRefused as err:
+        _log(str(err))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+/**
+ * The JSON encoding: frames are text messages, a full frame is the state's fields
+ * plus `seq`, a delta has `is_delta: true` and the new values of what changed keyed
+ * by index (`phases_delta`, `spins_delta`), and a 16-hex-digit `checksum`.
+ *
+ * The server writes numbers in their shortest round-trip form, so `JSON.parse`
+ * yields exactly the server's doubles.
+ *
+ * @module
+ */
+
+import { parseChecksumHex } from "./checksum.js";
+import { DecodeError } from "./errors.js";
+import type { DeltaFrame, Frame, State, StateInput } from "./model.js";
+
+type Json = Record<string, unknown>;
+
+function fail(message: string, cause?: unknown): never {
+  throw new DecodeError("json", message, cause === undefined ? undefined : { cause });
+}
+
+/** A JSON integer that a `number` holds exactly (seq, step, base_seq). */
+function uint(obj: Json, key: string): number {
+  const v = obj[key];
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+    fail(`"${key}" must be an integer in 0..2^53, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function finite(obj: Json, key: string): number {
+  const v = obj[key];
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    fail(`"${key}" must be a number, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/** `timestamp`: a number, or absent / null for a state without one. */
+function optionalTimestamp(obj: Json): number | undefined {
+  const v = obj["timestamp"];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number") fail(`"timestamp" must be a number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function numberArray(v: unknown, key: string): Float64Array {
+  if (!Array.isArray(v)) fail(`"${key}" must be an array`);
+  const out = new Float64Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const x: unknown = v[i];
+    if (typeof x !== "number") fail(`${key}[${i}] must be a number, got ${JSON.stringify(x)}`);
+    out[i] = x;
+  }
+  return out;
+}
+
+function spinArray(v: unknown): Int8Array {
+  if (v === undefined || v === null) return new Int8Array(0);
+  if (!Array.isArray(v)) fail(`"spins" must be an array`);
+  const out = new Int8Array(v.length);
+  for (let i = 0; i < v.length; i++) {
+    const x: unknown = v[i];
+    if (x !== 1 && x !== -1) fail(`spins[${i}] must be +1 or -1, got ${JSON.stringify(x)}`);
+    out[i] = x;
+  }
+  return out;
+}
+
+const INDEX = /^\+?[0-9]+$/;
+
+/** An `{"index": number}` map as parallel arrays, ascending by index. */
+function indexMap(v: unknown, key: string): { indices: number[]; values: number[] } {
+  const indices: number[] = [];
+  const values: number[] = [];
+  if (v === undefined || v === null) return { indices, values };
+  if (typeof v !== "object" || Array.isArray(v)) fail(`"${key}" must be an object`);
+  const entries = Object.entries(v as Json).map(([k, x]): [number, number] => {
+    const index = INDEX.test(k) ? Number(k) : NaN;
+    if (!Number.isSafeInteger(index) || index > 0xffffffff) {
+      fail(`${key}: index ${JSON.stringify(k)} is not a number`);
+    }
+    if (typeof x !== "number") fail(`${key}["${k}"] must be a number, got ${JSON.stringify(x)}`);
+    return [index, x];
+  });
+  entries.sort((a, b) => a[0] - b[0]);
+  for (const [i, x] of entries) {
+    indices.push(i);
+    values.push(x);
+  }
+  return { indices, values };
+}
+
+/**
+ * Decodes a JSON frame (the text of one WebSocket message).
+ *
+ * @throws {DecodeError} when the text is not a frame.
+ */
+export function decodeJsonFrame(text: string): Frame {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    fail((err as Error).message, err);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    fail("a frame must be a JSON object");
+  }
+  const obj = parsed as Json;
+  const isDelta = obj["is_delta"] ?? false;
+  if (typeof isDelta !== "boolean") fail(`"is_delta" must be a boolean`);
+  const seq = uint(obj, "seq");
+  const step = uint(obj, "step");
+  const energy = finite(obj, "energy");
+  const timestamp = optionalTimestamp(obj);
+
+  if (!isDelta) {
+    if (obj["phases"] === undefined) fail("full frame without phases");
+    const state: { -readonly [K in keyof State]: State[K] } = {
+      step,
+      phases: numberArray(obj["phases"], "phases"),
+      spins: spinArray(obj["spins"]),
+      energy,
+    };
+    if (timestamp !== undefined) state.timestamp = timestamp;
+    return { kind: "full", seq, state };
+  }
+
+  const baseSeq = uint(obj, "base_seq");
+  const sum = obj["checksum"];
+  const checksum = typeof sum === "string" ? parseChecksumHex(sum) : undefined;
+  if (checksum === undefined) fail(`delta without a valid checksum: ${JSON.stringify(sum)}`);
+  const phases = indexMap(obj["phases_delta"], "phases_delta");
+  const spins = indexMap(obj["spins_delta"], "spins_delta");
+  const delta: { -readonly [K in keyof DeltaFrame]: DeltaFrame[K] } = {
+    kind: "delta",
+    seq,
+    baseSeq,
+    step,
+    energy,
+    checksum,
+    quantumExp: 0,
+    stepIndices: [],
+    stepCounts: [],
+    valueIndices: phases.indices,
+    values: phases.values,
+    flips: [],
+    spinIndices: spins.indices,
+    spinValues: spins.values,
+  };
+  if (timestamp !== undefined) delta.timestamp = timestamp;
+  return delta;
+}
+
+/**
+ * A finite number in its shortest round-trip form (what `String(x)` gives), with
+ * negative zero written `-0.0` so its sign survives every JSON parser.
+ *
+ * @throws {RangeError} for NaN and infinities, which JSON cannot carry.
+ */
+export function formatJsonNumber(x: number): string {
+  if (!Number.isFinite(x)) throw new RangeError(`${x} cannot be sent as JSON`);
+  return Object.is(x, -0) ? "-0.0" : String(x);
+}
+
+function formatUint(x: number, what: string): string {
+  if (!Number.isSafeInteger(x) || x < 0) {
+    throw new RangeError(`${what} must be an integer in 0..2^53, got ${x}`);
+  }
+  return String(x);
+}
+
+/** Writes a list of numbers as a JSON array. */
+export function formatJsonArray(values: ArrayLike<number>): string {
+  let out = "[";
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) out += ",";
+    out += formatJsonNumber(values[i]!);
+  }
+  return out + "]";
+}
+
+/**
+ * A producer state as the JSON body of `POST /pcc_state` or an `/ingest` text
+ * message: `{"step":..,"energy":..,"timestamp":..,"phases":[..],"spins":[..]}`.
+ *
+ * @throws {RangeError} for a step that is not a safe non-negative integer or a
+ *   value JSON cannot carry (NaN, ±Infinity).
+ */
+export function encodeJsonState(state: StateInput): string {
+  let out = `{"step":${formatUint(state.step, "step")},"energy":${formatJsonNumber(state.energy)}`;
+  if (state.timestamp !== undefined && state.timestamp !== null) {
+    out += `,"timestamp":${formatJsonNumber(state.timestamp)}`;
+  }
+  out += `,"phases":${formatJsonArray(state.phases)}`;
+  out += `,"spins":${formatJsonArray(state.spins ?? [])}}`;
+  return out;
+}
+
+/** The resync request of a JSON subscriber. */
+export const JSON_RESYNC = '{"op":"resync"}';

@@ -1,0 +1,448 @@
+//! Configuration: the `phasecast serve` flags (each mirrored by an environment
+//! variable; the old server's names keep their meaning), turned into a validated
+//! [`Config`] tree that the server takes by value.
+
+use std::{net::SocketAddr, str::FromStr, time::Duration};
+
+use clap::Args;
+
+use crate::{codec::Encoding, delta::Tolerance, model::Limits};
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (when `main` binds the listener).
+    pub listen: SocketAddr,
+    /// Default encoding for subscribers that do not choose one.
+    pub wire_format: Encoding,
+    /// Producer side.
+    pub producer: ProducerConfig,
+    /// Subscriber side.
+    pub subscriber: SubscriberConfig,
+    /// Per-stream sequencing and history.
+    pub stream: StreamConfig,
+    /// Collect and export metrics (off only to measure their cost).
+    pub metrics: bool,
+    /// How long shutdown waits for sessions to close.
+    pub shutdown_timeout: Duration,
+    /// Run the built-in demo producer.
+    pub demo: Option<DemoConfig>,
+}
+
+/// Producer-side settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Key producers must present (`X-API-Key`), if any.
+    pub api_key: Option<String>,
+    /// States per second allowed per producer (per client IP over HTTP, per
+    /// connection on `/ingest`); 0 disables the limit.
+    pub rate_limit: u32,
+    /// Largest request body or ingest message.
+    pub max_body_bytes: usize,
+    /// Limits on a state's content.
+    pub limits: Limits,
+    /// Largest number of producer WebSockets at once.
+    pub max_producers: usize,
+}
+
+/// Subscriber-side settings.
+#[derive(Debug, Clone)]
+pub struct SubscriberConfig {
+    /// Origins allowed to open `/ws` (browser `Origin` header); `None` allows all.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Key subscribers must present, if any.
+    pub subscribe_key: Option<String>,
+    /// Largest number of subscribers at once.
+    pub max_subscribers: usize,
+    /// How many frames a subscriber may fall behind before it skips to the newest.
+    pub outbox_frames: usize,
+    /// A write that takes longer than this closes the subscriber as too slow.
+    pub send_timeout: Duration,
+    /// Unsent bytes past which a subscriber is closed as too slow.
+    pub max_backlog_bytes: usize,
+    /// Interval between keep-alive pings; a peer silent for two intervals is dropped.
+    pub ping_interval: Duration,
+    /// Largest message a subscriber may send.
+    pub max_client_message_bytes: usize,
+}
+
+/// Per-stream settings.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// How far a subscriber's phases may be from the truth.
+    pub tolerance: Tolerance,
+    /// A full frame every this many seqs.
+    pub keyframe_interval: u64,
+    /// States kept per stream for resuming subscribers.
+    pub history: usize,
+    /// Largest number of streams.
+    pub max_streams: usize,
+}
+
+/// The built-in demo producer.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoConfig {
+    /// States per second.
+    pub hz: f64,
+    /// Oscillators in the simulation.
+    pub oscillators: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8787)),
+            wire_format: Encoding::Json,
+            producer: ProducerConfig {
+                api_key: None,
+                rate_limit: 1000,
+                max_body_bytes: 4 << 20,
+                limits: Limits::default(),
+                max_producers: 64,
+            },
+            subscriber: SubscriberConfig {
+                allowed_origins: None,
+                subscribe_key: None,
+                max_subscribers: 20_000,
+                outbox_frames: 64,
+                send_timeout: Duration::from_secs(5),
+                max_backlog_bytes: 4 << 20,
+                ping_interval: Duration::from_secs(20),
+                max_client_message_bytes: 4096,
+            },
+            stream: StreamConfig {
+                tolerance: Tolerance::LOSSLESS,
+                keyframe_interval: 200,
+                history: 1024,
+                max_streams: 64,
+            },
+            metrics: true,
+            shutdown_timeout: Duration::from_secs(5),
+            demo: None,
+        }
+    }
+}
+
+/// `phasecast serve` flags. Each has an environment variable; a flag wins over it.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Port to listen on.
+    #[arg(long, env = "MCP_SERVER_PORT", default_value_t = 8787)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "PCC_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// API key producers must send (X-API-Key). Unset: producers need no key.
+    #[arg(long, env = "MCP_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Default wire format for subscribers: json or protobuf (alias proto).
+    #[arg(long, env = "PCC_WIRE_FORMAT", default_value = "json")]
+    pub wire_format: String,
+    /// Comma-separated origins allowed to open /ws from a browser; unset or * allows all.
+    #[arg(long, env = "ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+    /// Key subscribers must send (X-API-Key or ?key=). Unset: anyone may subscribe.
+    #[arg(long, env = "PCC_SUBSCRIBE_KEY", hide_env_values = true)]
+    pub subscribe_key: Option<String>,
+    /// Tolerance ε in radians: a phase is sent only when the subscriber's copy is
+    /// more than ε off. 0 is lossless.
+    #[arg(long, env = "PCC_DELTA_EPSILON", default_value_t = 0.0)]
+    pub delta_epsilon: f64,
+    /// A full frame every this many states (200: once a second at 200 Hz).
+    #[arg(long, env = "PCC_KEYFRAME_INTERVAL", default_value_t = 200)]
+    pub keyframe_interval: u64,
+    /// States kept per stream so reconnecting subscribers can resume with a delta.
+    #[arg(long, env = "PCC_HISTORY", default_value_t = 1024)]
+    pub history: usize,
+    /// Largest number of oscillators in one state.
+    #[arg(long, env = "PCC_MAX_OSCILLATORS", default_value_t = 65_536)]
+    pub max_oscillators: usize,
+    /// Largest request body or ingest message (e.g. 4MiB, 512KiB, 100000).
+    #[arg(long, env = "PCC_MAX_BODY_BYTES", default_value = "4MiB")]
+    pub max_body_bytes: String,
+    /// States per second per producer (client IP for HTTP, connection for /ingest); 0: no limit.
+    #[arg(long, env = "PCC_PRODUCER_RATE_LIMIT", default_value_t = 1000)]
+    pub producer_rate_limit: u32,
+    /// Largest number of producer WebSockets at once.
+    #[arg(long, env = "PCC_MAX_PRODUCERS", default_value_t = 64)]
+    pub max_producers: usize,
+    /// Largest number of subscribers at once; more are refused (close 1013).
+    #[arg(long, env = "PCC_MAX_SUBSCRIBERS", default_value_t = 20_000)]
+    pub max_subscribers: usize,
+    /// Largest number of streams.
+    #[arg(long, env = "PCC_MAX_STREAMS", default_value_t = 64)]
+    pub max_streams: usize,
+    /// Frames a subscriber may fall behind before it skips to the newest state.
+    #[arg(long, env = "PCC_OUTBOX_FRAMES", default_value_t = 64)]
+    pub outbox_frames: usize,
+    /// A subscriber whose socket stays unwritable this long is closed (e.g. 5s, 500ms).
+    #[arg(long, env = "PCC_SEND_TIMEOUT", default_value = "5s")]
+    pub send_timeout: String,
+    /// A subscriber with more unsent bytes than this is closed.
+    #[arg(long, env = "PCC_MAX_BACKLOG_BYTES", default_value = "4MiB")]
+    pub max_backlog_bytes: String,
+    /// Keep-alive ping interval; a peer silent for two intervals is dropped.
+    #[arg(long, env = "PCC_PING_INTERVAL", default_value = "20s")]
+    pub ping_interval: String,
+    /// How long shutdown waits for subscribers to be closed.
+    #[arg(long, env = "PCC_SHUTDOWN_TIMEOUT", default_value = "5s")]
+    pub shutdown_timeout: String,
+    /// Collect and export metrics (false only to measure their cost).
+    #[arg(long, env = "PCC_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
+    /// Run a built-in producer: a Kuramoto simulation with coupled spins.
+    #[arg(long, env = "PCC_DEMO")]
+    pub demo: bool,
+    /// Demo producer rate, states per second.
+    #[arg(long, env = "PCC_DEMO_HZ", default_value_t = 200.0)]
+    pub demo_hz: f64,
+    /// Demo producer size, oscillators.
+    #[arg(long, env = "PCC_DEMO_OSCILLATORS", default_value_t = 32)]
+    pub demo_oscillators: usize,
+}
+
+/// Every problem found in the configuration, one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct Error(pub Vec<String>);
+
+impl ServeArgs {
+    /// Checks every setting and builds the [`Config`].
+    ///
+    /// # Errors
+    /// Lists every invalid setting, naming its flag and variable.
+    pub fn into_config(self) -> Result<Config, Error> {
+        let mut problems = Vec::new();
+        let mut check = |result: Result<(), String>| {
+            if let Err(p) = result {
+                problems.push(p);
+            }
+        };
+        let mut config = Config::default();
+
+        match format!("{}:{}", self.host, self.port).parse::<SocketAddr>() {
+            Ok(a) => config.listen = a,
+            Err(_) => check(Err(format!(
+                "--host / PCC_HOST: {:?} is not an IP address",
+                self.host
+            ))),
+        }
+        match self.wire_format.parse() {
+            Ok(e) => config.wire_format = e,
+            Err(e) => check(Err(format!("--wire-format / PCC_WIRE_FORMAT: {e}"))),
+        }
+        config.producer.api_key = self.api_key.filter(|k| !k.is_empty());
+        config.subscriber.subscribe_key = self.subscribe_key.filter(|k| !k.is_empty());
+        config.subscriber.allowed_origins = self.allowed_origins.and_then(|o| parse_origins(&o));
+        match Tolerance::new(self.delta_epsilon) {
+            Ok(t) => config.stream.tolerance = t,
+            Err(e) => check(Err(format!("--delta-epsilon / PCC_DELTA_EPSILON: {e}"))),
+        }
+        check(at_least(
+            "--keyframe-interval / PCC_KEYFRAME_INTERVAL",
+            self.keyframe_interval,
+            1,
+        ));
+        config.stream.keyframe_interval = self.keyframe_interval;
+        check(at_least("--history / PCC_HISTORY", self.history as u64, 1));
+        config.stream.history = self.history;
+        check(at_least(
+            "--max-oscillators / PCC_MAX_OSCILLATORS",
+            self.max_oscillators as u64,
+            1,
+        ));
+        config.producer.limits.max_oscillators = self.max_oscillators;
+        check(at_least("--max-streams / PCC_MAX_STREAMS", self.max_streams as u64, 1));
+        config.stream.max_streams = self.max_streams;
+        check(at_least(
+            "--outbox-frames / PCC_OUTBOX_FRAMES",
+            self.outbox_frames as u64,
+            1,
+        ));
+        config.subscriber.outbox_frames = self.outbox_frames;
+        config.subscriber.max_subscribers = self.max_subscribers;
+        config.producer.max_producers = self.max_producers;
+        config.producer.rate_limit = self.producer_rate_limit;
+        config.metrics = self.metrics;
+
+        let mut size = |flag: &str, text: &str, into: &mut usize| match parse_bytes(text) {
+            Ok(n) if n > 0 => *into = n,
+            Ok(_) => problems.push(format!("{flag}: must be more than 0")),
+            Err(e) => problems.push(format!("{flag}: {e}")),
+        };
+        size(
+            "--max-body-bytes / PCC_MAX_BODY_BYTES",
+            &self.max_body_bytes,
+            &mut config.producer.max_body_bytes,
+        );
+        size(
+            "--max-backlog-bytes / PCC_MAX_BACKLOG_BYTES",
+            &self.max_backlog_bytes,
+            &mut config.subscriber.max_backlog_bytes,
+        );
+        let mut duration = |flag: &str, text: &str, into: &mut Duration| {
+            match humantime::parse_duration(text) {
+                Ok(d) if !d.is_zero() => *into = d,
+                Ok(_) => problems.push(format!("{flag}: must be more than 0")),
+                Err(e) => problems.push(format!("{flag}: {text:?}: {e} (e.g. 5s, 250ms)")),
+            }
+        };
+        duration(
+            "--send-timeout / PCC_SEND_TIMEOUT",
+            &self.send_timeout,
+            &mut config.subscriber.send_timeout,
+        );
+        duration(
+            "--ping-interval / PCC_PING_INTERVAL",
+            &self.ping_interval,
+            &mut config.subscriber.ping_interval,
+        );
+        duration(
+            "--shutdown-timeout / PCC_SHUTDOWN_TIMEOUT",
+            &self.shutdown_timeout,
+            &mut config.shutdown_timeout,
+        );
+        if self.demo {
+            if !(self.demo_hz > 0.0 && self.demo_hz <= 10_000.0) {
+                problems.push(format!(
+                    "--demo-hz / PCC_DEMO_HZ: {} is not between 0 and 10000",
+                    self.demo_hz
+                ));
+            }
+            if self.demo_oscillators == 0 || self.demo_oscillators > self.max_oscillators {
+                problems.push(format!(
+                    "--demo-oscillators / PCC_DEMO_OSCILLATORS: {} is not between 1 and the oscillator limit {}",
+                    self.demo_oscillators, self.max_oscillators
+                ));
+            }
+            config.demo = Some(DemoConfig {
+                hz: self.demo_hz,
+                oscillators: self.demo_oscillators,
+            });
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(Error(problems))
+        }
+    }
+}
+
+fn at_least(flag: &str, value: u64, min: u64) -> Result<(), String> {
+    if value < min {
+        Err(format!("{flag}: must be at least {min}, got {value}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// `ALLOWED_ORIGINS`: comma-separated; empty or `*` means any origin.
+fn parse_origins(text: &str) -> Option<Vec<String>> {
+    let origins: Vec<String> = text
+        .split(',')
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() || origins.iter().any(|o| o == "*") {
+        None
+    } else {
+        Some(origins)
+    }
+}
+
+/// A byte size: a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n = u64::from_str(digits).map_err(|_| format!("{text:?} is not a byte size (e.g. 4MiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (use B, KiB, MiB, GiB)")),
+    };
+    n.checked_mul(scale)
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, Error> {
+        let mut all = vec!["phasecast"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().serve.into_config()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_match_the_old_server() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.listen.port(), 8787);
+        assert_eq!(c.wire_format, Encoding::Json);
+        assert_eq!(c.stream.tolerance, Tolerance::LOSSLESS);
+        assert!(c.subscriber.allowed_origins.is_none());
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_flag() {
+        let err = parse(&[
+            "--wire-format",
+            "xml",
+            "--delta-epsilon",
+            "-1",
+            "--max-body-bytes",
+            "lots",
+            "--send-timeout",
+            "soon",
+            "--keyframe-interval",
+            "0",
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        for flag in [
+            "PCC_WIRE_FORMAT",
+            "PCC_DELTA_EPSILON",
+            "PCC_MAX_BODY_BYTES",
+            "PCC_SEND_TIMEOUT",
+            "PCC_KEYFRAME_INTERVAL",
+        ] {
+            assert!(text.contains(flag), "{flag} missing from:\n{text}");
+        }
+        assert_eq!(err.0.len(), 5);
+    }
+
+    #[test]
+    fn byte_sizes_and_origins() {
+        assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_bytes("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert!(parse_bytes("4 parsecs").is_err());
+        assert_eq!(parse_origins("*"), None);
+        assert_eq!(
+            parse_origins("https://a.example/, http://b.example:8080"),
+            Some(vec![
+                "https://a.example".to_owned(),
+                "http://b.example:8080".to_owned()
+            ])
+        );
+        let c = parse(&["--wire-format", "proto", "--delta-epsilon", "0.001"]).unwrap();
+        assert_eq!(c.wire_format, Encoding::Protobuf);
+        assert_eq!(c.stream.tolerance.epsilon(), 0.001);
+    }
+}

@@ -1,0 +1,494 @@
+//! Every metric phasecast exports: OpenTelemetry instruments, rendered in Prometheus
+//! text format on `GET /metrics` by the `opentelemetry-prometheus` exporter.
+//!
+//! The rest of the code records through the named methods of [`Metrics`]; no metric
+//! name appears anywhere else. Counters on the per-frame, per-subscriber path are plain
+//! atomics read by observable OpenTelemetry counters at scrape time, so recording a
+//! frame costs a few relaxed atomic adds: no lock, no allocation, no attribute lookup.
+//!
+//! Names are chosen so that the exporter's suffixes (`_total` for counters, the unit
+//! for instruments that have one) give exactly the names existing dashboards use.
+
+use std::{
+    sync::{
+        atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::Duration,
+};
+
+use opentelemetry::{
+    metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter},
+    KeyValue,
+};
+use opentelemetry_sdk::{metrics::SdkMeterProvider, Resource};
+use prometheus::{Encoder as _, TextEncoder};
+
+use crate::codec::Encoding;
+
+/// Whether a frame is a whole state or a delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A full frame.
+    Full,
+    /// A delta frame.
+    Delta,
+}
+
+impl FrameKind {
+    const ALL: [FrameKind; 2] = [FrameKind::Full, FrameKind::Delta];
+
+    /// `full` or `delta`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameKind::Full => "full",
+            FrameKind::Delta => "delta",
+        }
+    }
+}
+
+/// Why frames meant for a subscriber were not sent to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The subscriber fell behind; it skipped to the newest state by a delta.
+    Conflated,
+    /// The subscriber was closed for being too slow.
+    Disconnected,
+    /// A producer's state was refused.
+    Rejected,
+}
+
+impl DropReason {
+    const ALL: [DropReason; 3] = [
+        DropReason::Conflated,
+        DropReason::Disconnected,
+        DropReason::Rejected,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Conflated => "conflated",
+            DropReason::Disconnected => "disconnected",
+            DropReason::Rejected => "rejected",
+        }
+    }
+}
+
+/// Why a producer's input was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Not JSON / protobuf.
+    Malformed,
+    /// A field missing, of the wrong type, or out of range.
+    Invalid,
+    /// Missing or wrong API key.
+    Unauthorized,
+    /// Body over the size limit.
+    TooLarge,
+    /// Over the producer rate limit.
+    RateLimited,
+    /// A new stream past the stream limit.
+    StreamLimit,
+}
+
+impl RejectReason {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::Invalid => "invalid",
+            RejectReason::Unauthorized => "unauthorized",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::RateLimited => "rate_limited",
+            RejectReason::StreamLimit => "stream_limit",
+        }
+    }
+}
+
+/// Why a subscriber connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed it or went away.
+    Client,
+    /// Closed for being too slow (send timeout or backlog).
+    Slow,
+    /// No pong within the keep-alive window.
+    PingTimeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// A protocol or I/O error.
+    Error,
+    /// Refused by policy (a limit, a bad message).
+    Policy,
+}
+
+impl CloseReason {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Client => "client",
+            CloseReason::Slow => "slow",
+            CloseReason::PingTimeout => "ping_timeout",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Error => "error",
+            CloseReason::Policy => "policy",
+        }
+    }
+}
+
+/// Why a slow subscriber was disconnected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowReason {
+    /// Its socket stayed unwritable past the send timeout.
+    Timeout,
+    /// Its unsent backlog passed the byte limit.
+    Backlog,
+}
+
+impl SlowReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            SlowReason::Timeout => "timeout",
+            SlowReason::Backlog => "backlog",
+        }
+    }
+}
+
+/// Latency buckets, in seconds: resolve 50 µs up to 2.5 s.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
+/// Frame size buckets, in bytes.
+const SIZE_BUCKETS: [f64; 13] = [
+    32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 65536.0,
+    262144.0, 1048576.0,
+];
+
+/// Hot-path counters: atomics, read by observable instruments at scrape time.
+#[derive(Default)]
+struct Hot {
+    connections: AtomicI64,
+    producers: AtomicI64,
+    broadcast: AtomicU64,
+    dropped: [AtomicU64; 3],
+    frames: [[AtomicU64; 2]; 2],
+    bytes: [[AtomicU64; 2]; 2],
+    /// What the frames sent would have cost as full frames: the saving ratio's denominator.
+    full_equivalent_bytes: AtomicU64,
+}
+
+/// All of phasecast's instruments, and the registry `/metrics` renders.
+pub struct Metrics {
+    registry: prometheus::Registry,
+    /// Keeps the pipeline alive; dropping it would stop collection.
+    _provider: Option<SdkMeterProvider>,
+    hot: Arc<Hot>,
+    received: Counter<u64>,
+    rejected_inputs: Counter<u64>,
+    opened: Counter<u64>,
+    closed: Counter<u64>,
+    keyframes: Counter<u64>,
+    slow_disconnects: Counter<u64>,
+    resumes: Counter<u64>,
+    streams: UpDownCounter<i64>,
+    message_size: Histogram<u64>,
+    processing: Histogram<f64>,
+    latency: Histogram<f64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Builds every instrument on a meter provider whose resource has
+    /// `service.name = phasecast`, exported to a fresh Prometheus registry.
+    ///
+    /// With `enabled = false` the instruments are no-ops and `/metrics` is empty: the
+    /// load benchmark's baseline for the cost of metrics.
+    ///
+    /// # Errors
+    /// When the Prometheus exporter cannot be built.
+    pub fn new(enabled: bool) -> Result<Metrics, opentelemetry_sdk::error::OTelSdkError> {
+        let registry = prometheus::Registry::new();
+        let provider = if enabled {
+            let exporter = opentelemetry_prometheus::exporter()
+                .with_registry(registry.clone())
+                .scope_info_enabled(false)
+                .build()?;
+            Some(
+                SdkMeterProvider::builder()
+                    .with_reader(exporter)
+                    .with_resource(Resource::builder().with_service_name("phasecast").build())
+                    .build(),
+            )
+        } else {
+            None
+        };
+        let meter = match &provider {
+            Some(p) => p.meter("phasecast"),
+            None => opentelemetry::metrics::noop::NoopMeterProvider::new().meter("phasecast"),
+        };
+        let hot = Arc::new(Hot::default());
+        register_hot(&meter, &hot);
+        meter
+            .u64_observable_gauge("phasecast_build_info")
+            .with_description("Build of the running server; always 1")
+            .with_callback(|o| {
+                o.observe(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))])
+            })
+            .build();
+        let counter = |name: &'static str, description: &'static str| {
+            meter.u64_counter(name).with_description(description).build()
+        };
+        Ok(Metrics {
+            registry,
+            received: counter(
+                "mcp_pcc_messages_received",
+                "Producer states accepted",
+            ),
+            rejected_inputs: counter(
+                "phasecast_inputs_rejected",
+                "Producer inputs refused, by reason",
+            ),
+            opened: counter(
+                "phasecast_ws_connections_opened",
+                "Subscriber WebSocket connections opened",
+            ),
+            closed: counter(
+                "phasecast_ws_connections_closed",
+                "Subscriber WebSocket connections closed, by reason",
+            ),
+            keyframes: counter("phasecast_keyframes", "Keyframes produced by streams"),
+            slow_disconnects: counter(
+                "phasecast_slow_client_disconnects",
+                "Subscribers closed for being too slow, by reason",
+            ),
+            resumes: counter(
+                "phasecast_resumes",
+                "Subscribers that asked to resume, by whether the state they held was still known",
+            ),
+            streams: meter
+                .i64_up_down_counter("phasecast_streams")
+                .with_description("Streams known")
+                .build(),
+            message_size: meter
+                .u64_histogram("mcp_pcc_message_size")
+                .with_description("Size of each encoded frame (once per encoding, not per subscriber)")
+                .with_unit("By")
+                .with_boundaries(SIZE_BUCKETS.to_vec())
+                .build(),
+            processing: meter
+                .f64_histogram("mcp_pcc_message_processing")
+                .with_description("Time to decode, validate and sequence one producer state")
+                .with_unit("s")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            latency: meter
+                .f64_histogram("mcp_pcc_broadcast_latency")
+                .with_description("From state accepted to frame written to a subscriber's socket")
+                .with_unit("s")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            _provider: provider,
+            hot,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(out).expect("the text encoder writes UTF-8")
+    }
+
+    /// The content type of [`Metrics::render`]'s output.
+    pub fn content_type(&self) -> &'static str {
+        prometheus::TEXT_FORMAT
+    }
+
+    /// A producer's state was accepted after `processing`.
+    pub fn state_received(&self, processing: Duration) {
+        self.received.add(1, &[]);
+        self.processing.record(processing.as_secs_f64(), &[]);
+    }
+
+    /// A producer's input was refused.
+    pub fn input_rejected(&self, reason: RejectReason) {
+        self.rejected_inputs
+            .add(1, &[KeyValue::new("reason", reason.as_str())]);
+        self.hot.dropped[DropReason::Rejected as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A stream produced a keyframe.
+    pub fn keyframe(&self) {
+        self.keyframes.add(1, &[]);
+    }
+
+    /// A stream was created.
+    pub fn stream_created(&self) {
+        self.streams.add(1, &[]);
+    }
+
+    /// A frame was encoded (once per encoding and kind, shared by its subscribers).
+    pub fn frame_encoded(&self, encoding: Encoding, kind: FrameKind, bytes: usize) {
+        self.message_size.record(
+            bytes as u64,
+            &[
+                KeyValue::new("format", encoding.as_str()),
+                KeyValue::new("kind", kind.as_str()),
+            ],
+        );
+    }
+
+    /// A frame of `bytes` was handed to a subscriber's socket; as a full frame it
+    /// would have cost `full_bytes`.
+    pub fn frame_sent(&self, encoding: Encoding, kind: FrameKind, bytes: usize, full_bytes: usize) {
+        let (e, k) = (encoding.index(), kind as usize);
+        self.hot.frames[e][k].fetch_add(1, Relaxed);
+        self.hot.bytes[e][k].fetch_add(bytes as u64, Relaxed);
+        self.hot
+            .full_equivalent_bytes
+            .fetch_add(full_bytes as u64, Relaxed);
+        self.hot.broadcast.fetch_add(1, Relaxed);
+    }
+
+    /// A write to a subscriber completed; its newest frame was accepted `latency` ago.
+    pub fn frames_written(&self, latency: Duration) {
+        self.latency.record(latency.as_secs_f64(), &[]);
+    }
+
+    /// Frames meant for a subscriber were not sent to it.
+    pub fn dropped(&self, reason: DropReason, frames: u64) {
+        self.hot.dropped[reason as usize].fetch_add(frames, Relaxed);
+    }
+
+    /// A subscriber connected; `resumed` tells whether it asked to resume and whether
+    /// the state it held was still known.
+    pub fn subscriber_opened(&self, resumed: Option<bool>) {
+        self.opened.add(1, &[]);
+        self.hot.connections.fetch_add(1, Relaxed);
+        if let Some(hit) = resumed {
+            let result = if hit { "hit" } else { "miss" };
+            self.resumes.add(1, &[KeyValue::new("result", result)]);
+        }
+    }
+
+    /// A subscriber's connection ended.
+    pub fn subscriber_closed(&self, reason: CloseReason) {
+        self.closed
+            .add(1, &[KeyValue::new("reason", reason.as_str())]);
+        self.hot.connections.fetch_sub(1, Relaxed);
+    }
+
+    /// A slow subscriber was disconnected.
+    pub fn slow_disconnect(&self, reason: SlowReason) {
+        self.slow_disconnects
+            .add(1, &[KeyValue::new("reason", reason.as_str())]);
+        self.dropped(DropReason::Disconnected, 1);
+    }
+
+    /// A producer WebSocket opened (`true`) or closed (`false`).
+    pub fn producer_connected(&self, connected: bool) {
+        self.hot
+            .producers
+            .fetch_add(if connected { 1 } else { -1 }, Relaxed);
+    }
+
+    /// Subscribers connected now.
+    pub fn subscribers(&self) -> i64 {
+        self.hot.connections.load(Relaxed)
+    }
+
+    /// Producer WebSockets connected now.
+    pub fn producers(&self) -> i64 {
+        self.hot.producers.load(Relaxed)
+    }
+}
+
+/// Registers the observable instruments that read the hot-path atomics.
+fn register_hot(meter: &Meter, hot: &Arc<Hot>) {
+    let h = hot.clone();
+    meter
+        .i64_observable_up_down_counter("mcp_ws_connections_current")
+        .with_description("Subscriber WebSocket connections open now")
+        .with_callback(move |o| o.observe(h.connections.load(Relaxed), &[]))
+        .build();
+    let h = hot.clone();
+    meter
+        .i64_observable_up_down_counter("phasecast_producers_connected")
+        .with_description("Producer WebSockets open now")
+        .with_callback(move |o| o.observe(h.producers.load(Relaxed), &[]))
+        .build();
+    let h = hot.clone();
+    meter
+        .u64_observable_counter("mcp_pcc_messages_broadcast")
+        .with_description("Frames delivered to subscribers (one per subscriber per frame)")
+        .with_callback(move |o| o.observe(h.broadcast.load(Relaxed), &[]))
+        .build();
+    let h = hot.clone();
+    meter
+        .u64_observable_counter("mcp_pcc_messages_dropped")
+        .with_description("States not delivered, by reason: conflated (a slow subscriber skipped it), disconnected, rejected")
+        .with_callback(move |o| {
+            for r in DropReason::ALL {
+                o.observe(
+                    h.dropped[r as usize].load(Relaxed),
+                    &[KeyValue::new("reason", r.as_str())],
+                );
+            }
+        })
+        .build();
+    let h = hot.clone();
+    meter
+        .u64_observable_counter("phasecast_frames_sent")
+        .with_description("Frames written to subscribers, by format and kind")
+        .with_callback(move |o| {
+            for e in Encoding::ALL {
+                for k in FrameKind::ALL {
+                    o.observe(h.frames[e.index()][k as usize].load(Relaxed), &labels(e, k));
+                }
+            }
+        })
+        .build();
+    let h = hot.clone();
+    meter
+        .u64_observable_counter("phasecast_frame_sent")
+        .with_description("Bytes of frames written to subscribers, by format and kind")
+        .with_unit("By")
+        .with_callback(move |o| {
+            for e in Encoding::ALL {
+                for k in FrameKind::ALL {
+                    o.observe(h.bytes[e.index()][k as usize].load(Relaxed), &labels(e, k));
+                }
+            }
+        })
+        .build();
+    let h = hot.clone();
+    meter
+        .f64_observable_gauge("phasecast_delta_saving_ratio")
+        .with_description("1 - bytes sent / bytes the same frames would have cost as full frames")
+        .with_callback(move |o| {
+            let full = h.full_equivalent_bytes.load(Relaxed);
+            let sent: u64 = h.bytes.iter().flatten().map(|b| b.load(Relaxed)).sum();
+            let ratio = if full == 0 {
+                0.0
+            } else {
+                1.0 - sent as f64 / full as f64
+            };
+            o.observe(ratio, &[]);
+        })
+        .build();
+}
+
+fn labels(e: Encoding, k: FrameKind) -> [KeyValue; 2] {
+    [
+        KeyValue::new("format", e.as_str()),
+        KeyValue::new("kind", k.as_str()),
+    ]
+}

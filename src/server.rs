@@ -1,0 +1,91 @@
+//! Wiring: builds the metrics, the hub and the router, runs them on an
+//! already-bound listener, and owns shutdown: stop accepting, close every session
+//! with a close frame, wait for them (bounded), return.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{info, warn};
+
+use crate::{
+    config::Config,
+    demo,
+    fanout::Hub,
+    metrics::Metrics,
+    transport::{self, AppState},
+};
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The metrics exporter could not be built.
+    #[error("metrics: {0}")]
+    Metrics(#[from] opentelemetry_sdk::error::OTelSdkError),
+    /// The listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the server on `listener` until `shutdown` completes, then drains.
+///
+/// Returns once every session has closed or `config.shutdown_timeout` has passed.
+///
+/// # Errors
+/// When metrics cannot be set up or the listener fails.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::new(config.metrics)?);
+    let hub = Arc::new(Hub::new(
+        config.stream.clone(),
+        config.subscriber.outbox_frames,
+        metrics,
+    ));
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let config = Arc::new(config);
+    if let Some(demo) = config.demo {
+        tracker.spawn(demo::run(hub.clone(), demo, token.child_token()));
+    }
+    let app = AppState::new(hub, config.clone(), token.clone(), tracker.clone());
+    let router = transport::router(app);
+    let addr = listener.local_addr()?;
+    info!(%addr, wire_format = %config.wire_format, "phasecast listening");
+
+    // Small frames must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    let stop = token.clone();
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        info!("shutting down: closing sessions");
+        stop.cancel();
+    })
+    .await?;
+
+    // Upgraded sockets outlive `serve`: wait for their sessions to close.
+    token.cancel();
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = tracker.len(),
+            "shutdown timeout passed with sessions still open"
+        );
+    }
+    info!("phasecast stopped");
+    Ok(())
+}

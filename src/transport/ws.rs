@@ -1,0 +1,465 @@
+//! `GET /ws`: one [`Session`] per subscriber socket.
+//!
+//! A session sends the newest state at once, then every update of its stream in
+//! order. Updates it has not yet written wait in the stream's broadcast ring (the
+//! outbox); when several are waiting they go out in one write. A subscriber that falls
+//! more than the outbox behind skips to the newest state with a delta from what it
+//! holds (latest wins, counted as conflated drops); one whose socket stays unwritable
+//! past the send timeout, or whose unsent bytes pass the backlog limit, is closed.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{
+        rejection::QueryRejection,
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        ConnectInfo, Query, State,
+    },
+    http::{header, HeaderMap},
+    response::{IntoResponse, Response},
+};
+use futures_util::SinkExt;
+use serde::Deserialize;
+use tokio::{
+    sync::{broadcast::error::TryRecvError, OwnedSemaphorePermit},
+    time::{sleep_until, timeout},
+};
+use tracing::{debug, warn};
+
+use super::{key_matches, presented_key, AppState, ApiError};
+use crate::{
+    codec::{self, ClientMessage, Encoding},
+    fanout::DEFAULT_STREAM,
+    metrics::{CloseReason, DropReason, FrameKind, SlowReason},
+    stream::{Stream, Update},
+};
+
+/// Read buffer per subscriber: they send only tiny control messages, and
+/// tungstenite's 128 KiB default would be held (and zeroed) for every socket.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Frames are gathered up to this many bytes before a write.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// `/ws` query parameters, all optional and checked by hand so that an error names
+/// the parameter.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct SubscribeQuery {
+    format: Option<String>,
+    delta: Option<String>,
+    max_hz: Option<String>,
+    resume: Option<String>,
+    stream: Option<String>,
+    key: Option<String>,
+}
+
+/// What a subscriber asked for.
+#[derive(Debug, Clone, PartialEq)]
+struct Subscription {
+    encoding: Encoding,
+    deltas: bool,
+    min_interval: Option<Duration>,
+    resume: Option<u64>,
+    stream: String,
+}
+
+fn bad(name: &'static str, reason: impl Into<String>) -> ApiError {
+    ApiError::BadParameter {
+        name,
+        reason: reason.into(),
+    }
+}
+
+impl SubscribeQuery {
+    fn into_subscription(
+        self,
+        default: Encoding,
+        requested_protocols: &[String],
+    ) -> Result<Subscription, ApiError> {
+        let encoding = match &self.format {
+            Some(f) => f.parse().map_err(|e| bad("format", format!("{e}")))?,
+            None => requested_protocols
+                .iter()
+                .find_map(|p| Encoding::from_subprotocol(p))
+                .unwrap_or(default),
+        };
+        let deltas = match self.delta.as_deref() {
+            None | Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => return Err(bad("delta", format!("{other:?} is not true or false"))),
+        };
+        let min_interval = match &self.max_hz {
+            None => None,
+            Some(text) => match text.parse::<f64>() {
+                Ok(hz) if hz.is_finite() && hz > 0.0 => Some(Duration::from_secs_f64(1.0 / hz)),
+                _ => return Err(bad("max_hz", format!("{text:?} is not a rate above 0"))),
+            },
+        };
+        let resume = match &self.resume {
+            None => None,
+            Some(text) => Some(
+                text.parse::<u64>()
+                    .map_err(|_| bad("resume", format!("{text:?} is not a seq")))?,
+            ),
+        };
+        Ok(Subscription {
+            encoding,
+            deltas,
+            min_interval,
+            resume,
+            stream: self.stream.unwrap_or_else(|| DEFAULT_STREAM.to_owned()),
+        })
+    }
+}
+
+/// Whether a browser origin may subscribe.
+fn origin_allowed(allowed: Option<&[String]>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let (Some(allowed), Some(origin)) = (allowed, headers.get(header::ORIGIN)) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("");
+    if allowed.iter().any(|a| a == origin.trim_end_matches('/')) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(origin.to_owned()))
+    }
+}
+
+/// `GET /ws`: checks origin, key and parameters, then upgrades.
+pub(super) async fn subscribe(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<Query<SubscribeQuery>, QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let prepared = (|| {
+        origin_allowed(app.config.subscriber.allowed_origins.as_deref(), &headers)?;
+        let Query(query) = query.map_err(|e| bad("query", e.body_text()))?;
+        if let Some(key) = &app.config.subscriber.subscribe_key {
+            let presented = presented_key(&headers).or(query.key.as_deref().map(str::as_bytes));
+            if !key_matches(key, presented) {
+                return Err(ApiError::Unauthorized);
+            }
+        }
+        let requested: Vec<String> = upgrade
+            .requested_protocols()
+            .filter_map(|p| p.to_str().ok())
+            .flat_map(|p| p.split(',').map(|s| s.trim().to_owned()))
+            .collect();
+        let subscription = query.into_subscription(app.config.wire_format, &requested)?;
+        let stream = app.hub.subscribe_to(&subscription.stream)?;
+        Ok((subscription, stream))
+    })();
+    let (subscription, stream) = match prepared {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let config = &app.config.subscriber;
+    let upgrade = upgrade
+        .protocols([subscription.encoding.subprotocol()])
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(config.max_backlog_bytes.max(WRITE_BUFFER_BYTES + 1))
+        .max_message_size(config.max_client_message_bytes)
+        .max_frame_size(config.max_client_message_bytes);
+    let permit = app.subscriber_slots.clone().try_acquire_owned().ok();
+    let tracker = app.tracker.clone();
+    upgrade.on_upgrade(move |mut socket| {
+        tracker.track_future(async move {
+            let Some(permit) = permit else {
+                warn!(%peer, "subscriber refused: subscriber limit reached");
+                close(&mut socket, 1013, "subscriber limit reached (PCC_MAX_SUBSCRIBERS)").await;
+                return;
+            };
+            Session {
+                app,
+                peer,
+                stream,
+                subscription,
+                _permit: permit,
+            }
+            .run(socket)
+            .await;
+        })
+    })
+}
+
+/// Sends a close frame, waiting at most a second.
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
+}
+
+/// One subscriber's connection.
+struct Session {
+    app: AppState,
+    peer: SocketAddr,
+    stream: Arc<Stream>,
+    subscription: Subscription,
+    /// A subscriber slot, released when the session ends.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Session {
+    async fn run(self, mut socket: WebSocket) {
+        let s = &self.subscription;
+        debug!(peer = %self.peer, stream = self.stream.name(), format = %s.encoding, deltas = s.deltas, resume = ?s.resume, "subscriber connected");
+        let reason = self.drive(&mut socket).await;
+        self.stream.leave();
+        self.app.metrics.subscriber_closed(reason);
+        debug!(peer = %self.peer, reason = reason.as_str(), "subscriber disconnected");
+    }
+
+    async fn drive(&self, socket: &mut WebSocket) -> CloseReason {
+        let metrics = &self.app.metrics;
+        let config = &self.app.config.subscriber;
+        let joined = self.stream.join(self.subscription.resume);
+        metrics.subscriber_opened(
+            self.subscription
+                .resume
+                .map(|_| joined.resume_from.is_some()),
+        );
+        let mut updates = joined.updates;
+        let mut held = joined.resume_from;
+        // The newest update seen but not yet sent (only with max_hz).
+        let mut pending: Option<Arc<Update>> = None;
+        let mut newest = joined.latest.clone();
+        let mut next_slot = tokio::time::Instant::now();
+        let mut last_heard = Instant::now();
+        let mut ping = tokio::time::interval_at(
+            tokio::time::Instant::now() + config.ping_interval,
+            config.ping_interval,
+        );
+        // One write carries at most the outbox's worth of waiting updates.
+        let outbox = config.outbox_frames.max(1);
+
+        if let Some(latest) = joined.latest {
+            if let Err(reason) = self.send(socket, &mut held, &[latest]).await {
+                return reason;
+            }
+            next_slot = self.after_send();
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.app.shutdown.cancelled() => {
+                    close(socket, 1001, "server shutting down").await;
+                    return CloseReason::Shutdown;
+                }
+                incoming = socket.recv() => {
+                    last_heard = Instant::now();
+                    let message = match incoming {
+                        None => return CloseReason::Client,
+                        Some(Err(e)) => {
+                            debug!(peer = %self.peer, error = %e, "subscriber socket error");
+                            return CloseReason::Client;
+                        }
+                        Some(Ok(m)) => m,
+                    };
+                    let control = match &message {
+                        Message::Close(_) => {
+                            let _ = timeout(Duration::from_secs(1), socket.flush()).await;
+                            return CloseReason::Client;
+                        }
+                        Message::Ping(_) | Message::Pong(_) => continue,
+                        Message::Text(t) => codec::decode_client_message(Encoding::Json, t.as_bytes()),
+                        Message::Binary(b) => codec::decode_client_message(Encoding::Protobuf, b),
+                    };
+                    match control {
+                        Ok(ClientMessage::Resync) => {
+                            held = None;
+                            if let Some(latest) = pending.take().or_else(|| newest.clone()) {
+                                if let Err(reason) = self.send(socket, &mut held, &[latest]).await {
+                                    return reason;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            debug!(peer = %self.peer, error = %e, "subscriber sent an unknown message");
+                            close(socket, 1003, "unsupported message: send {\"op\":\"resync\"} or nothing").await;
+                            return CloseReason::Policy;
+                        }
+                    }
+                }
+                received = updates.recv() => {
+                    let mut batch = Vec::new();
+                    let mut skipped = 0u64;
+                    match received {
+                        Ok(u) => batch.push(u),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => skipped += n,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            close(socket, 1001, "stream closed").await;
+                            return CloseReason::Shutdown;
+                        }
+                    }
+                    while batch.len() < outbox {
+                        match updates.try_recv() {
+                            Ok(u) => batch.push(u),
+                            Err(TryRecvError::Lagged(n)) => skipped += n,
+                            Err(_) => break,
+                        }
+                    }
+                    if skipped > 0 {
+                        // Behind by more than the outbox: skip to the newest (latest wins).
+                        skipped += batch.len().saturating_sub(1) as u64;
+                        metrics.dropped(DropReason::Conflated, skipped);
+                        batch.drain(..batch.len().saturating_sub(1));
+                    }
+                    let Some(last) = batch.last() else { continue };
+                    newest = Some(last.clone());
+                    if self.subscription.min_interval.is_some() {
+                        // At the subscriber's own pace: only the newest state matters.
+                        pending = batch.pop();
+                        if tokio::time::Instant::now() < next_slot {
+                            continue;
+                        }
+                        batch.extend(pending.take());
+                    }
+                    if let Err(reason) = self.send(socket, &mut held, &batch).await {
+                        return reason;
+                    }
+                    next_slot = self.after_send();
+                }
+                _ = sleep_until(next_slot), if pending.is_some() => {
+                    let due: Vec<_> = pending.take().into_iter().collect();
+                    if let Err(reason) = self.send(socket, &mut held, &due).await {
+                        return reason;
+                    }
+                    next_slot = self.after_send();
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > config.ping_interval * 2 {
+                        close(socket, 1008, "no pong within two ping intervals").await;
+                        return CloseReason::PingTimeout;
+                    }
+                    match timeout(config.send_timeout, socket.send(Message::Ping(Default::default()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return CloseReason::Client,
+                        Err(_) => {
+                            metrics.slow_disconnect(SlowReason::Timeout);
+                            return CloseReason::Slow;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// When the next frame may go, for subscribers with `max_hz`.
+    fn after_send(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.subscription.min_interval.unwrap_or_default()
+    }
+
+    /// Writes the frames that bring the subscriber from `held` through `updates`, in
+    /// one flush bounded by the send timeout.
+    async fn send(
+        &self,
+        socket: &mut WebSocket,
+        held: &mut Option<Arc<Update>>,
+        updates: &[Arc<Update>],
+    ) -> Result<(), CloseReason> {
+        let metrics = &self.app.metrics;
+        let encoding = self.subscription.encoding;
+        let mut written = Vec::with_capacity(updates.len());
+        let write = async {
+            for update in updates {
+                if held.as_ref().is_some_and(|h| h.seq >= update.seq) {
+                    continue;
+                }
+                let (frame, kind) = if self.subscription.deltas {
+                    update.frame_for(encoding, held.as_deref(), metrics)
+                } else {
+                    update.full(encoding, metrics)
+                };
+                let full_len = self
+                    .stream
+                    .full_len(encoding, (kind == FrameKind::Full).then_some(frame.len));
+                metrics.frame_sent(encoding, kind, frame.len, full_len);
+                socket.feed(frame.message).await?;
+                written.push(update.accepted_at);
+                *held = Some(update.clone());
+            }
+            socket.flush().await
+        };
+        match timeout(self.app.config.subscriber.send_timeout, write).await {
+            Ok(Ok(())) => {
+                for accepted_at in written {
+                    metrics.frames_written(accepted_at.elapsed());
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let backlog = e
+                    .into_inner()
+                    .downcast::<tungstenite::Error>()
+                    .is_ok_and(|e| matches!(*e, tungstenite::Error::WriteBufferFull(_)));
+                if backlog {
+                    warn!(peer = %self.peer, "subscriber closed: backlog over PCC_MAX_BACKLOG_BYTES");
+                    metrics.slow_disconnect(SlowReason::Backlog);
+                    Err(CloseReason::Slow)
+                } else {
+                    Err(CloseReason::Client)
+                }
+            }
+            Err(_) => {
+                warn!(peer = %self.peer, "subscriber closed: socket unwritable past PCC_SEND_TIMEOUT");
+                metrics.slow_disconnect(SlowReason::Timeout);
+                Err(CloseReason::Slow)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> SubscribeQuery {
+        let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        serde_urlencoded::from_str(&text.join("&")).unwrap()
+    }
+
+    #[test]
+    fn parameters_are_parsed_and_errors_name_them() {
+        let s = query(&[("format", "proto"), ("delta", "false"), ("max_hz", "30"), ("resume", "9"), ("stream", "lab")])
+            .into_subscription(Encoding::Json, &[])
+            .unwrap();
+        assert_eq!(s.encoding, Encoding::Protobuf);
+        assert!(!s.deltas);
+        assert_eq!(s.resume, Some(9));
+        assert_eq!(s.stream, "lab");
+        assert!((s.min_interval.unwrap().as_secs_f64() - 1.0 / 30.0).abs() < 1e-9);
+
+        let d = query(&[]).into_subscription(Encoding::Protobuf, &[]).unwrap();
+        assert_eq!((d.encoding, d.deltas, d.stream.as_str()), (Encoding::Protobuf, true, "default"));
+
+        let via_protocol = query(&[])
+            .into_subscription(Encoding::Json, &["pcc.v1.protobuf".to_owned()])
+            .unwrap();
+        assert_eq!(via_protocol.encoding, Encoding::Protobuf);
+
+        for (name, value) in [("format", "xml"), ("delta", "maybe"), ("max_hz", "0"), ("max_hz", "fast"), ("resume", "-1")] {
+            let err = query(&[(name, value)]).into_subscription(Encoding::Json, &[]).unwrap_err();
+            assert_eq!(err.field(), Some(name), "{name}={value}");
+        }
+    }
+
+    #[test]
+    fn origins() {
+        let allowed = vec!["https://ok.example".to_owned()];
+        let mut h = HeaderMap::new();
+        assert!(origin_allowed(Some(&allowed), &h).is_ok(), "no Origin: not a browser");
+        h.insert(header::ORIGIN, "https://ok.example".parse().unwrap());
+        assert!(origin_allowed(Some(&allowed), &h).is_ok());
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(origin_allowed(Some(&allowed), &h).is_err());
+        assert!(origin_allowed(None, &h).is_ok());
+    }
+}
