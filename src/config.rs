@@ -64,6 +64,10 @@ pub struct SubscriberConfig {
     pub ping_interval: Duration,
     /// Largest message a subscriber may send.
     pub max_client_message_bytes: usize,
+    /// Kernel send buffer per connection (`SO_SNDBUF`); `None` keeps the OS default.
+    /// Smaller means a slow subscriber is noticed sooner and skips ahead to fresher
+    /// state instead of reading seconds-old frames out of a deep buffer.
+    pub socket_send_buffer: Option<usize>,
 }
 
 /// Per-stream settings.
@@ -109,6 +113,7 @@ impl Default for Config {
                 max_backlog_bytes: 4 << 20,
                 ping_interval: Duration::from_secs(20),
                 max_client_message_bytes: 4096,
+                socket_send_buffer: None,
             },
             stream: StreamConfig {
                 tolerance: Tolerance::LOSSLESS,
@@ -181,6 +186,10 @@ pub struct ServeArgs {
     /// A subscriber with more unsent bytes than this is closed.
     #[arg(long, env = "PCC_MAX_BACKLOG_BYTES", default_value = "4MiB")]
     pub max_backlog_bytes: String,
+    /// Kernel send buffer per connection (e.g. 256KiB); unset keeps the OS default.
+    /// Smaller: slow subscribers skip ahead to fresh state sooner.
+    #[arg(long, env = "PCC_SOCKET_SEND_BUFFER")]
+    pub socket_send_buffer: Option<String>,
     /// Keep-alive ping interval; a peer silent for two intervals is dropped.
     #[arg(long, env = "PCC_PING_INTERVAL", default_value = "20s")]
     pub ping_interval: String,
@@ -252,7 +261,11 @@ impl ServeArgs {
             1,
         ));
         config.producer.limits.max_oscillators = self.max_oscillators;
-        check(at_least("--max-streams / PCC_MAX_STREAMS", self.max_streams as u64, 1));
+        check(at_least(
+            "--max-streams / PCC_MAX_STREAMS",
+            self.max_streams as u64,
+            1,
+        ));
         config.stream.max_streams = self.max_streams;
         check(at_least(
             "--outbox-frames / PCC_OUTBOX_FRAMES",
@@ -280,13 +293,21 @@ impl ServeArgs {
             &self.max_backlog_bytes,
             &mut config.subscriber.max_backlog_bytes,
         );
-        let mut duration = |flag: &str, text: &str, into: &mut Duration| {
-            match humantime::parse_duration(text) {
+        if let Some(text) = &self.socket_send_buffer {
+            let mut n = 0;
+            size(
+                "--socket-send-buffer / PCC_SOCKET_SEND_BUFFER",
+                text,
+                &mut n,
+            );
+            config.subscriber.socket_send_buffer = (n > 0).then_some(n);
+        }
+        let mut duration =
+            |flag: &str, text: &str, into: &mut Duration| match humantime::parse_duration(text) {
                 Ok(d) if !d.is_zero() => *into = d,
                 Ok(_) => problems.push(format!("{flag}: must be more than 0")),
                 Err(e) => problems.push(format!("{flag}: {text:?}: {e} (e.g. 5s, 250ms)")),
-            }
-        };
+            };
         duration(
             "--send-timeout / PCC_SEND_TIMEOUT",
             &self.send_timeout,
@@ -353,11 +374,10 @@ fn parse_origins(text: &str) -> Option<Vec<String>> {
 /// A byte size: a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
 pub fn parse_bytes(text: &str) -> Result<usize, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n = u64::from_str(digits).map_err(|_| format!("{text:?} is not a byte size (e.g. 4MiB)"))?;
+    let n =
+        u64::from_str(digits).map_err(|_| format!("{text:?} is not a byte size (e.g. 4MiB)"))?;
     let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" => 1000,
@@ -366,7 +386,11 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
         "mib" | "m" => 1 << 20,
         "gb" => 1_000_000_000,
         "gib" | "g" => 1 << 30,
-        other => return Err(format!("{text:?}: unknown unit {other:?} (use B, KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use B, KiB, MiB, GiB)"
+            ))
+        }
     };
     n.checked_mul(scale)
         .and_then(|v| usize::try_from(v).ok())
@@ -404,8 +428,7 @@ mod tests {
         let err = parse(&[
             "--wire-format",
             "xml",
-            "--delta-epsilon",
-            "-1",
+            "--delta-epsilon=-1",
             "--max-body-bytes",
             "lots",
             "--send-timeout",

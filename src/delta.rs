@@ -48,11 +48,13 @@ impl Tolerance {
             return Ok(Tolerance::LOSSLESS);
         }
         if epsilon < 1e-300 {
-            return Err(format!("epsilon {epsilon} is too small; use 0 for lossless"));
+            return Err(format!(
+                "epsilon {epsilon} is too small; use 0 for lossless"
+            ));
         }
         let mut exp = (2.0 * epsilon).log2().floor() as i32;
-        // log2 may round up at exact powers of two' neighbours: make sure q/2 <= ε.
-        while 2f64.powi(exp) / 2.0 > epsilon {
+        // log2 can round up just below a power of two: make sure q/2 <= ε.
+        while f64::exp2(exp.into()) / 2.0 > epsilon {
             exp -= 1;
         }
         Ok(Tolerance {
@@ -140,7 +142,7 @@ pub fn advance(view: &State, truth: &State, tolerance: &Tolerance) -> State {
         None => truth.phases.clone(),
         Some(exp) => {
             let eps = tolerance.epsilon;
-            let quantum = 2f64.powi(exp);
+            let quantum = f64::exp2(exp.into());
             view.phases
                 .iter()
                 .zip(&truth.phases)
@@ -185,7 +187,7 @@ pub fn diff(
     quantum_exp: Option<i32>,
 ) -> Delta {
     debug_assert!(base.same_shape(target));
-    let quantum = quantum_exp.map(|e| 2f64.powi(e));
+    let quantum = quantum_exp.map(|e| f64::exp2(e.into()));
     let phases = base
         .phases
         .iter()
@@ -231,7 +233,7 @@ pub fn diff(
 /// When the delta names an index the state does not have, or the checksum does not
 /// match. `held` is then partly changed and must be replaced by a full frame.
 pub fn apply(held: &mut State, delta: &Delta) -> Result<(), ApplyError> {
-    let quantum = 2f64.powi(delta.quantum_exp);
+    let quantum = f64::exp2(delta.quantum_exp.into());
     for &(index, change) in &delta.phases {
         let len = held.phases.len();
         let phase = held
@@ -325,7 +327,7 @@ mod tests {
     fn quantum_is_a_power_of_two_within_two_epsilon() {
         for eps in [1e-3, 0.5, 1.0, 0.25, 1e-9, 3.0] {
             let t = Tolerance::new(eps).unwrap();
-            let q = 2f64.powi(t.quantum_exp().unwrap());
+            let q = f64::exp2(t.quantum_exp().unwrap().into());
             assert!(q / 2.0 <= eps && q > eps, "eps {eps} q {q}");
         }
         assert_eq!(Tolerance::new(0.0).unwrap(), Tolerance::LOSSLESS);

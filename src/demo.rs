@@ -2,17 +2,28 @@
 //! coupled spins, published on the default stream at a fixed rate, so a newcomer sees
 //! state move with no other process.
 
-use std::{sync::Arc, time::{Duration, Instant, SystemTime, UNIX_EPOCH}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{config::DemoConfig, fanout::{Hub, DEFAULT_STREAM}, workload::Workload};
+use crate::{
+    config::DemoConfig,
+    fanout::{Hub, DEFAULT_STREAM},
+    workload::Workload,
+};
 
 /// Publishes simulation states until `shutdown` is cancelled.
 pub(crate) async fn run(hub: Arc<Hub>, config: DemoConfig, shutdown: CancellationToken) {
-    info!(hz = config.hz, oscillators = config.oscillators, "demo producer started");
+    info!(
+        hz = config.hz,
+        oscillators = config.oscillators,
+        "demo producer started"
+    );
     let mut workload = Workload::kuramoto(config.oscillators, 1);
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / config.hz));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);

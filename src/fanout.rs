@@ -11,12 +11,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use crate::{
-    config::StreamConfig,
-    metrics::Metrics,
-    model::State,
-    stream::Stream,
-};
+use crate::{config::StreamConfig, metrics::Metrics, model::State, stream::Stream};
 
 /// The stream the old API (`POST /pcc_state`, `/ws` without `?stream=`) uses.
 pub const DEFAULT_STREAM: &str = "default";

@@ -156,13 +156,13 @@ impl SlowReason {
 
 /// Latency buckets, in seconds: resolve 50 µs up to 2.5 s.
 const LATENCY_BUCKETS: [f64; 15] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5,
 ];
 /// Frame size buckets, in bytes.
 const SIZE_BUCKETS: [f64; 13] = [
-    32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 65536.0,
-    262144.0, 1048576.0,
+    32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 65536.0, 262144.0,
+    1048576.0,
 ];
 
 /// Hot-path counters: atomics, read by observable instruments at scrape time.
@@ -237,19 +237,17 @@ impl Metrics {
         meter
             .u64_observable_gauge("phasecast_build_info")
             .with_description("Build of the running server; always 1")
-            .with_callback(|o| {
-                o.observe(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))])
-            })
+            .with_callback(|o| o.observe(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))]))
             .build();
         let counter = |name: &'static str, description: &'static str| {
-            meter.u64_counter(name).with_description(description).build()
+            meter
+                .u64_counter(name)
+                .with_description(description)
+                .build()
         };
-        Ok(Metrics {
+        let metrics = Metrics {
             registry,
-            received: counter(
-                "mcp_pcc_messages_received",
-                "Producer states accepted",
-            ),
+            received: counter("mcp_pcc_messages_received", "Producer states accepted"),
             rejected_inputs: counter(
                 "phasecast_inputs_rejected",
                 "Producer inputs refused, by reason",
@@ -277,7 +275,9 @@ impl Metrics {
                 .build(),
             message_size: meter
                 .u64_histogram("mcp_pcc_message_size")
-                .with_description("Size of each encoded frame (once per encoding, not per subscriber)")
+                .with_description(
+                    "Size of each encoded frame (once per encoding, not per subscriber)",
+                )
                 .with_unit("By")
                 .with_boundaries(SIZE_BUCKETS.to_vec())
                 .build(),
@@ -295,7 +295,45 @@ impl Metrics {
                 .build(),
             _provider: provider,
             hot,
-        })
+        };
+        metrics.create_series();
+        Ok(metrics)
+    }
+
+    /// Adds zero to every counter series, so each is exported from the start: a
+    /// dashboard sees 0 rather than no data, and `rate()` does not miss the first event.
+    fn create_series(&self) {
+        let label = |k: &'static str, v: &'static str| [KeyValue::new(k, v)];
+        self.received.add(0, &[]);
+        self.opened.add(0, &[]);
+        self.keyframes.add(0, &[]);
+        self.streams.add(0, &[]);
+        for r in [
+            RejectReason::Malformed,
+            RejectReason::Invalid,
+            RejectReason::Unauthorized,
+            RejectReason::TooLarge,
+            RejectReason::RateLimited,
+            RejectReason::StreamLimit,
+        ] {
+            self.rejected_inputs.add(0, &label("reason", r.as_str()));
+        }
+        for r in [
+            CloseReason::Client,
+            CloseReason::Slow,
+            CloseReason::PingTimeout,
+            CloseReason::Shutdown,
+            CloseReason::Error,
+            CloseReason::Policy,
+        ] {
+            self.closed.add(0, &label("reason", r.as_str()));
+        }
+        for r in [SlowReason::Timeout, SlowReason::Backlog] {
+            self.slow_disconnects.add(0, &label("reason", r.as_str()));
+        }
+        for result in ["hit", "miss"] {
+            self.resumes.add(0, &label("result", result));
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -468,6 +506,13 @@ fn register_hot(meter: &Meter, hot: &Arc<Hot>) {
                 }
             }
         })
+        .build();
+    let h = hot.clone();
+    meter
+        .u64_observable_counter("phasecast_frame_full_equivalent")
+        .with_description("Bytes the frames written would have cost as full frames (for a saving ratio over any window)")
+        .with_unit("By")
+        .with_callback(move |o| o.observe(h.full_equivalent_bytes.load(Relaxed), &[]))
         .build();
     let h = hot.clone();
     meter

@@ -57,9 +57,15 @@ pub async fn run(
     info!(%addr, wire_format = %config.wire_format, "phasecast listening");
 
     // Small frames must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
+    let send_buffer = config.subscriber.socket_send_buffer;
+    let listener = listener.tap_io(move |tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             warn!(error = %e, "could not set TCP_NODELAY");
+        }
+        if let Some(size) = send_buffer {
+            if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(size) {
+                warn!(error = %e, "could not set the socket send buffer");
+            }
         }
     });
     let stop = token.clone();

@@ -94,9 +94,9 @@ const CATCH_UP_CACHE: usize = 8;
 impl Update {
     fn new(s: Sequenced, prev: Option<&Update>, quantum_exp: Option<i32>) -> Update {
         let step_delta = match prev {
-            Some(p) if !s.keyframe && p.seq + 1 == s.seq && p.view.same_shape(&s.view) => Some(
-                delta::diff(&p.view, p.seq, &s.view, s.seq, quantum_exp),
-            ),
+            Some(p) if !s.keyframe && p.seq + 1 == s.seq && p.view.same_shape(&s.view) => {
+                Some(delta::diff(&p.view, p.seq, &s.view, s.seq, quantum_exp))
+            }
             _ => None,
         };
         Update {

@@ -220,7 +220,12 @@ mod tests {
             let mut w = Workload::named(name, 3).unwrap();
             let a = w.next_state();
             let b = w.next_state();
-            let phases = a.phases.iter().zip(&b.phases).filter(|(x, y)| x != y).count();
+            let phases = a
+                .phases
+                .iter()
+                .zip(&b.phases)
+                .filter(|(x, y)| x != y)
+                .count();
             let spins = a.spins.iter().zip(&b.spins).filter(|(x, y)| x != y).count();
             (phases, spins, a.len())
         };

@@ -237,7 +237,9 @@ pub(super) fn decode_frame(bytes: &[u8]) -> Result<Frame, DecodeError> {
     if !wire.is_delta {
         let state = State {
             step: wire.step,
-            phases: wire.phases.ok_or_else(|| malformed("full frame without phases"))?,
+            phases: wire
+                .phases
+                .ok_or_else(|| malformed("full frame without phases"))?,
             spins: wire.spins.unwrap_or_default(),
             energy: wire.energy,
             timestamp: wire.timestamp,
@@ -268,11 +270,14 @@ pub(super) fn decode_frame(bytes: &[u8]) -> Result<Frame, DecodeError> {
     let checksum = wire
         .checksum
         .as_deref()
+        .filter(|c| c.len() == 16)
         .and_then(|c| u64::from_str_radix(c, 16).ok())
-        .ok_or_else(|| malformed("delta without a valid checksum"))?;
+        .ok_or_else(|| malformed("delta without a checksum of 16 hex digits"))?;
     Ok(Frame::Delta(Delta {
         seq: wire.seq,
-        base_seq: wire.base_seq.ok_or_else(|| malformed("delta without base_seq"))?,
+        base_seq: wire
+            .base_seq
+            .ok_or_else(|| malformed("delta without base_seq"))?,
         step: wire.step,
         energy: wire.energy,
         timestamp: wire.timestamp,

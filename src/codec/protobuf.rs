@@ -147,7 +147,13 @@ fn unpack_spins(count: u32, bits: &[u8]) -> Result<Vec<i8>, DecodeError> {
         )));
     }
     Ok((0..count)
-        .map(|i| if bits[i / 8] & (1 << (i % 8)) != 0 { 1 } else { -1 })
+        .map(|i| {
+            if bits[i / 8] & (1 << (i % 8)) != 0 {
+                1
+            } else {
+                -1
+            }
+        })
         .collect())
 }
 
@@ -182,6 +188,9 @@ pub(super) fn decode_frame(bytes: &[u8]) -> Result<Frame, DecodeError> {
                 .zip(d.values.iter().map(|v| PhaseChange::Set(*v)));
             let mut phases: Vec<_> = steps.chain(values).collect();
             phases.sort_by_key(|(i, _)| *i);
+            if !d.flip_bits.is_empty() && !d.flip_gaps.is_empty() {
+                return Err(malformed("flip_gaps and flip_bits are both set"));
+            }
             let flips = if d.flip_bits.is_empty() {
                 let n = d.flip_gaps.len();
                 if n == 0 {

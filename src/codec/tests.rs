@@ -144,7 +144,10 @@ fn json_state_errors_name_the_field() {
         invalid(r#"{"step":1,"phases":[0.1,"x"],"energy":0}"#),
         "phases[1]"
     );
-    assert_eq!(invalid(r#"{"step":"one","phases":[0.1],"energy":0}"#), "step");
+    assert_eq!(
+        invalid(r#"{"step":"one","phases":[0.1],"energy":0}"#),
+        "step"
+    );
     assert_eq!(invalid(r#"{"step":1,"phases":[0.1]}"#), "energy");
     assert_eq!(invalid(r#"{"phases":[0.1],"energy":0}"#), "step");
     assert_eq!(
@@ -210,6 +213,23 @@ fn truncated_protobuf_frame_is_an_error() {
         let _ = decode_frame(Encoding::Protobuf, &bytes[..cut]);
     }
     assert!(decode_frame(Encoding::Protobuf, &bytes[..bytes.len() - 1]).is_err());
+}
+
+#[test]
+fn ambiguous_or_loose_frames_are_refused() {
+    let both = pb::Frame {
+        seq: 2,
+        body: Some(pb::frame::Body::Delta(pb::DeltaState {
+            flip_gaps: vec![0],
+            flip_bits: vec![1u8].into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let bytes = prost::Message::encode_to_vec(&both);
+    assert!(decode_frame(Encoding::Protobuf, &bytes).is_err());
+    let short_checksum = br#"{"is_delta":true,"seq":2,"base_seq":1,"step":1,"energy":0,"checksum":"ab12","phases_delta":{},"spins_delta":{}}"#;
+    assert!(decode_frame(Encoding::Json, short_checksum).is_err());
 }
 
 fn arb_state(n: usize) -> impl Strategy<Value = State> {

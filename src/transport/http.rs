@@ -92,9 +92,7 @@ impl ApiError {
             ApiError::Hub(HubError::TooManyStreams(_)) | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::Hub(HubError::UnknownStream(_)) | ApiError::NotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::Hub(HubError::UnknownStream(_)) | ApiError::NotFound => StatusCode::NOT_FOUND,
         }
     }
 
@@ -274,7 +272,8 @@ pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Valu
             step: 0,
             oscillators: 0,
         });
-    let subscribers = app.config.subscriber.max_subscribers - app.subscriber_slots.available_permits();
+    let subscribers =
+        app.config.subscriber.max_subscribers - app.subscriber_slots.available_permits();
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -344,9 +343,15 @@ mod tests {
     fn content_type_picks_the_body_encoding() {
         let mut h = HeaderMap::new();
         assert_eq!(body_encoding(&h), Encoding::Json);
-        h.insert(header::CONTENT_TYPE, "application/x-protobuf".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-protobuf".parse().unwrap(),
+        );
         assert_eq!(body_encoding(&h), Encoding::Protobuf);
-        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         assert_eq!(body_encoding(&h), Encoding::Json);
     }
 }

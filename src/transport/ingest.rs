@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokio::{sync::OwnedSemaphorePermit, time::timeout};
 use tracing::{debug, info};
 
-use super::{http::ingest_state, limit::Bucket, producer_authorized, AppState, ApiError};
+use super::{http::ingest_state, limit::Bucket, producer_authorized, ApiError, AppState};
 use crate::{
     codec::{self, Encoding},
     fanout::{validate_stream_name, DEFAULT_STREAM},
@@ -47,12 +47,16 @@ pub(super) async fn connect(
         })?;
         let stream = query.stream.unwrap_or_else(|| DEFAULT_STREAM.to_owned());
         validate_stream_name(&stream)?;
-        let permit = app.producer_slots.clone().try_acquire_owned().map_err(|_| {
-            ApiError::Unavailable(format!(
-                "producer limit of {} reached (PCC_MAX_PRODUCERS)",
-                app.config.producer.max_producers
-            ))
-        })?;
+        let permit = app
+            .producer_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                ApiError::Unavailable(format!(
+                    "producer limit of {} reached (PCC_MAX_PRODUCERS)",
+                    app.config.producer.max_producers
+                ))
+            })?;
         Ok((stream, permit))
     })();
     let (stream, permit) = match prepared {

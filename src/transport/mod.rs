@@ -14,6 +14,7 @@ mod ws;
 use std::{sync::Arc, time::Instant};
 
 use axum::{
+    extract::DefaultBodyLimit,
     http::{header, HeaderMap},
     routing::{get, post},
     Router,
@@ -74,6 +75,7 @@ impl AppState {
 
 /// Every route.
 pub fn router(state: AppState) -> Router {
+    let max_body = state.config.producer.max_body_bytes;
     Router::new()
         .route("/", get(http::index))
         .route("/health", get(http::health))
@@ -83,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::subscribe))
         .route("/ingest", get(ingest::connect))
         .fallback(http::not_found)
+        .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 

@@ -30,7 +30,7 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use super::{key_matches, presented_key, AppState, ApiError};
+use super::{key_matches, presented_key, ApiError, AppState};
 use crate::{
     codec::{self, ClientMessage, Encoding},
     fanout::DEFAULT_STREAM,
@@ -172,7 +172,12 @@ pub(super) async fn subscribe(
         tracker.track_future(async move {
             let Some(permit) = permit else {
                 warn!(%peer, "subscriber refused: subscriber limit reached");
-                close(&mut socket, 1013, "subscriber limit reached (PCC_MAX_SUBSCRIBERS)").await;
+                close(
+                    &mut socket,
+                    1013,
+                    "subscriber limit reached (PCC_MAX_SUBSCRIBERS)",
+                )
+                .await;
                 return;
             };
             Session {
@@ -194,7 +199,11 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         code,
         reason: reason.into(),
     };
-    let _ = timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
+    let _ = timeout(
+        Duration::from_secs(1),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
 }
 
 /// One subscriber's connection.
@@ -428,25 +437,44 @@ mod tests {
 
     #[test]
     fn parameters_are_parsed_and_errors_name_them() {
-        let s = query(&[("format", "proto"), ("delta", "false"), ("max_hz", "30"), ("resume", "9"), ("stream", "lab")])
-            .into_subscription(Encoding::Json, &[])
-            .unwrap();
+        let s = query(&[
+            ("format", "proto"),
+            ("delta", "false"),
+            ("max_hz", "30"),
+            ("resume", "9"),
+            ("stream", "lab"),
+        ])
+        .into_subscription(Encoding::Json, &[])
+        .unwrap();
         assert_eq!(s.encoding, Encoding::Protobuf);
         assert!(!s.deltas);
         assert_eq!(s.resume, Some(9));
         assert_eq!(s.stream, "lab");
         assert!((s.min_interval.unwrap().as_secs_f64() - 1.0 / 30.0).abs() < 1e-9);
 
-        let d = query(&[]).into_subscription(Encoding::Protobuf, &[]).unwrap();
-        assert_eq!((d.encoding, d.deltas, d.stream.as_str()), (Encoding::Protobuf, true, "default"));
+        let d = query(&[])
+            .into_subscription(Encoding::Protobuf, &[])
+            .unwrap();
+        assert_eq!(
+            (d.encoding, d.deltas, d.stream.as_str()),
+            (Encoding::Protobuf, true, "default")
+        );
 
         let via_protocol = query(&[])
             .into_subscription(Encoding::Json, &["pcc.v1.protobuf".to_owned()])
             .unwrap();
         assert_eq!(via_protocol.encoding, Encoding::Protobuf);
 
-        for (name, value) in [("format", "xml"), ("delta", "maybe"), ("max_hz", "0"), ("max_hz", "fast"), ("resume", "-1")] {
-            let err = query(&[(name, value)]).into_subscription(Encoding::Json, &[]).unwrap_err();
+        for (name, value) in [
+            ("format", "xml"),
+            ("delta", "maybe"),
+            ("max_hz", "0"),
+            ("max_hz", "fast"),
+            ("resume", "-1"),
+        ] {
+            let err = query(&[(name, value)])
+                .into_subscription(Encoding::Json, &[])
+                .unwrap_err();
             assert_eq!(err.field(), Some(name), "{name}={value}");
         }
     }
@@ -455,7 +483,10 @@ mod tests {
     fn origins() {
         let allowed = vec!["https://ok.example".to_owned()];
         let mut h = HeaderMap::new();
-        assert!(origin_allowed(Some(&allowed), &h).is_ok(), "no Origin: not a browser");
+        assert!(
+            origin_allowed(Some(&allowed), &h).is_ok(),
+            "no Origin: not a browser"
+        );
         h.insert(header::ORIGIN, "https://ok.example".parse().unwrap());
         assert!(origin_allowed(Some(&allowed), &h).is_ok());
         h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());

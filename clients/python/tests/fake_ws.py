@@ -8,8 +8,9 @@ Works with websockets >= 13 (``websockets.asyncio``) and the legacy server of 12
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 try:
@@ -35,14 +36,14 @@ class Conn:
             self.headers = ws.request.headers
         parts = urlsplit(self.path)
         self.route = parts.path
-        self.query: Dict[str, str] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.query: dict[str, str] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         #: Every message received from the client, in order.
-        self.received: List[Union[str, bytes]] = []
+        self.received: list[str | bytes] = []
 
-    async def send(self, message: Union[str, bytes]) -> None:
+    async def send(self, message: str | bytes) -> None:
         await self.ws.send(message)
 
-    async def recv(self, timeout: float = 5.0) -> Union[str, bytes]:
+    async def recv(self, timeout: float = 5.0) -> str | bytes:
         message = await asyncio.wait_for(self.ws.recv(), timeout)
         self.received.append(message)
         return message
@@ -68,10 +69,10 @@ class FakeServer:
     ``refuse_status`` answers the handshake with that HTTP status instead.
     """
 
-    def __init__(self, script: Script, refuse_status: Optional[int] = None) -> None:
+    def __init__(self, script: Script, refuse_status: int | None = None) -> None:
         self._script = script
         self._refuse_status = refuse_status
-        self.connections: List[Conn] = []
+        self.connections: list[Conn] = []
         self._server: Any = None
         self.port = 0
 
@@ -88,7 +89,7 @@ class FakeServer:
         self.connections.append(conn)
         await self._script(conn)
 
-    def _process_request(self, *args: Any) -> Any:
+    async def _process_request(self, *args: Any) -> Any:
         if self._refuse_status is None:
             return None
         status = HTTPStatus(self._refuse_status)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
 
 from phasecast._pb.pcc.v1 import pcc_pb2 as pb
 from phasecast.model import State, checksum
@@ -19,7 +18,7 @@ from phasecast.model import State, checksum
 MAX_EXACT_STEPS = 2.0**53
 
 
-def quantum_exp_for(epsilon: float) -> Optional[int]:
+def quantum_exp_for(epsilon: float) -> int | None:
     """The largest power of two not above 2ε, as an exponent (None: lossless)."""
     if epsilon == 0:
         return None
@@ -72,22 +71,22 @@ class ServerDelta:
     base_seq: int
     step: int
     energy: float
-    timestamp: Optional[float]
+    timestamp: float | None
     checksum: int
     quantum_exp: int
     #: (index, ("step", quanta) or ("set", value)), ascending.
-    phases: List[Tuple[int, Tuple[str, Union[int, float]]]]
-    flips: List[int]
+    phases: list[tuple[int, tuple[str, int | float]]]
+    flips: list[int]
 
 
-def diff(base: State, base_seq: int, target: State, seq: int, exp: Optional[int]) -> ServerDelta:
+def diff(base: State, base_seq: int, target: State, seq: int, exp: int | None) -> ServerDelta:
     """The delta from ``base`` to ``target``, as the server computes it."""
     quantum = None if exp is None else 2.0**exp
-    phases: List[Tuple[int, Tuple[str, Union[int, float]]]] = []
+    phases: list[tuple[int, tuple[str, int | float]]] = []
     for i, (b, t) in enumerate(zip(base.phases, target.phases)):
         if _bits(b) == _bits(t):
             continue
-        change: Tuple[str, Union[int, float]] = ("set", t)
+        change: tuple[str, int | float] = ("set", t)
         if quantum is not None:
             steps = _round_half_away((t - b) / quantum)
             if abs(steps) < MAX_EXACT_STEPS and _bits(b + steps * quantum) == _bits(t):
@@ -110,7 +109,7 @@ def diff(base: State, base_seq: int, target: State, seq: int, exp: Optional[int]
 # --- JSON ---------------------------------------------------------------------------
 
 
-def _scalars(step: int, energy: float, timestamp: Optional[float]) -> dict:
+def _scalars(step: int, energy: float, timestamp: float | None) -> dict:
     out: dict = {"step": step, "energy": energy}
     if timestamp is not None:
         out["timestamp"] = timestamp
@@ -136,7 +135,7 @@ def delta_json(delta: ServerDelta, target: State) -> str:
 # --- protobuf -----------------------------------------------------------------------
 
 
-def pack_bits(flags: List[bool]) -> bytes:
+def pack_bits(flags: list[bool]) -> bytes:
     out = bytearray((len(flags) + 7) // 8)
     for i, flag in enumerate(flags):
         if flag:
@@ -144,7 +143,7 @@ def pack_bits(flags: List[bool]) -> bytes:
     return bytes(out)
 
 
-def gaps(indices: List[int]) -> List[int]:
+def gaps(indices: list[int]) -> list[int]:
     out, following = [], 0
     for i in indices:
         out.append(i - following)
@@ -160,7 +159,7 @@ def _varint_len(v: int) -> int:
     return n
 
 
-def _frame(seq: int, step: int, energy: float, timestamp: Optional[float]) -> pb.Frame:
+def _frame(seq: int, step: int, energy: float, timestamp: float | None) -> pb.Frame:
     frame = pb.Frame(seq=seq, step=step, energy=energy)
     if timestamp is not None:
         frame.timestamp = timestamp
@@ -182,7 +181,7 @@ def delta_pb(delta: ServerDelta, target: State) -> bytes:
     value_idx = [i for i, (kind, _) in delta.phases if kind == "set"]
     values = [float(v) for _, (kind, v) in delta.phases if kind == "set"]
 
-    def index_gaps(idx: List[int]) -> List[int]:
+    def index_gaps(idx: list[int]) -> list[int]:
         return [] if len(idx) == n else gaps(idx)
 
     frame = _frame(delta.seq, delta.step, delta.energy, delta.timestamp)

@@ -18,7 +18,7 @@ import { decodeProtobufFrame, encodeProtobufResync, encodeProtobufState } from "
 export { ApplyError, applyDelta, pow2, type ApplyErrorReason } from "./delta.js";
 export { checksum, checksumHex, float64Bits, parseChecksumHex } from "./checksum.js";
 export { DecodeError } from "./errors.js";
-export { decodeJsonFrame, encodeJsonState, formatJsonNumber } from "./json.js";
+export { decodeJsonFrame, encodeJsonState, formatJsonArray, formatJsonNumber } from "./json.js";
 export { decodeProtobufFrame, encodeProtobufResync, encodeProtobufState } from "./protobuf.js";
 
 /** What a WebSocket message holds: text, or binary in any of the usual shapes. */

@@ -4,13 +4,14 @@
  * @module
  */
 
-/** Maps an event name to its listener's arguments. */
-export type EventMap = Record<string, unknown[]>;
-
 type AnyListener = (...args: unknown[]) => void;
 
 /** Calls listeners registered with `on`; a throwing listener does not stop the others. */
-export class Emitter<E extends EventMap> {
+/**
+ * `E` maps each event name to its listener's arguments, e.g.
+ * `{ update: [state: State]; end: [] }`.
+ */
+export class Emitter<E extends { [K in keyof E]: unknown[] }> {
   // Listeners are stored untyped; `on` and `emit` keep the types per event.
   readonly #listeners = new Map<keyof E, Set<AnyListener>>();
 

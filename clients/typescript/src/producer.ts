@@ -80,7 +80,6 @@ export interface IngestRejection {
 
 /** Events of an {@link IngestStream}. */
 export interface IngestEvents {
-  [event: string]: unknown[];
   /** The server rejected a state (invalid, or `"rate limited"`). */
   reject: [rejection: IngestRejection];
   /** The socket closed; an `IngestStream` does not reconnect. */
@@ -229,7 +228,7 @@ export class IngestStream {
   }
 
   /** Listens to `reject`, `close` or `error`. */
-  on<K extends keyof IngestEvents & string>(event: K, listener: (...args: IngestEvents[K]) => void): () => void {
+  on<K extends keyof IngestEvents>(event: K, listener: (...args: IngestEvents[K]) => void): () => void {
     return this.#events.on(event, listener);
   }
 

@@ -77,7 +77,23 @@ export interface UpdateInfo {
 }
 
 /** Why a state was dropped. */
-export type ResyncReason = "decode" | "no_state" | "base_seq" | "index" | "shape" | "spin" | "checksum";
+export type ResyncReason =
+  /** A frame that could not be decoded. */
+  | "decode"
+  /** A delta while no state is held (and no resync pending). */
+  | "no_state"
+  /** `resync()` was called. */
+  | "manual"
+  /** A delta for another base than the seq held. */
+  | "base_seq"
+  /** A delta naming an index the state does not have. */
+  | "index"
+  /** A dense list whose length is not the number of phases. */
+  | "shape"
+  /** A JSON spin value that is not +1 or -1. */
+  | "spin"
+  /** The checksum after applying did not match. */
+  | "checksum";
 
 /** Counters for a dashboard. A snapshot: read `subscriber.stats` again for new values. */
 export interface SubscriberStats {
@@ -101,13 +117,15 @@ export interface SubscriberStats {
   readonly reconnects: number;
   /** `Date.now()` when the last frame arrived. */
   readonly lastFrameAt: number | undefined;
-  /** Latency of the last state with a timestamp, in seconds (`Date.now()/1000 - timestamp`). */
+  /**
+   * Latency of the last state accepted, in seconds (`Date.now()/1000 - timestamp` on
+   * arrival); `undefined` when that state has no timestamp.
+   */
   readonly lastLatency: number | undefined;
 }
 
 /** Events of a {@link Subscriber}, with their listener arguments. */
 export interface SubscriberEvents {
-  [event: string]: unknown[];
   /** A new verified state. */
   update: [state: State, info: UpdateInfo];
   /** The state was dropped and a full frame requested. */
@@ -210,7 +228,7 @@ export class Subscriber implements AsyncIterable<State> {
   }
 
   /** Listens to an event; returns a function that stops listening. */
-  on<K extends keyof SubscriberEvents & string>(
+  on<K extends keyof SubscriberEvents>(
     event: K,
     listener: (...args: SubscriberEvents[K]) => void,
   ): () => void {
@@ -242,7 +260,7 @@ export class Subscriber implements AsyncIterable<State> {
 
   /** Drops the state held and asks the server for a full frame. */
   resync(): void {
-    this.#drop("no_state", undefined, true);
+    this.#drop("manual", undefined, true);
   }
 
   /** Closes the connection for good. Async iterators end. */

@@ -7,6 +7,7 @@
 
 /** The events this library listens to; `data`, `code` and `reason` as in the WHATWG API. */
 export interface WebSocketEventLike {
+  readonly type: string;
   readonly data?: unknown;
   readonly code?: number;
   readonly reason?: string;

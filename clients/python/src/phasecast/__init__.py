@@ -14,6 +14,8 @@ Publishing::
 The wire protocol is described in the server's ``docs/protocol.md``.
 """
 
+import logging as _logging
+
 from .client import Backoff, Event, Subscriber, SubscriptionRefused
 from .codec import DecodeError, decode_frame, encode_state, resync_message
 from .model import (
@@ -30,6 +32,9 @@ from .model import (
 from .producer import IngestRejected, IngestStream, Producer, PublishError, PublishResult
 
 __version__ = "0.1.0"
+
+# A library logs to "phasecast" and leaves output to the application's logging setup.
+_logging.getLogger("phasecast").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Backoff",

@@ -7,7 +7,8 @@ and reports a refused handshake as ``InvalidStatusCode``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
@@ -16,7 +17,7 @@ try:  # websockets >= 13
 
     _HEADERS_ARGUMENT = "additional_headers"
 except ImportError:  # pragma: no cover - websockets 12
-    from websockets.client import connect as _connect  # type: ignore[no-redef]
+    from websockets.client import connect as _connect  # type: ignore
 
     _HEADERS_ARGUMENT = "extra_headers"
 
@@ -34,11 +35,11 @@ async def connect(
     url: str,
     *,
     headers: Mapping[str, str],
-    max_size: Optional[int],
-    open_timeout: Optional[float],
+    max_size: int | None,
+    open_timeout: float | None,
 ) -> Any:
     """Opens a client connection: an object with ``send``, ``recv`` and ``close``."""
-    options: dict = {
+    options: dict[str, Any] = {
         _HEADERS_ARGUMENT: dict(headers),
         "max_size": max_size,
         "open_timeout": open_timeout,
@@ -46,7 +47,7 @@ async def connect(
     return await _connect(url, **options)
 
 
-def close_code(closed: ConnectionClosed) -> Optional[int]:
+def close_code(closed: ConnectionClosed) -> int | None:
     """The close code the peer sent, or None when it sent no close frame."""
     received = getattr(closed, "rcvd", None)
     return None if received is None else int(received.code)
@@ -58,7 +59,7 @@ def close_reason(closed: ConnectionClosed) -> str:
     return "" if received is None else str(received.reason)
 
 
-def handshake_status(error: InvalidHandshake) -> Optional[int]:
+def handshake_status(error: InvalidHandshake) -> int | None:
     """The HTTP status of a refused handshake, when the server answered with one."""
     response = getattr(error, "response", None)  # InvalidStatus (websockets >= 13)
     status = getattr(response, "status_code", None)

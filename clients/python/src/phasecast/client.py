@@ -16,9 +16,10 @@ import asyncio
 import inspect
 import logging
 import random
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Awaitable, Callable, Dict, Optional, Type, Union
+from typing import Any, Callable, Union
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import _ws
@@ -58,7 +59,7 @@ class Event:
     kind: str
     detail: str
     #: Seq of the state held when it happened, if any.
-    seq: Optional[int] = None
+    seq: int | None = None
 
     def __str__(self) -> str:
         held = "" if self.seq is None else f" (holding seq {self.seq})"
@@ -71,7 +72,7 @@ class SubscriptionRefused(Exception):
     Reconnecting would not help: fix the URL, the key or the parameters.
     """
 
-    def __init__(self, message: str, *, status: Optional[int] = None, code: Optional[int] = None):
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None):
         super().__init__(message)
         #: HTTP status of a refused handshake.
         self.status = status
@@ -92,7 +93,7 @@ class Backoff:
         maximum: float = 10.0,
         factor: float = 2.0,
         jitter: float = 0.5,
-        rng: Optional[random.Random] = None,
+        rng: random.Random | None = None,
     ) -> None:
         if not 0 < initial <= maximum or factor < 1 or not 0 <= jitter <= 1:
             raise ValueError("need 0 < initial <= maximum, factor >= 1, 0 <= jitter <= 1")
@@ -157,16 +158,16 @@ class Subscriber:
         url: str,
         format: str = "json",
         delta: bool = True,
-        max_hz: Optional[float] = None,
-        stream: Optional[str] = None,
-        key: Optional[str] = None,
+        max_hz: float | None = None,
+        stream: str | None = None,
+        key: str | None = None,
         *,
-        on_update: Optional[UpdateCallback] = None,
-        on_event: Optional[EventCallback] = None,
+        on_update: UpdateCallback | None = None,
+        on_event: EventCallback | None = None,
         reconnect: bool = True,
-        backoff: Optional[Backoff] = None,
-        max_message_bytes: Optional[int] = 16 * 1024 * 1024,
-        open_timeout: Optional[float] = 10.0,
+        backoff: Backoff | None = None,
+        max_message_bytes: int | None = 16 * 1024 * 1024,
+        open_timeout: float | None = 10.0,
     ) -> None:
         self._url = url
         self._format = normalize_format(format)
@@ -182,8 +183,8 @@ class Subscriber:
         self._open_timeout = open_timeout
 
         self._ws: Any = None
-        self._state: Optional[State] = None
-        self._seq: Optional[int] = None
+        self._state: State | None = None
+        self._seq: int | None = None
         self._closed = False
         self._lost = False  # a connection was lost or refused: wait before the next
         self._resync_sent = False  # on the current connection
@@ -192,17 +193,17 @@ class Subscriber:
         #: How many connections were opened.
         self.connections = 0
         #: Close code of the last connection the server closed (None: no close frame).
-        self.close_code: Optional[int] = None
+        self.close_code: int | None = None
 
     # --- what the subscriber holds -----------------------------------------------------
 
     @property
-    def state(self) -> Optional[State]:
+    def state(self) -> State | None:
         """The verified state held, or None before the first full frame / after a drop."""
         return self._state
 
     @property
-    def seq(self) -> Optional[int]:
+    def seq(self) -> int | None:
         """The seq of :attr:`state`, or None when no state is held."""
         return self._seq
 
@@ -219,9 +220,9 @@ class Subscriber:
 
     async def __aexit__(
         self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        traceback: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -292,7 +293,7 @@ class Subscriber:
                 if self._closed:
                     break
             url = self.connection_url()
-            headers: Dict[str, str] = {} if self._key is None else {"X-API-Key": self._key}
+            headers: dict[str, str] = {} if self._key is None else {"X-API-Key": self._key}
             try:
                 ws = await _ws.connect(
                     url,
@@ -341,7 +342,7 @@ class Subscriber:
 
     # --- frames ------------------------------------------------------------------------
 
-    async def _handle(self, message: Union[str, bytes]) -> Optional[State]:
+    async def _handle(self, message: str | bytes) -> State | None:
         """Takes one frame; returns the state now held, or None when none is."""
         try:
             frame = decode_frame(message, self._format)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, List, Optional, Union
+from typing import Any
 
 from ._pb.pcc.v1 import pcc_pb2 as pb
 from .model import (
@@ -68,7 +68,7 @@ def normalize_format(name: str) -> str:
     return lowered
 
 
-def decode_frame(data: Union[str, bytes], format: str) -> Frame:
+def decode_frame(data: str | bytes, format: str) -> Frame:
     """Decodes one WebSocket message in ``format`` (``"json"`` or ``"protobuf"``).
 
     :raises DecodeError: the message is not a frame (a JSON client may also get its
@@ -88,7 +88,7 @@ def _reject_constant(name: str) -> float:
     raise DecodeError(f"{name} is not a JSON number")
 
 
-def decode_json_frame(data: Union[str, bytes]) -> Frame:
+def decode_json_frame(data: str | bytes) -> Frame:
     """Decodes a JSON frame: a full frame, or a delta when ``is_delta`` is true.
 
     Numbers parse to the exact doubles the server wrote (it writes the shortest form
@@ -136,8 +136,7 @@ def decode_json_frame(data: Union[str, bytes]) -> Frame:
         for k, v in _object(obj, "phases_delta").items()
     )
     spin_values = sorted(
-        (_index(k), _spin(v, f"spins_delta[{k}]"))
-        for k, v in _object(obj, "spins_delta").items()
+        (_index(k), _spin(v, f"spins_delta[{k}]")) for k, v in _object(obj, "spins_delta").items()
     )
     return Delta(
         seq=seq,
@@ -155,7 +154,7 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{1,16}")
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def _uint(obj: Dict[str, Any], key: str) -> int:
+def _uint(obj: dict[str, Any], key: str) -> int:
     value = obj.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise DecodeError(f"{key}: expected an integer >= 0, got {value!r}")
@@ -168,7 +167,7 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
-def _optional_number(value: Any, what: str) -> Optional[float]:
+def _optional_number(value: Any, what: str) -> float | None:
     return None if value is None else _number(value, what)
 
 
@@ -184,7 +183,7 @@ def _index(key: str) -> int:
     return int(key)
 
 
-def _object(obj: Dict[str, Any], key: str) -> Dict[str, Any]:
+def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
     value = obj.get(key)
     if value is None:
         return {}
@@ -255,7 +254,7 @@ def decode_protobuf_frame(data: bytes) -> Frame:
     )
 
 
-def gap_indices(gaps: List[int], count: int, what: str) -> List[int]:
+def gap_indices(gaps: list[int], count: int, what: str) -> list[int]:
     """The indices of ``count`` entries sent with index ``gaps``.
 
     No gaps means a dense list: indices ``0 .. count-1``. Otherwise the first index
@@ -268,7 +267,7 @@ def gap_indices(gaps: List[int], count: int, what: str) -> List[int]:
     return _undo_gaps(gaps)
 
 
-def _undo_gaps(gaps: List[int]) -> List[int]:
+def _undo_gaps(gaps: list[int]) -> list[int]:
     indices = []
     following = 0
     for gap in gaps:
@@ -278,14 +277,14 @@ def _undo_gaps(gaps: List[int]) -> List[int]:
     return indices
 
 
-def unpack_spins(count: int, bits: bytes) -> List[int]:
+def unpack_spins(count: int, bits: bytes) -> list[int]:
     """Spins from ``FullState.spin_bits``: bit ``i % 8`` of byte ``i // 8`` set is +1."""
     if len(bits) != (count + 7) // 8:
         raise DecodeError(f"spin_bits: {len(bits)} bytes for {count} spins")
     return [1 if bits[i // 8] >> (i % 8) & 1 else -1 for i in range(count)]
 
 
-def pack_spins(spins: List[int]) -> bytes:
+def pack_spins(spins: list[int]) -> bytes:
     """The inverse of :func:`unpack_spins`."""
     packed = bytearray((len(spins) + 7) // 8)
     for i, spin in enumerate(spins):
@@ -304,7 +303,7 @@ def encode_state_json(state: State) -> str:
 
     :raises ValueError: a phase, the energy or the timestamp is not finite.
     """
-    body: Dict[str, Any] = {
+    body: dict[str, Any] = {
         "step": state.step,
         "phases": [float(p) for p in state.phases],
         "spins": [int(s) for s in state.spins],
@@ -328,10 +327,10 @@ def encode_state_protobuf(state: State) -> bytes:
     )
     if state.timestamp is not None:
         message.timestamp = state.timestamp
-    return message.SerializeToString()
+    return bytes(message.SerializeToString())
 
 
-def encode_state(state: State, format: str) -> Union[str, bytes]:
+def encode_state(state: State, format: str) -> str | bytes:
     """A producer message: JSON text (``str``) or protobuf bytes."""
     if normalize_format(format) == "json":
         return encode_state_json(state)
@@ -347,7 +346,6 @@ _RESYNC_JSON = '{"op":"resync"}'
 _RESYNC_PROTOBUF = pb.ClientMessage(resync=pb.Resync()).SerializeToString()
 
 
-def resync_message(format: str) -> Union[str, bytes]:
+def resync_message(format: str) -> str | bytes:
     """``{"op":"resync"}`` as text for JSON, ``ClientMessage{resync{}}`` bytes for protobuf."""
     return _RESYNC_JSON if normalize_format(format) == "json" else _RESYNC_PROTOBUF
-

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import List, Optional
 
 from .client import Event, Subscriber, SubscriptionRefused
 from .model import State
@@ -55,7 +54,7 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m phasecast.conformance",
         description="Subscribe and print the state held after every frame as a JSON line.",
@@ -113,7 +112,7 @@ async def _run_with_timeout(args: argparse.Namespace) -> int:
         return EXIT_TIMEOUT
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return asyncio.run(_run_with_timeout(args))

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Union
 
 __all__ = [
     "ChecksumMismatch",
@@ -38,13 +39,13 @@ class State:
     #: The producer's step counter.
     step: int
     #: Oscillator phases in radians.
-    phases: List[float]
+    phases: list[float]
     #: Spins, each ``1`` or ``-1``: none, or one per phase.
-    spins: List[int]
+    spins: list[int]
     #: Energy of the state.
     energy: float
     #: The producer's clock (seconds since the Unix epoch), when it sent one.
-    timestamp: Optional[float] = None
+    timestamp: float | None = None
 
     def copy(self) -> State:
         """A copy whose lists can be changed without touching this state."""
@@ -71,19 +72,19 @@ class Delta:
     base_seq: int
     step: int
     energy: float
-    timestamp: Optional[float]
+    timestamp: float | None
     #: Checksum (:func:`checksum`) of the state this delta produces.
     checksum: int
     #: One quantum of ``steps`` is ``2**quantum_exp`` radians.
     quantum_exp: int = 0
     #: ``(index, quanta)``: add ``quanta * 2**quantum_exp`` to that phase.
-    steps: Sequence[Tuple[int, int]] = ()
+    steps: Sequence[tuple[int, int]] = ()
     #: ``(index, value)``: the phase's new value.
-    values: Sequence[Tuple[int, float]] = ()
+    values: Sequence[tuple[int, float]] = ()
     #: Indices of the spins that changed sign.
     flips: Sequence[int] = ()
     #: ``(index, spin)``: the spin's new value (JSON deltas).
-    spin_values: Sequence[Tuple[int, int]] = ()
+    spin_values: Sequence[tuple[int, int]] = ()
 
 
 #: A decoded frame.
@@ -173,7 +174,7 @@ def checksum(state: State) -> int:
     >>> f"{checksum(State(42, [0.0, 1.5, -3.25], [1, -1, 1], -2.0)):016x}"
     'a4ed18b14dd21c0c'
     """
-    words: List[int] = [state.step & _MASK, len(state.phases)]
+    words: list[int] = [state.step & _MASK, len(state.phases)]
     words.extend(_double_bits(state.phases))
     spins = state.spins
     words.append(len(spins))

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any, Callable
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from . import _ws
@@ -39,9 +39,9 @@ class PublishResult:
     #: Number of subscribers of the stream.
     clients: int
     #: How long the server took, in milliseconds.
-    processing_time_ms: Optional[float]
+    processing_time_ms: float | None
     #: The whole answer, as sent.
-    body: Dict[str, Any] = field(repr=False)
+    body: dict[str, Any] = field(repr=False)
 
 
 class PublishError(Exception):
@@ -57,9 +57,9 @@ class PublishError(Exception):
         status: int,
         error: str,
         *,
-        field: Optional[str] = None,
-        retry_after: Optional[float] = None,
-        body: Optional[Dict[str, Any]] = None,
+        field: str | None = None,
+        retry_after: float | None = None,
+        body: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(f"HTTP {status}: {error}")
         self.status = status
@@ -76,9 +76,9 @@ class IngestRejected(Exception):
         self,
         error: str,
         *,
-        field: Optional[str] = None,
-        step: Optional[int] = None,
-        body: Optional[Dict[str, Any]] = None,
+        field: str | None = None,
+        step: int | None = None,
+        body: dict[str, Any] | None = None,
     ) -> None:
         where = f" ({field})" if field else ""
         super().__init__(f"state rejected{where}: {error}")
@@ -109,9 +109,9 @@ class Producer:
         self,
         url: str,
         *,
-        stream: Optional[str] = None,
+        stream: str | None = None,
         format: str = "json",
-        key: Optional[str] = None,
+        key: str | None = None,
         timeout: float = 10.0,
     ) -> None:
         self._base = url.rstrip("/")
@@ -135,7 +135,7 @@ class Producer:
         query = "" if self._stream is None else urlencode({"stream": self._stream})
         return urlunsplit((scheme, parts.netloc, parts.path + "/ingest", query, ""))
 
-    def _headers(self) -> Dict[str, str]:
+    def _headers(self) -> dict[str, str]:
         return {} if self._key is None else {"X-API-Key": self._key}
 
     async def publish(self, state: State) -> PublishResult:
@@ -179,8 +179,8 @@ class Producer:
     def ingest(
         self,
         *,
-        on_error: Optional[Callable[[IngestRejected], None]] = None,
-        open_timeout: Optional[float] = 10.0,
+        on_error: Callable[[IngestRejected], None] | None = None,
+        open_timeout: float | None = 10.0,
     ) -> IngestStream:
         """A producer WebSocket; use as ``async with producer.ingest() as ingest:``."""
         return IngestStream(
@@ -205,9 +205,9 @@ class IngestStream:
         url: str,
         *,
         format: str = "json",
-        headers: Optional[Dict[str, str]] = None,
-        on_error: Optional[Callable[[IngestRejected], None]] = None,
-        open_timeout: Optional[float] = 10.0,
+        headers: dict[str, str] | None = None,
+        on_error: Callable[[IngestRejected], None] | None = None,
+        open_timeout: float | None = 10.0,
     ) -> None:
         self._url = url
         self._format = normalize_format(format)
@@ -215,11 +215,11 @@ class IngestStream:
         self._on_error = on_error
         self._open_timeout = open_timeout
         self._ws: Any = None
-        self._reader: Optional[asyncio.Task[None]] = None
+        self._reader: asyncio.Task[None] | None = None
         # Made in __aenter__: on Python 3.9 a queue binds to the loop it is made in.
-        self._rejections: Optional[asyncio.Queue[IngestRejected]] = None
+        self._rejections: asyncio.Queue[IngestRejected] | None = None
         #: Close code of the connection once the server closed it.
-        self.close_code: Optional[int] = None
+        self.close_code: int | None = None
 
     async def __aenter__(self) -> IngestStream:
         try:
@@ -237,9 +237,9 @@ class IngestStream:
 
     async def __aexit__(
         self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        traceback: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -257,14 +257,14 @@ class IngestStream:
                 f"the ingest stream is closed (code {_ws.close_code(closed)})"
             ) from None
 
-    def rejections(self) -> List[IngestRejected]:
+    def rejections(self) -> list[IngestRejected]:
         """The rejections received and not yet read, oldest first."""
-        found: List[IngestRejected] = []
+        found: list[IngestRejected] = []
         while self._rejections is not None and not self._rejections.empty():
             found.append(self._rejections.get_nowait())
         return found
 
-    async def next_rejection(self, timeout: Optional[float] = None) -> Optional[IngestRejected]:
+    async def next_rejection(self, timeout: float | None = None) -> IngestRejected | None:
         """Waits for the next rejection; None after ``timeout`` seconds without one."""
         if self._rejections is None:
             raise ConnectionError("the ingest stream is not open")
@@ -301,7 +301,7 @@ class IngestStream:
             self.close_code = _ws.close_code(closed)
 
 
-def _json_object(raw: Any) -> Dict[str, Any]:
+def _json_object(raw: Any) -> dict[str, Any]:
     """The JSON object in ``raw``, or ``{}`` when it is not one."""
     try:
         value = json.loads(raw)
@@ -310,7 +310,7 @@ def _json_object(raw: Any) -> Dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _seconds(header: Optional[str]) -> Optional[float]:
+def _seconds(header: str | None) -> float | None:
     try:
         return None if header is None else float(header)
     except ValueError:

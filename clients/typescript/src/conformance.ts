@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+/// <reference types="node" />
+/**
+ * Conformance runner: follows a stream with the {@link Subscriber} API and prints,
+ * after every frame that leaves it holding a verified state, that state as one JSON
+ * line on stdout:
+ *
+ * ```text
+ * {"seq":..,"step":..,"energy":..,"timestamp":..|null,"phases":[..],"spins":[..]}
+ * ```
+ *
+ * Numbers are shortest round-trip (`String(x)`), negative zero as `-0.0`. Resyncs,
+ * reconnects and closes go to stderr. Exits 0 once it holds a state with
+ * seq >= `--until-seq`, 2 on timeout, 1 on bad arguments or a fatal error.
+ *
+ * ```text
+ * node dist/conformance.js --url ws://127.0.0.1:PORT/ws --format json|protobuf \
+ *   --delta true|false --until-seq S [--slow-ms MS] [--stream NAME] [--timeout SECONDS]
+ * ```
+ *
+ * `--slow-ms MS` makes it a slow reader: after each frame it pauses the subscriber
+ * for MS milliseconds. Pausing stops reading the TCP socket (`ws`'s `pause()`,
+ * which is `socket.pause()`), so the server's writes back up and it has to skip
+ * frames; frames already read wait in order. Node-only; uses the `ws` package when
+ * installed, else the global WebSocket (which cannot pause the socket).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { formatJsonArray, formatJsonNumber } from "./json.js";
+import type { Format, State } from "./model.js";
+import { Subscriber } from "./subscriber.js";
+
+/** One stdout line: the state held and its seq. */
+export function stateLine(seq: number, state: State): string {
+  const timestamp = state.timestamp === undefined ? "null" : formatJsonNumber(state.timestamp);
+  return (
+    `{"seq":${seq},"step":${state.step},"energy":${formatJsonNumber(state.energy)},` +
+    `"timestamp":${timestamp},"phases":${formatJsonArray(state.phases)},"spins":${formatJsonArray(state.spins)}}`
+  );
+}
+
+const USAGE =
+  "usage: conformance --url ws://HOST:PORT/ws --format json|protobuf --delta true|false " +
+  "--until-seq S [--slow-ms MS] [--stream NAME] [--timeout SECONDS]";
+
+interface Args {
+  url: string;
+  format: Format;
+  delta: boolean;
+  untilSeq: number;
+  slowMs: number;
+  stream: string | undefined;
+  timeoutS: number;
+}
+
+function parse(argv: string[]): Args {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      url: { type: "string" },
+      format: { type: "string", default: "json" },
+      delta: { type: "string", default: "true" },
+      "until-seq": { type: "string" },
+      "slow-ms": { type: "string", default: "0" },
+      stream: { type: "string" },
+      timeout: { type: "string", default: "30" },
+    },
+    strict: true,
+  });
+  const format = values.format === "proto" ? "protobuf" : values.format;
+  if (format !== "json" && format !== "protobuf") throw new Error(`--format: ${values.format}`);
+  if (values.delta !== "true" && values.delta !== "false") throw new Error(`--delta: ${values.delta}`);
+  if (values.url === undefined) throw new Error("--url is required");
+  const untilSeq = Number(values["until-seq"]);
+  const slowMs = Number(values["slow-ms"]);
+  const timeoutS = Number(values.timeout);
+  if (!Number.isSafeInteger(untilSeq) || untilSeq < 0) throw new Error("--until-seq: a seq is required");
+  if (!(slowMs >= 0)) throw new Error(`--slow-ms: ${values["slow-ms"]}`);
+  if (!(timeoutS > 0)) throw new Error(`--timeout: ${values.timeout}`);
+  return { url: values.url, format, delta: values.delta === "true", untilSeq, slowMs, stream: values.stream, timeoutS };
+}
+
+function main(): void {
+  let args: Args;
+  try {
+    args = parse(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+    process.exit(1);
+  }
+  const log = (message: string): void => {
+    process.stderr.write(`conformance: ${message}\n`);
+  };
+
+  const sub = new Subscriber({
+    url: args.url,
+    format: args.format,
+    delta: args.delta,
+    ...(args.stream === undefined ? {} : { stream: args.stream }),
+    preferWsPackage: true,
+    reconnect: { initialMs: 100, maxMs: 2_000 },
+  });
+
+  let finished = false;
+  const finish = (code: number): void => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    sub.close();
+    // Exit once stdout has taken everything written so far.
+    process.stdout.write("", () => process.exit(code));
+  };
+  const timer = setTimeout(() => {
+    log(`timeout after ${args.timeoutS} s: holding seq ${sub.seq ?? "none"}, waiting for ${args.untilSeq}`);
+    finish(2);
+  }, args.timeoutS * 1000);
+
+  sub.onUpdate((state, { seq }) => {
+    if (finished) return;
+    process.stdout.write(stateLine(seq, state) + "\n");
+    if (seq >= args.untilSeq) {
+      finish(0);
+      return;
+    }
+    if (args.slowMs > 0) {
+      sub.pause();
+      setTimeout(() => sub.resume(), args.slowMs);
+    }
+  });
+  sub.on("resync", (reason, error) => log(`resync (${reason})${error ? `: ${error.message}` : ""}`));
+  sub.on("open", () => log(`connected: ${sub.stats.connections}`));
+  sub.on("close", (code, reason) => log(`closed: ${code}${reason ? ` ${reason}` : ""}`));
+  sub.on("reconnect", (attempt, delay) =>
+    log(`reconnect #${attempt} in ${Math.round(delay)} ms (resume=${sub.seq ?? "none"})`),
+  );
+  sub.on("error", (error) => log(`error: ${error.message}`));
+  sub.on("end", () => {
+    if (!finished) {
+      log("subscriber ended");
+      finish(1);
+    }
+  });
+}
+
+main();

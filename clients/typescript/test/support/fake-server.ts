@@ -1,0 +1,222 @@
+/**
+ * A small stand-in for the phasecast server's `/ws` endpoint, on 127.0.0.1 and a
+ * free port: it sequences published states, keeps their views (the states
+ * subscribers hold, within ε), and sends each subscriber full and delta frames as
+ * docs/protocol.md describes — first frame, resume, resync, keyframes, `delta=false`,
+ * skipping frames for slow readers. Faults can be injected into the next frame.
+ */
+
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { WebSocketServer, type RawData, type WebSocket } from "ws";
+import { toState, type State, type StateInput } from "@phasecast/client";
+import { advance, diff, jsonDelta, jsonFull, pbDelta, pbFull, quantumExpFor } from "./encoder.js";
+
+/** A fault to put into the next frame a subscriber gets. */
+export type Fault = "checksum" | "base_seq" | "truncate" | "garbage";
+
+/** One subscriber connection, as the server sees it. */
+export interface FakeConnection {
+  readonly socket: WebSocket;
+  readonly query: URLSearchParams;
+  readonly format: "json" | "protobuf";
+  readonly delta: boolean;
+  /** Seq of the state the subscriber holds if it applied everything sent (0: none). */
+  heldSeq: number;
+  /** Send a full frame next. */
+  needFull: boolean;
+  /** Resync requests received, as their raw form. */
+  readonly resyncs: (string | Uint8Array)[];
+  /** Frames sent: their kind and seq. */
+  readonly sent: { kind: "full" | "delta"; seq: number; baseSeq?: number }[];
+  /** Faults to inject, first the next frame. */
+  readonly faults: Fault[];
+  /** Frames skipped because the socket was backed up. */
+  skipped: number;
+  /** Ignore resync requests (to see the client ignore deltas meanwhile). */
+  deaf: boolean;
+}
+
+export interface FakeServerOptions {
+  /** Tolerance ε (default 0: lossless). */
+  epsilon?: number;
+  /** A full frame every this many seqs (default 200). */
+  keyframeInterval?: number;
+  /** States kept for resume (default 1024). */
+  history?: number;
+  /** Skip a subscriber whose socket has more than this many bytes queued (default 256 KiB). */
+  slowBytes?: number;
+  /** Listen on this port (default: any free one). */
+  port?: number;
+}
+
+export class FakeServer {
+  readonly http: Server;
+  readonly wss: WebSocketServer;
+  readonly connections = new Set<FakeConnection>();
+  /** Every connection ever made (for asserting on query strings). */
+  readonly history: FakeConnection[] = [];
+  /** `views[seq]`: the state a subscriber holds at seq (index 0 unused). */
+  readonly views: State[] = [];
+  readonly #epsilon: number;
+  readonly #keyframe: number;
+  readonly #keep: number;
+  readonly #slowBytes: number;
+  #seq = 0;
+
+  private constructor(options: FakeServerOptions) {
+    this.#epsilon = options.epsilon ?? 0;
+    this.#keyframe = options.keyframeInterval ?? 200;
+    this.#keep = options.history ?? 1024;
+    this.#slowBytes = options.slowBytes ?? 256 * 1024;
+    this.http = createServer((_req, res) => {
+      res.writeHead(404).end();
+    });
+    this.wss = new WebSocketServer({ server: this.http, path: "/ws" });
+    this.wss.on("connection", (socket, request) => this.#accept(socket, new URL(request.url ?? "/", "http://x").searchParams));
+  }
+
+  /** Starts a server on 127.0.0.1. */
+  static async start(options: FakeServerOptions = {}): Promise<FakeServer> {
+    const server = new FakeServer(options);
+    await new Promise<void>((resolve, reject) => {
+      server.http.once("error", reject);
+      server.http.listen(options.port ?? 0, "127.0.0.1", () => resolve());
+    });
+    return server;
+  }
+
+  get port(): number {
+    return (this.http.address() as AddressInfo).port;
+  }
+
+  /** The `/ws` URL. */
+  get url(): string {
+    return `ws://127.0.0.1:${this.port}/ws`;
+  }
+
+  /** Seq of the newest state. */
+  get seq(): number {
+    return this.#seq;
+  }
+
+  /** Sequences a state and sends it to every subscriber; returns its seq. */
+  publish(input: StateInput): number {
+    const truth = toState(input);
+    const prev = this.views[this.#seq];
+    const sameShape = prev !== undefined && prev.phases.length === truth.phases.length && prev.spins.length === truth.spins.length;
+    const view = sameShape ? advance(prev, truth, this.#epsilon) : truth;
+    this.#seq++;
+    this.views[this.#seq] = view;
+    const old = this.#seq - this.#keep;
+    if (old > 0) delete this.views[old];
+    for (const conn of this.connections) this.#sendLatest(conn);
+    return this.#seq;
+  }
+
+  /** The connection opened most recently. */
+  get last(): FakeConnection {
+    const conn = this.history[this.history.length - 1];
+    if (!conn) throw new Error("no connection yet");
+    return conn;
+  }
+
+  /** Closes every subscriber connection abruptly (no close handshake). */
+  dropAll(): void {
+    for (const conn of this.connections) conn.socket.terminate();
+  }
+
+  /** Waits until `predicate` holds (polling), or fails after `ms`. */
+  async until(predicate: () => boolean, ms = 3000, what = "condition"): Promise<void> {
+    const end = Date.now() + ms;
+    while (!predicate()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** Stops the server and closes every connection. */
+  async stop(): Promise<void> {
+    for (const conn of this.connections) conn.socket.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+  }
+
+  #accept(socket: WebSocket, query: URLSearchParams): void {
+    const format = query.get("format") === "protobuf" || query.get("format") === "proto" ? "protobuf" : "json";
+    const conn: FakeConnection = {
+      socket,
+      query,
+      format,
+      delta: query.get("delta") !== "false",
+      heldSeq: 0,
+      needFull: true,
+      resyncs: [],
+      sent: [],
+      faults: [],
+      skipped: 0,
+      deaf: false,
+    };
+    const resume = Number(query.get("resume") ?? NaN);
+    if (conn.delta && Number.isSafeInteger(resume) && this.views[resume] !== undefined) {
+      conn.heldSeq = resume;
+      conn.needFull = false;
+    }
+    this.connections.add(conn);
+    this.history.push(conn);
+    socket.on("close", () => this.connections.delete(conn));
+    socket.on("message", (data: RawData, isBinary: boolean) => {
+      const bytes = Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]);
+      const isResync = isBinary ? bytes.equals(Buffer.from([0x0a, 0x00])) : bytes.toString() === '{"op":"resync"}';
+      if (!isResync) return;
+      conn.resyncs.push(isBinary ? new Uint8Array(bytes) : bytes.toString());
+      if (conn.deaf) return;
+      conn.needFull = true;
+      this.#sendLatest(conn);
+    });
+    if (this.#seq > 0) this.#sendLatest(conn);
+  }
+
+  /** Brings one subscriber to the newest state: a full frame or a delta from what it holds. */
+  #sendLatest(conn: FakeConnection): void {
+    const seq = this.#seq;
+    const target = this.views[seq]!;
+    if (conn.socket.readyState !== conn.socket.OPEN) return;
+    if (!conn.needFull && conn.socket.bufferedAmount > this.#slowBytes) {
+      conn.skipped++;
+      return;
+    }
+    const base = this.views[conn.heldSeq];
+    const full =
+      conn.needFull ||
+      !conn.delta ||
+      base === undefined ||
+      seq % this.#keyframe === 0 ||
+      base.phases.length !== target.phases.length ||
+      base.spins.length !== target.spins.length;
+    const fault = conn.faults.shift();
+    let frame: string | Uint8Array;
+    if (full) {
+      frame = conn.format === "json" ? jsonFull(seq, target) : pbFull(seq, target);
+      conn.sent.push({ kind: "full", seq });
+    } else {
+      const d = diff(base, conn.heldSeq, target, seq, quantumExpFor(this.#epsilon));
+      if (fault === "checksum") d.checksum ^= 1n;
+      if (fault === "base_seq") d.baseSeq -= 1;
+      let sentTarget = target;
+      if (fault === "garbage") {
+        // A wrong value for phase 0, with the checksum of the true state.
+        const phases = target.phases.slice();
+        phases[0] = phases[0]! + 1;
+        sentTarget = { ...target, phases };
+        d.phases = [[0, { kind: "set", value: phases[0] }], ...d.phases.filter(([i]) => i !== 0)];
+      }
+      frame = conn.format === "json" ? jsonDelta(d, sentTarget) : pbDelta(d, sentTarget);
+      conn.sent.push({ kind: "delta", seq, baseSeq: d.baseSeq });
+    }
+    if (fault === "truncate") frame = typeof frame === "string" ? frame.slice(0, frame.length >> 1) : frame.slice(0, frame.length >> 1);
+    conn.socket.send(frame, { binary: typeof frame !== "string" });
+    conn.heldSeq = seq;
+    conn.needFull = false;
+  }
+}

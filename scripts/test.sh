@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# phasecast's one test command: sets up what the tests need on a fresh machine, then
+# runs every check. The last thing it runs is `cargo test`, whose summary ends the output.
+#
+#   scripts/test.sh
+#
+# Steps: system packages (promtool) → cargo fmt/clippy → deploy/ checks (promtool) →
+# the Python client (fresh venv, pip install, regen check, pytest) → the TypeScript
+# client (npm ci, regen check, build, node --test) → cargo test, including the
+# cross-language conformance test against the two clients just installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=never
+step() { printf '\n==== %s\n' "$*"; }
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    step "installing ${need_apt[*]} (Debian packages)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "deploy/: promtool rules, dashboard, systemd unit"
+bash deploy/check.sh
+
+step "Python client"
+bash clients/python/test.sh
+
+step "TypeScript client"
+bash clients/typescript/test.sh
+
+step "cargo test (unit, integration, cross-language conformance, doc)"
+export PHASECAST_REQUIRE_TOOLS=1
+export PHASECAST_PYTHON="$PWD/clients/python/.venv-test/bin/python"
+export PHASECAST_NODE_CONFORMANCE="$PWD/clients/typescript/dist/conformance.js"
+cargo test --locked --all-targets
+cargo test --locked --doc

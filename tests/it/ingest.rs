@@ -1,0 +1,85 @@
+//! The producer WebSocket: states stream in; bad ones are answered, the socket stays.
+
+use phasecast::{client::IngestPublisher, codec::Encoding};
+
+use crate::support::{state, within, TestServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_streams_states_and_answers_only_bad_ones() {
+    let server = TestServer::start().await;
+    let mut sub = server.subscribe(Encoding::Protobuf, true).await;
+    for encoding in Encoding::ALL {
+        let mut producer = IngestPublisher::connect(&server.ws(), None, encoding, None)
+            .await
+            .unwrap();
+        for step in 1..=50 {
+            producer.send(&state(step, 24)).await.unwrap();
+        }
+        let mut bad = state(51, 24);
+        bad.spins[3] = 0;
+        producer.send(&bad).await.unwrap();
+        let rejection = within("rejection", producer.rejection())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rejection["ok"], false);
+        assert_eq!(rejection["field"], "spins[3]");
+        producer
+            .send_raw(b"not a state".to_vec(), encoding == Encoding::Json)
+            .await
+            .unwrap();
+        let rejection = within("rejection", producer.rejection())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            rejection["error"].as_str().unwrap().contains("malformed"),
+            "{rejection}"
+        );
+        // Still open: the next good state is accepted.
+        producer.send(&state(52, 24)).await.unwrap();
+        producer.close().await.unwrap();
+    }
+    let mut last = 0;
+    while last < 102 {
+        let r = within("frame", sub.next_frame()).await.unwrap().unwrap();
+        assert_eq!(r.seq, last + 1);
+        last = r.seq;
+    }
+    assert_eq!(sub.state().unwrap(), &state(52, 24));
+    assert_eq!(sub.resyncs(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_rate_limit_and_producer_limit() {
+    let server = TestServer::with(|c| {
+        c.producer.rate_limit = 10;
+        c.producer.max_producers = 1;
+    })
+    .await;
+    let mut producer = IngestPublisher::connect(&server.ws(), Some("lab"), Encoding::Json, None)
+        .await
+        .unwrap();
+    server
+        .wait_for_health("one producer", |h| h["producers"] == 1)
+        .await;
+    let second = IngestPublisher::connect(&server.ws(), Some("lab"), Encoding::Json, None).await;
+    assert!(second.unwrap_err().to_string().contains("503"));
+    for step in 1..=11 {
+        producer.send(&state(step, 4)).await.unwrap();
+    }
+    let rejection = within("rate limited", producer.rejection())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        rejection["error"]
+            .as_str()
+            .unwrap()
+            .contains("rate limited"),
+        "{rejection}"
+    );
+    assert_eq!(rejection["step"], 11);
+    server.shutdown().await;
+}

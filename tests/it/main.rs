@@ -1,0 +1,14 @@
+//! Integration tests: the real server on an ephemeral loopback port, real sockets.
+#![allow(unreachable_pub, missing_docs)]
+
+mod auth;
+mod backpressure;
+mod compat;
+mod conformance;
+mod ingest;
+mod metrics;
+mod publish;
+mod resume;
+mod shutdown;
+mod subscribe;
+mod support;
