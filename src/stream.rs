@@ -476,6 +476,39 @@ mod tests {
         assert!(j.updates.try_recv().is_ok());
     }
 
+    /// Subscribers in step share one encoding per format: a thousand of them get the
+    /// same bytes, not a thousand encodings.
+    #[test]
+    fn subscribers_in_step_share_one_encoding_per_format() {
+        let m = metrics();
+        let s = Stream::new("t".into(), config(1e-3, 100, 8), 8);
+        s.publish(state(1, 64), &m);
+        let prev = s.join(None).latest.unwrap();
+        s.publish(state(2, 64), &m);
+        let next = s.join(None).latest.unwrap();
+        for e in Encoding::ALL {
+            let frames: Vec<_> = (0..1000).map(|_| next.frame_for(e, Some(&prev), &m)).collect();
+            let first = frames[0].0.message.clone().into_data();
+            assert_eq!(frames[0].1, FrameKind::Delta);
+            for (f, _) in &frames {
+                assert_eq!(f.message.clone().into_data().as_ptr(), first.as_ptr(), "shared, not re-encoded");
+            }
+            // Full frames are shared too.
+            let (a, _) = next.full(e, &m);
+            let (b, _) = next.full(e, &m);
+            assert_eq!(a.message.into_data().as_ptr(), b.message.into_data().as_ptr());
+        }
+        // Catch-up deltas from the same base are cached and shared.
+        s.publish(state(3, 64), &m);
+        let third = s.join(None).latest.unwrap();
+        for e in Encoding::ALL {
+            let (a, kind) = third.frame_for(e, Some(&prev), &m);
+            let (b, _) = third.frame_for(e, Some(&prev), &m);
+            assert_eq!(kind, FrameKind::Delta);
+            assert_eq!(a.message.into_data().as_ptr(), b.message.into_data().as_ptr());
+        }
+    }
+
     #[test]
     fn join_finds_resume_points_only_in_the_history() {
         let m = metrics();
