@@ -15,7 +15,9 @@
 //! - [`server`]: wiring and graceful shutdown; [`server::run`] is the entry point.
 //! - [`workload`]: seeded simulations for the demo, examples and benchmarks.
 //! - [`client`]: a Rust client (subscribe, apply frames, resume; publish).
+//! - [`bench`]: the bandwidth report and the load generator.
 
+pub mod bench;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod codec;

@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the server (every flag also reads the environment variable shown).
     Serve(ServeArgs),
+    /// Print bytes per frame for every frame kind on the named workloads.
+    Bandwidth(phasecast::bench::bandwidth::BandwidthArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bandwidth(args) => bandwidth(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,6 +61,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         phasecast::server::run(listener, config, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+fn bandwidth(args: phasecast::bench::bandwidth::BandwidthArgs) -> anyhow::Result<()> {
+    use phasecast::bench::bandwidth;
+    let rows = bandwidth::measure(&args).map_err(anyhow::Error::msg)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", bandwidth::markdown(&rows, &args));
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, bandwidth::svg(&rows))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -58,9 +58,11 @@ pub struct Update {
     step_delta: Option<Delta>,
     quantum_exp: Option<i32>,
     full: [OnceLock<Encoded>; 2],
-    in_step: [OnceLock<Encoded>; 2],
-    /// Deltas for subscribers that skipped frames, by (base seq, encoding). Bounded.
-    catch_up: Mutex<Vec<(u64, Encoding, Encoded)>>,
+    /// The frame for subscribers in step, per encoding: the delta, or the full frame
+    /// where that is not bigger.
+    in_step: [OnceLock<(Encoded, FrameKind)>; 2],
+    /// Frames for subscribers that skipped frames, by (base seq, encoding). Bounded.
+    catch_up: Mutex<Vec<(u64, Encoding, (Encoded, FrameKind))>>,
 }
 
 /// A frame ready to write: the WebSocket message (text for JSON, binary for
@@ -136,32 +138,42 @@ impl Update {
         }
         if held.seq + 1 == self.seq {
             if let Some(d) = &self.step_delta {
-                let encoded = self.in_step[encoding.index()].get_or_init(|| {
-                    let bytes = codec::encode_delta(encoding, d, &self.view);
-                    Encoded::new(encoding, FrameKind::Delta, bytes, metrics)
-                });
-                return (encoded.clone(), FrameKind::Delta);
+                return self.in_step[encoding.index()]
+                    .get_or_init(|| self.smaller_of(encoding, d, metrics))
+                    .clone();
             }
         }
         let mut cache = self.catch_up.lock().expect("catch-up cache poisoned");
-        if let Some((_, _, b)) = cache
+        if let Some((_, _, frame)) = cache
             .iter()
             .find(|(base, e, _)| *base == held.seq && *e == encoding)
         {
-            return (b.clone(), FrameKind::Delta);
+            return frame.clone();
         }
         let d = delta::diff(&held.view, held.seq, &self.view, self.seq, self.quantum_exp);
-        let (full_len, delta_len) = codec::protobuf_sizes(self.seq, &d, &self.view);
-        if delta_len >= full_len {
-            drop(cache);
-            return full();
-        }
-        let bytes = codec::encode_delta(encoding, &d, &self.view);
-        let encoded = Encoded::new(encoding, FrameKind::Delta, bytes, metrics);
+        let frame = self.smaller_of(encoding, &d, metrics);
         if cache.len() < CATCH_UP_CACHE {
-            cache.push((held.seq, encoding, encoded.clone()));
+            cache.push((held.seq, encoding, frame.clone()));
         }
-        (encoded, FrameKind::Delta)
+        frame
+    }
+
+    /// The delta `d` encoded, or the full frame when that is not bigger in this
+    /// encoding. Either leaves the subscriber holding this update's view.
+    fn smaller_of(&self, encoding: Encoding, d: &Delta, metrics: &Metrics) -> (Encoded, FrameKind) {
+        let bytes = codec::encode_delta(encoding, d, &self.view);
+        // A delta that changes at most half the phases is always the smaller one;
+        // past that, compare (JSON keys make a dense delta bigger than the full frame).
+        if d.phases.len() * 2 > self.view.len() {
+            let (full, kind) = self.full(encoding, metrics);
+            if bytes.len() >= full.len {
+                return (full, kind);
+            }
+        }
+        (
+            Encoded::new(encoding, FrameKind::Delta, bytes, metrics),
+            FrameKind::Delta,
+        )
     }
 }
 
@@ -347,6 +359,11 @@ impl Stream {
         self.subscribers.load(Relaxed)
     }
 
+    /// The newest update, if any.
+    pub fn latest(&self) -> Option<Arc<Update>> {
+        self.lock().history.back().cloned()
+    }
+
     /// Seq, step and size of the newest state.
     pub fn head(&self) -> Head {
         let inner = self.lock();
@@ -396,10 +413,13 @@ mod tests {
         }
     }
 
+    /// A state in which the first eight phases move every step.
     fn state(step: u64, n: usize) -> State {
         State {
             step,
-            phases: (0..n).map(|i| i as f64 + step as f64 * 0.001).collect(),
+            phases: (0..n)
+                .map(|i| i as f64 + if i < 8 { step as f64 * 0.01 } else { 0.0 })
+                .collect(),
             spins: vec![1; n],
             energy: step as f64,
             timestamp: None,
@@ -487,16 +507,25 @@ mod tests {
         s.publish(state(2, 64), &m);
         let next = s.join(None).latest.unwrap();
         for e in Encoding::ALL {
-            let frames: Vec<_> = (0..1000).map(|_| next.frame_for(e, Some(&prev), &m)).collect();
+            let frames: Vec<_> = (0..1000)
+                .map(|_| next.frame_for(e, Some(&prev), &m))
+                .collect();
             let first = frames[0].0.message.clone().into_data();
             assert_eq!(frames[0].1, FrameKind::Delta);
             for (f, _) in &frames {
-                assert_eq!(f.message.clone().into_data().as_ptr(), first.as_ptr(), "shared, not re-encoded");
+                assert_eq!(
+                    f.message.clone().into_data().as_ptr(),
+                    first.as_ptr(),
+                    "shared, not re-encoded"
+                );
             }
             // Full frames are shared too.
             let (a, _) = next.full(e, &m);
             let (b, _) = next.full(e, &m);
-            assert_eq!(a.message.into_data().as_ptr(), b.message.into_data().as_ptr());
+            assert_eq!(
+                a.message.into_data().as_ptr(),
+                b.message.into_data().as_ptr()
+            );
         }
         // Catch-up deltas from the same base are cached and shared.
         s.publish(state(3, 64), &m);
@@ -505,7 +534,10 @@ mod tests {
             let (a, kind) = third.frame_for(e, Some(&prev), &m);
             let (b, _) = third.frame_for(e, Some(&prev), &m);
             assert_eq!(kind, FrameKind::Delta);
-            assert_eq!(a.message.into_data().as_ptr(), b.message.into_data().as_ptr());
+            assert_eq!(
+                a.message.into_data().as_ptr(),
+                b.message.into_data().as_ptr()
+            );
         }
     }
 
