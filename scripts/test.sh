@@ -16,6 +16,7 @@ step() { printf '\n==== %s\n' "$*"; }
 
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     step "installing ${need_apt[*]} (Debian packages)"

@@ -22,6 +22,11 @@ enum Command {
     Serve(ServeArgs),
     /// Print bytes per frame for every frame kind on the named workloads.
     Bandwidth(phasecast::bench::bandwidth::BandwidthArgs),
+    /// Load a server (or nats-server) with a producer and many subscribers; report
+    /// latency, delivery, CPU and memory.
+    Loadgen(phasecast::bench::loadgen::LoadgenArgs),
+    /// Reduce `loadgen --out` results to medians, markdown tables and SVG charts.
+    BenchReport(phasecast::bench::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +40,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bandwidth(args) => bandwidth(args),
+        Command::Loadgen(args) => loadgen(args),
+        Command::BenchReport(args) => bench_report(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,6 +81,42 @@ fn bandwidth(args: phasecast::bench::bandwidth::BandwidthArgs) -> anyhow::Result
     if let Some(path) = &args.svg {
         std::fs::write(path, bandwidth::svg(&rows))
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn loadgen(args: phasecast::bench::loadgen::LoadgenArgs) -> anyhow::Result<()> {
+    use phasecast::bench::loadgen;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    let result = runtime.block_on(loadgen::run(&args))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!("{}", loadgen::summary(&result));
+    }
+    if let Some(path) = &args.out {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(file, "{}", serde_json::to_string(&result)?)?;
+    }
+    // Subscriber tasks may still be closing: do not wait for them.
+    runtime.shutdown_background();
+    Ok(())
+}
+
+fn bench_report(args: phasecast::bench::report::ReportArgs) -> anyhow::Result<()> {
+    use phasecast::bench::report;
+    let (load, idle) = report::load(&args.results)?;
+    print!("{}", report::markdown(&load, &idle));
+    if let Some(dir) = &args.svg_dir {
+        report::write_charts(&load, &idle, dir)?;
     }
     Ok(())
 }

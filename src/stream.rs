@@ -60,19 +60,21 @@ pub struct Update {
     full: [OnceLock<Encoded>; 2],
     /// The frame for subscribers in step, per encoding: the delta, or the full frame
     /// where that is not bigger.
-    in_step: [OnceLock<(Encoded, FrameKind)>; 2],
+    in_step: [OnceLock<Encoded>; 2],
     /// Frames for subscribers that skipped frames, by (base seq, encoding). Bounded.
-    catch_up: Mutex<Vec<(u64, Encoding, (Encoded, FrameKind))>>,
+    catch_up: Mutex<Vec<(u64, Encoding, Encoded)>>,
 }
 
 /// A frame ready to write: the WebSocket message (text for JSON, binary for
-/// protobuf; cloning shares the bytes) and its size.
+/// protobuf; cloning shares the bytes), its size and its kind.
 #[derive(Debug, Clone)]
 pub struct Encoded {
     /// The message.
     pub message: Message,
     /// Its payload size in bytes.
     pub len: usize,
+    /// Full or delta.
+    pub kind: FrameKind,
 }
 
 impl Encoded {
@@ -85,7 +87,7 @@ impl Encoded {
         } else {
             Message::Binary(bytes)
         };
-        Encoded { message, len }
+        Encoded { message, len, kind }
     }
 }
 
@@ -115,12 +117,13 @@ impl Update {
     }
 
     /// The full frame of this state.
-    pub fn full(&self, encoding: Encoding, metrics: &Metrics) -> (Encoded, FrameKind) {
-        let encoded = self.full[encoding.index()].get_or_init(|| {
-            let bytes = codec::encode_full(encoding, self.seq, &self.view);
-            Encoded::new(encoding, FrameKind::Full, bytes, metrics)
-        });
-        (encoded.clone(), FrameKind::Full)
+    pub fn full(&self, encoding: Encoding, metrics: &Metrics) -> Encoded {
+        self.full[encoding.index()]
+            .get_or_init(|| {
+                let bytes = codec::encode_full(encoding, self.seq, &self.view);
+                Encoded::new(encoding, FrameKind::Full, bytes, metrics)
+            })
+            .clone()
     }
 
     /// The frame that brings a subscriber holding `held` (the update it was last sent,
@@ -130,7 +133,7 @@ impl Update {
         encoding: Encoding,
         held: Option<&Update>,
         metrics: &Metrics,
-    ) -> (Encoded, FrameKind) {
+    ) -> Encoded {
         let full = || self.full(encoding, metrics);
         let Some(held) = held else { return full() };
         if self.keyframe || held.seq >= self.seq || !held.view.same_shape(&self.view) {
@@ -160,20 +163,17 @@ impl Update {
 
     /// The delta `d` encoded, or the full frame when that is not bigger in this
     /// encoding. Either leaves the subscriber holding this update's view.
-    fn smaller_of(&self, encoding: Encoding, d: &Delta, metrics: &Metrics) -> (Encoded, FrameKind) {
+    fn smaller_of(&self, encoding: Encoding, d: &Delta, metrics: &Metrics) -> Encoded {
         let bytes = codec::encode_delta(encoding, d, &self.view);
         // A delta that changes at most half the phases is always the smaller one;
         // past that, compare (JSON keys make a dense delta bigger than the full frame).
         if d.phases.len() * 2 > self.view.len() {
-            let (full, kind) = self.full(encoding, metrics);
+            let full = self.full(encoding, metrics);
             if bytes.len() >= full.len {
-                return (full, kind);
+                return full;
             }
         }
-        (
-            Encoded::new(encoding, FrameKind::Delta, bytes, metrics),
-            FrameKind::Delta,
-        )
+        Encoded::new(encoding, FrameKind::Delta, bytes, metrics)
     }
 }
 
@@ -472,21 +472,21 @@ mod tests {
             // One subscriber takes every frame; one takes every fifth.
             let mut every = None;
             let mut fifth = None;
-            apply_frame(&mut every, &first.full(e, &m).0, e);
-            apply_frame(&mut fifth, &first.full(e, &m).0, e);
+            apply_frame(&mut every, &first.full(e, &m), e);
+            apply_frame(&mut fifth, &first.full(e, &m), e);
             let mut held_every = first.clone();
             let mut held_fifth = first.clone();
             let mut rx = s.updates.subscribe();
             drop(rx.try_recv());
             let history: Vec<_> = s.lock().history.iter().cloned().collect();
             for u in history.iter().skip(1) {
-                let (b, kind) = u.frame_for(e, Some(&held_every), &m);
-                assert_eq!(kind, FrameKind::Delta);
+                let b = u.frame_for(e, Some(&held_every), &m);
+                assert_eq!(b.kind, FrameKind::Delta);
                 apply_frame(&mut every, &b, e);
                 assert_eq!(every.as_ref().unwrap(), &u.view);
                 held_every = u.clone();
                 if u.seq % 5 == 0 {
-                    let (b, _) = u.frame_for(e, Some(&held_fifth), &m);
+                    let b = u.frame_for(e, Some(&held_fifth), &m);
                     apply_frame(&mut fifth, &b, e);
                     assert_eq!(fifth.as_ref().unwrap(), &u.view);
                     held_fifth = u.clone();
@@ -510,9 +510,9 @@ mod tests {
             let frames: Vec<_> = (0..1000)
                 .map(|_| next.frame_for(e, Some(&prev), &m))
                 .collect();
-            let first = frames[0].0.message.clone().into_data();
-            assert_eq!(frames[0].1, FrameKind::Delta);
-            for (f, _) in &frames {
+            let first = frames[0].message.clone().into_data();
+            assert_eq!(frames[0].kind, FrameKind::Delta);
+            for f in &frames {
                 assert_eq!(
                     f.message.clone().into_data().as_ptr(),
                     first.as_ptr(),
@@ -520,8 +520,8 @@ mod tests {
                 );
             }
             // Full frames are shared too.
-            let (a, _) = next.full(e, &m);
-            let (b, _) = next.full(e, &m);
+            let a = next.full(e, &m);
+            let b = next.full(e, &m);
             assert_eq!(
                 a.message.into_data().as_ptr(),
                 b.message.into_data().as_ptr()
@@ -531,9 +531,9 @@ mod tests {
         s.publish(state(3, 64), &m);
         let third = s.join(None).latest.unwrap();
         for e in Encoding::ALL {
-            let (a, kind) = third.frame_for(e, Some(&prev), &m);
-            let (b, _) = third.frame_for(e, Some(&prev), &m);
-            assert_eq!(kind, FrameKind::Delta);
+            let a = third.frame_for(e, Some(&prev), &m);
+            let b = third.frame_for(e, Some(&prev), &m);
+            assert_eq!(a.kind, FrameKind::Delta);
             assert_eq!(
                 a.message.into_data().as_ptr(),
                 b.message.into_data().as_ptr()

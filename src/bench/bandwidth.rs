@@ -86,7 +86,7 @@ fn bytes_per_frame(
         oscillators = state.len();
         stream.publish(state, &metrics);
         let update = stream.latest().expect("just published");
-        let (frame, _) = if deltas {
+        let frame = if deltas {
             update.frame_for(encoding, held.as_deref(), &metrics)
         } else {
             update.full(encoding, &metrics)

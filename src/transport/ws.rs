@@ -382,15 +382,16 @@ impl Session {
                 if held.as_ref().is_some_and(|h| h.seq >= update.seq) {
                     continue;
                 }
-                let (frame, kind) = if self.subscription.deltas {
+                let frame = if self.subscription.deltas {
                     update.frame_for(encoding, held.as_deref(), metrics)
                 } else {
                     update.full(encoding, metrics)
                 };
-                let full_len = self
-                    .stream
-                    .full_len(encoding, (kind == FrameKind::Full).then_some(frame.len));
-                metrics.frame_sent(encoding, kind, frame.len, full_len);
+                let full_len = self.stream.full_len(
+                    encoding,
+                    (frame.kind == FrameKind::Full).then_some(frame.len),
+                );
+                metrics.frame_sent(encoding, frame.kind, frame.len, full_len);
                 socket.feed(frame.message).await?;
                 written.push(update.accepted_at);
                 *held = Some(update.clone());

@@ -3,6 +3,7 @@
 
 mod auth;
 mod backpressure;
+mod bench_tools;
 mod compat;
 mod conformance;
 mod ingest;

@@ -1,6 +1,6 @@
 /**
  * What the page subscribes to, read from and written back to the page URL:
- * `?format=json|protobuf&delta=false&stream=NAME&server=HOST:PORT`.
+ * `?format=json|protobuf&delta=false&stream=NAME&max_hz=N&key=KEY&server=HOST:PORT`.
  *
  * `server` is for development only: it points the page at another phasecast
  * (host and port; the scheme follows the page's) for `/ws` and `/health`, so the page
@@ -17,6 +17,10 @@ export interface Settings {
   stream: string | undefined;
   /** `host[:port]` of the server, from `?server=`, or `undefined` for the page's own. */
   server: string | undefined;
+  /** At most this many frames a second (`?max_hz=`), or `undefined` for every state. */
+  maxHz: number | undefined;
+  /** Subscriber key (`?key=`), when the server has `PCC_SUBSCRIBE_KEY`. */
+  key: string | undefined;
 }
 
 const STREAM_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -33,11 +37,15 @@ export function readSettings(search: string): Settings {
   const delta = q.get("delta");
   const stream = q.get("stream");
   const server = q.get("server");
+  const maxHz = Number(q.get("max_hz") ?? NaN);
+  const key = q.get("key");
   return {
     format: parseFormat(q.get("format")),
     delta: !(delta === "false" || delta === "0" || delta === "off"),
     stream: stream !== null && STREAM_NAME.test(stream) ? stream : undefined,
     server: server !== null && HOST.test(server) ? server : undefined,
+    maxHz: Number.isFinite(maxHz) && maxHz > 0 ? maxHz : undefined,
+    key: key !== null && key !== "" ? key : undefined,
   };
 }
 
@@ -45,10 +53,12 @@ export function readSettings(search: string): Settings {
 export function settingsUrl(current: string, s: Settings): string {
   const url = new URL(current);
   const q = url.searchParams;
-  for (const key of ["format", "delta", "stream", "server"]) q.delete(key);
+  for (const name of ["format", "delta", "stream", "max_hz", "key", "server"]) q.delete(name);
   if (s.format !== undefined) q.set("format", s.format);
   if (!s.delta) q.set("delta", "false");
   if (s.stream !== undefined && s.stream !== "default") q.set("stream", s.stream);
+  if (s.maxHz !== undefined) q.set("max_hz", String(s.maxHz));
+  if (s.key !== undefined) q.set("key", s.key);
   if (s.server !== undefined) q.set("server", s.server);
   return url.href;
 }

@@ -1,0 +1,220 @@
+//! `phasecast bench-report`: turns the JSON lines that `phasecast loadgen --out`
+//! appends into the tables and charts of `docs/benchmarks.md`: medians over runs of
+//! the same configuration, latency against subscribers per system, format and mode,
+//! and memory against idle connections.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use clap::Args;
+
+use crate::bench::{
+    chart::{self, Scale},
+    loadgen::LoadResult,
+};
+
+/// `phasecast bench-report` options.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// JSON lines written by `phasecast loadgen --out`.
+    pub results: PathBuf,
+    /// Write charts (latency.svg, cpu.svg, memory.svg) into this folder.
+    #[arg(long)]
+    pub svg_dir: Option<PathBuf>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// A configuration: everything but the measurements.
+fn key(r: &LoadResult) -> String {
+    let system = match r.system {
+        crate::bench::loadgen::System::Phasecast => format!(
+            "phasecast {} {}",
+            r.format,
+            if r.delta { "delta" } else { "full" }
+        ),
+        crate::bench::loadgen::System::OldApi => "old API (json full)".to_owned(),
+        crate::bench::loadgen::System::Nats => "nats-server (json full)".to_owned(),
+    };
+    if r.server_metrics {
+        system
+    } else {
+        format!("{system}, metrics off")
+    }
+}
+
+/// Medians of one configuration at one subscriber count.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Runs behind the medians.
+    pub runs: usize,
+    /// Median delivered ratio.
+    pub delivered: f64,
+    /// Median p50, p99 and max latency, ms.
+    pub p50: f64,
+    /// p99.
+    pub p99: f64,
+    /// max.
+    pub max: f64,
+    /// Median server CPU %.
+    pub cpu: f64,
+    /// Median server CPU µs per delivered frame.
+    pub us_per_frame: f64,
+    /// Median server RSS, MB.
+    pub rss: f64,
+    /// Median loadgen CPU %.
+    pub loadgen_cpu: f64,
+    /// Median bytes per frame.
+    pub bytes_per_frame: f64,
+    /// Median KB per idle connection.
+    pub kb_per_connection: f64,
+}
+
+/// (configuration → subscribers → cell), loaded and reduced.
+pub type Table = BTreeMap<String, BTreeMap<usize, Cell>>;
+
+/// Reads and reduces the results.
+///
+/// # Errors
+/// An unreadable file or a line that is not a result.
+pub fn load(path: &PathBuf) -> anyhow::Result<(Table, Table)> {
+    let text = std::fs::read_to_string(path)?;
+    let mut groups: BTreeMap<(bool, String, usize), Vec<LoadResult>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let r: LoadResult = serde_json::from_str(line)?;
+        groups
+            .entry((r.idle, key(&r), r.subscribers))
+            .or_default()
+            .push(r);
+    }
+    let (mut load, mut idle) = (Table::new(), Table::new());
+    for ((is_idle, name, n), runs) in groups {
+        let m = |f: &dyn Fn(&LoadResult) -> f64| median(runs.iter().map(f).collect());
+        let cell = Cell {
+            runs: runs.len(),
+            delivered: m(&|r| r.delivered_ratio),
+            p50: m(&|r| r.latency_ms.p50),
+            p99: m(&|r| r.latency_ms.p99),
+            max: m(&|r| r.latency_ms.max),
+            cpu: m(&|r| r.server_cpu_percent.unwrap_or(f64::NAN)),
+            us_per_frame: m(&|r| r.server_cpu_us_per_frame.unwrap_or(f64::NAN)),
+            rss: m(&|r| r.server_rss_mb.unwrap_or(f64::NAN)),
+            loadgen_cpu: m(&|r| r.loadgen_cpu_percent),
+            bytes_per_frame: m(&|r| r.bytes_per_frame),
+            kb_per_connection: m(&|r| r.rss_kb_per_connection.unwrap_or(f64::NAN)),
+        };
+        let table = if is_idle { &mut idle } else { &mut load };
+        table.entry(name).or_default().insert(n, cell);
+    }
+    Ok((load, idle))
+}
+
+/// The markdown tables.
+pub fn markdown(load: &Table, idle: &Table) -> String {
+    let mut out = String::new();
+    if !load.is_empty() {
+        out.push_str("| system | subscribers | runs | delivered | p50 ms | p99 ms | max ms | server CPU % | server µs/frame | server RSS MB | loadgen CPU % | B/frame |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (name, cells) in load {
+            for (n, c) in cells {
+                out.push_str(&format!(
+                    "| {name} | {n} | {} | {:.4} | {:.2} | {:.2} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} |\n",
+                    c.runs, c.delivered, c.p50, c.p99, c.max, c.cpu, c.us_per_frame, c.rss, c.loadgen_cpu, c.bytes_per_frame
+                ));
+            }
+        }
+    }
+    if !idle.is_empty() {
+        out.push_str("\n| system | idle connections | runs | server RSS MB | KB per connection |\n|---|---:|---:|---:|---:|\n");
+        for (name, cells) in idle {
+            for (n, c) in cells {
+                out.push_str(&format!(
+                    "| {name} | {n} | {} | {:.1} | {:.1} |\n",
+                    c.runs, c.rss, c.kb_per_connection
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn line_chart(
+    table: &Table,
+    title: &str,
+    y: &str,
+    scale: Scale,
+    value: impl Fn(&Cell) -> f64,
+    x_label: &str,
+) -> String {
+    let mut xs: Vec<usize> = table.values().flat_map(|c| c.keys().copied()).collect();
+    xs.sort_unstable();
+    xs.dedup();
+    let series: Vec<(String, Vec<Option<f64>>)> = table
+        .iter()
+        .map(|(name, cells)| {
+            (
+                name.clone(),
+                xs.iter()
+                    .map(|x| cells.get(x).map(&value).filter(|v| v.is_finite()))
+                    .collect(),
+            )
+        })
+        .collect();
+    let labels: Vec<String> = xs.iter().map(|x| x.to_string()).collect();
+    chart::lines(title, y, x_label, scale, &labels, &series)
+}
+
+/// Writes latency.svg, cpu.svg and memory.svg.
+///
+/// # Errors
+/// When a file cannot be written.
+pub fn write_charts(load: &Table, idle: &Table, dir: &std::path::Path) -> std::io::Result<()> {
+    if !load.is_empty() {
+        std::fs::write(
+            dir.join("latency.svg"),
+            line_chart(
+                load,
+                "p99 latency vs subscribers (200 Hz)",
+                "p99 ms (log)",
+                Scale::Log,
+                |c| c.p99,
+                "subscribers",
+            ),
+        )?;
+        std::fs::write(
+            dir.join("cpu.svg"),
+            line_chart(
+                load,
+                "Server CPU per delivered frame",
+                "µs per frame",
+                Scale::Linear,
+                |c| c.us_per_frame,
+                "subscribers",
+            ),
+        )?;
+    }
+    if !idle.is_empty() {
+        std::fs::write(
+            dir.join("memory.svg"),
+            line_chart(
+                idle,
+                "Server memory vs idle connections",
+                "RSS MB",
+                Scale::Linear,
+                |c| c.rss,
+                "idle connections",
+            ),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Smoke runs of the benchmark tools (seconds, few clients), so they cannot rot:
+//! `phasecast loadgen` against phasecast, its old API and nats-server, idle mode,
+//! `phasecast bench-report` on their output, and `phasecast bandwidth`.
+
+use std::process::Command;
+
+fn phasecast(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_phasecast"))
+        .args(args)
+        .output()
+        .expect("run phasecast");
+    assert!(
+        out.status.success(),
+        "phasecast {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn nats_available() -> bool {
+    let found = Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found && std::env::var_os("PHASECAST_REQUIRE_TOOLS").is_some() {
+        panic!("nats-server is required (scripts/test.sh installs it)");
+    }
+    found
+}
+
+#[test]
+fn loadgen_and_report_smoke() {
+    let dir = std::env::temp_dir().join(format!("phasecast-loadgen-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("results.jsonl");
+    let out_s = out.to_str().unwrap();
+    let common = [
+        "loadgen",
+        "--subscribers",
+        "5",
+        "--rate",
+        "100",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--quiet",
+        "--out",
+        out_s,
+        "--json",
+    ];
+    let mut systems = vec![
+        vec!["--system", "phasecast", "--format", "protobuf"],
+        vec![
+            "--system",
+            "phasecast",
+            "--format",
+            "json",
+            "--delta",
+            "false",
+        ],
+        vec!["--system", "old-api"],
+    ];
+    if nats_available() {
+        systems.push(vec!["--system", "nats"]);
+    }
+    for extra in &systems {
+        let mut args = common.to_vec();
+        args.extend(extra);
+        let result: serde_json::Value = serde_json::from_str(&phasecast(&args)).unwrap();
+        assert_eq!(result["subscribers"], 5, "{extra:?}");
+        assert!(
+            result["sent"].as_u64().unwrap() >= 80,
+            "{extra:?}: {result}"
+        );
+        assert!(
+            result["delivered_ratio"].as_f64().unwrap() >= 0.99,
+            "{extra:?}: {result}"
+        );
+        let p99 = result["latency_ms"]["p99"].as_f64().unwrap();
+        assert!(p99 > 0.0 && p99.is_finite(), "{extra:?}: {result}");
+        assert!(result["server_cpu_percent"].as_f64().unwrap() >= 0.0);
+        assert!(result["server_rss_mb"].as_f64().unwrap() > 1.0);
+        assert!(result["bytes_per_frame"].as_f64().unwrap() > 10.0);
+    }
+    let idle: serde_json::Value = serde_json::from_str(&phasecast(&[
+        "loadgen", "--idle", "50", "--quiet", "--json", "--out", out_s,
+    ]))
+    .unwrap();
+    assert!(idle["rss_kb_per_connection"].as_f64().is_some(), "{idle}");
+
+    let report = phasecast(&["bench-report", out_s, "--svg-dir", dir.to_str().unwrap()]);
+    assert!(
+        report.contains("| phasecast protobuf delta | 5 | 1 |"),
+        "{report}"
+    );
+    assert!(report.contains("| old API (json full) | 5 |"), "{report}");
+    assert!(
+        report.contains("| phasecast json delta | 50 | 1 |"),
+        "idle row: {report}"
+    );
+    for svg in ["latency.svg", "cpu.svg", "memory.svg"] {
+        let text = std::fs::read_to_string(dir.join(svg)).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.contains("<polyline"),
+            "{svg}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bandwidth_smoke() {
+    let table = phasecast(&["bandwidth", "--states", "100", "--seeds", "1"]);
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("| `")).count(),
+        5,
+        "{table}"
+    );
+    assert!(table.contains("`kuramoto-32` | 32 |"), "{table}");
+}
