@@ -4,10 +4,12 @@
 #
 #   scripts/test.sh
 #
-# Steps: system packages (promtool) → cargo fmt/clippy → deploy/ checks (promtool) →
-# the Python client (fresh venv, pip install, regen check, pytest) → the TypeScript
-# client (npm ci, regen check, build, node --test) → cargo test, including the
-# cross-language conformance test against the two clients just installed.
+# Steps: system packages (promtool, nats-server; chromium via web/test.sh) → cargo
+# fmt/clippy → deploy/ checks (promtool) → the Python client (fresh venv, pip
+# install, regen check, pytest) → the TypeScript client (npm ci, regen check, build,
+# node --test) → the dashboard (drift check of web/dist, headless Chromium against
+# a live server) → cargo test, including the multi-node tests on a real nats-server
+# and the cross-language conformance test against the two clients just installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -42,7 +44,11 @@ bash clients/python/test.sh
 step "TypeScript client"
 bash clients/typescript/test.sh
 
-step "cargo test (unit, integration, cross-language conformance, doc)"
+step "dashboard: web/dist drift check and end-to-end test in headless Chromium"
+cargo build --locked --bin phasecast
+PHASECAST_BIN="$PWD/target/debug/phasecast" bash web/test.sh
+
+step "cargo test (unit, integration, multi-node, cross-language conformance, doc)"
 export PHASECAST_REQUIRE_TOOLS=1
 export PHASECAST_PYTHON="$PWD/clients/python/.venv-test/bin/python"
 export PHASECAST_NODE_CONFORMANCE="$PWD/clients/typescript/dist/conformance.js"

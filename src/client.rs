@@ -77,6 +77,9 @@ pub struct SubscribeOptions {
     pub key: Option<String>,
     /// Seq of a state already held, to resume from.
     pub resume: Option<u64>,
+    /// Other nodes serving the same streams: a [`Subscription`] that loses its
+    /// connection tries the next URL in turn (`url` first, then these).
+    pub fallback_urls: Vec<String>,
 }
 
 impl SubscribeOptions {
@@ -90,6 +93,7 @@ impl SubscribeOptions {
             stream: None,
             key: None,
             resume: None,
+            fallback_urls: Vec::new(),
         }
     }
 
@@ -332,6 +336,8 @@ pub struct Subscription {
     state: Option<State>,
     seq: Option<u64>,
     backoff: Duration,
+    /// Index into `url` + `fallback_urls` of the node to try next.
+    node: usize,
     /// Reconnections so far.
     pub reconnects: u64,
 }
@@ -348,6 +354,7 @@ impl Subscription {
             state: None,
             seq: None,
             backoff: Duration::from_millis(50),
+            node: 0,
             reconnects: 0,
         }
     }
@@ -364,6 +371,10 @@ impl Subscription {
             if self.current.is_none() {
                 let mut options = self.options.clone();
                 options.resume = self.seq;
+                let nodes = 1 + self.options.fallback_urls.len();
+                if self.node % nodes > 0 {
+                    options.url = self.options.fallback_urls[self.node % nodes - 1].clone();
+                }
                 match Subscriber::connect(&options).await {
                     Ok(mut s) => {
                         // Carry the state over: a resumed connection starts with a delta.
@@ -373,8 +384,12 @@ impl Subscription {
                         self.backoff = Duration::from_millis(50);
                     }
                     Err(_) => {
-                        tokio::time::sleep(self.backoff).await;
-                        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                        // Try the next node; back off once every node has been tried.
+                        self.node += 1;
+                        if self.node % nodes == 0 {
+                            tokio::time::sleep(self.backoff).await;
+                            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                        }
                         continue;
                     }
                 }

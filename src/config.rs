@@ -6,7 +6,7 @@ use std::{net::SocketAddr, str::FromStr, time::Duration};
 
 use clap::Args;
 
-use crate::{codec::Encoding, delta::Tolerance, model::Limits};
+use crate::{bus::BusConfig, codec::Encoding, delta::Tolerance, model::Limits};
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Run the built-in demo producer.
     pub demo: Option<DemoConfig>,
+    /// Share streams with other nodes over NATS; `None` runs a single node.
+    pub bus: Option<BusConfig>,
 }
 
 /// Producer-side settings.
@@ -124,6 +126,7 @@ impl Default for Config {
             metrics: true,
             shutdown_timeout: Duration::from_secs(5),
             demo: None,
+            bus: None,
         }
     }
 }
@@ -199,6 +202,17 @@ pub struct ServeArgs {
     /// Collect and export metrics (false only to measure their cost).
     #[arg(long, env = "PCC_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
+    /// NATS server(s) to share streams with other phasecast nodes, e.g.
+    /// nats://127.0.0.1:4222. Unset: a single node with no broker.
+    #[arg(long, env = "PCC_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// This node's id on the bus (default: hostname and process id).
+    #[arg(long, env = "PCC_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Updates waiting for the broker before they are dropped (other nodes then heal
+    /// with a keyframe).
+    #[arg(long, env = "PCC_BUS_QUEUE", default_value_t = 4096)]
+    pub bus_queue: usize,
     /// Run a built-in producer: a Kuramoto simulation with coupled spins.
     #[arg(long, env = "PCC_DEMO")]
     pub demo: bool,
@@ -341,12 +355,39 @@ impl ServeArgs {
                 oscillators: self.demo_oscillators,
             });
         }
+        if let Some(url) = self.nats_url.filter(|u| !u.trim().is_empty()) {
+            if !url
+                .split(',')
+                .all(|u| u.trim().starts_with("nats://") || u.trim().starts_with("tls://"))
+            {
+                problems.push(format!(
+                    "--nats-url / PCC_NATS_URL: {url:?}: expected nats://host:port (comma-separated for several)"
+                ));
+            }
+            let node_id = self
+                .node_id
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(default_node_id);
+            config.bus = Some(BusConfig {
+                url,
+                node_id,
+                queue: self.bus_queue.max(1),
+            });
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
             Err(Error(problems))
         }
     }
+}
+
+/// `hostname-pid`, unique enough among the nodes of one deployment.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "node".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 fn at_least(flag: &str, value: u64, min: u64) -> Result<(), String> {

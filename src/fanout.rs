@@ -8,10 +8,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, OnceLock, RwLock},
 };
 
-use crate::{config::StreamConfig, metrics::Metrics, model::State, stream::Stream};
+use crate::{bus::Bus, config::StreamConfig, metrics::Metrics, model::State, stream::Stream};
 
 /// The stream the old API (`POST /pcc_state`, `/ws` without `?stream=`) uses.
 pub const DEFAULT_STREAM: &str = "default";
@@ -46,6 +46,8 @@ pub struct Hub {
     outbox_frames: usize,
     streams: RwLock<HashMap<String, Arc<Stream>>>,
     metrics: Arc<Metrics>,
+    /// Where sequenced states also go when several nodes share a broker.
+    bus: OnceLock<Bus>,
 }
 
 impl Hub {
@@ -56,10 +58,21 @@ impl Hub {
             outbox_frames,
             streams: RwLock::new(HashMap::new()),
             metrics,
+            bus: OnceLock::new(),
         };
         hub.stream_or_create(DEFAULT_STREAM)
             .expect("the default stream fits any stream limit >= 1");
         hub
+    }
+
+    /// Publishes what this node sequences on `bus` from now on.
+    pub fn set_bus(&self, bus: Bus) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// Whether a bus is attached.
+    pub fn has_bus(&self) -> bool {
+        self.bus.get().is_some()
     }
 
     /// The metrics every stream and session records to.
@@ -108,7 +121,11 @@ impl Hub {
     /// An invalid stream name, or the stream limit.
     pub fn publish(&self, name: &str, state: State) -> Result<Published, HubError> {
         let stream = self.stream_or_create(name)?;
-        let seq = stream.publish(state, &self.metrics);
+        let seq = stream.publish_and(state, &self.metrics, |sequenced| {
+            if let Some(bus) = self.bus.get() {
+                bus.forward(name, sequenced);
+            }
+        });
         Ok(Published {
             seq,
             subscribers: stream.subscribers(),

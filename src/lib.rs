@@ -9,6 +9,7 @@
 //! - [`codec`]: JSON and protobuf frames ([`codec::pb`] is generated from `proto/`).
 //! - [`stream`]: one stream's seqs, views, keyframes, history and shared encodings.
 //! - [`fanout`]: the [`Hub`](fanout::Hub) of named streams.
+//! - [`bus`]: NATS between nodes, when several serve the same streams.
 //! - [`transport`]: HTTP routes, the subscriber and producer WebSocket sessions.
 //! - [`metrics`]: every OpenTelemetry instrument, rendered for Prometheus.
 //! - [`config`]: the `serve` flags and environment variables, validated.
@@ -18,6 +19,7 @@
 //! - [`bench`]: the bandwidth report and the load generator.
 
 pub mod bench;
+pub mod bus;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod codec;

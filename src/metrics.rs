@@ -154,6 +154,41 @@ impl SlowReason {
     }
 }
 
+/// Why an update between nodes was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusDrop {
+    /// The outbound queue was full (the broker is away).
+    QueueFull,
+    /// The NATS client refused the publish.
+    PublishFailed,
+    /// A received update could not be decoded.
+    Undecodable,
+    /// A received update was not newer than the stream's newest (duplicate or late).
+    Stale,
+    /// A received update named a stream past the stream limit.
+    StreamLimit,
+}
+
+impl BusDrop {
+    const ALL: [BusDrop; 5] = [
+        BusDrop::QueueFull,
+        BusDrop::PublishFailed,
+        BusDrop::Undecodable,
+        BusDrop::Stale,
+        BusDrop::StreamLimit,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            BusDrop::QueueFull => "queue_full",
+            BusDrop::PublishFailed => "publish_failed",
+            BusDrop::Undecodable => "undecodable",
+            BusDrop::Stale => "stale",
+            BusDrop::StreamLimit => "stream_limit",
+        }
+    }
+}
+
 /// Latency buckets, in seconds: resolve 50 µs up to 2.5 s.
 const LATENCY_BUCKETS: [f64; 15] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -176,6 +211,8 @@ struct Hot {
     bytes: [[AtomicU64; 2]; 2],
     /// What the frames sent would have cost as full frames: the saving ratio's denominator.
     full_equivalent_bytes: AtomicU64,
+    /// 1 while the bus is connected.
+    bus_connected: AtomicI64,
 }
 
 /// All of phasecast's instruments, and the registry `/metrics` renders.
@@ -192,6 +229,9 @@ pub struct Metrics {
     slow_disconnects: Counter<u64>,
     resumes: Counter<u64>,
     streams: UpDownCounter<i64>,
+    bus_published: Counter<u64>,
+    bus_received: Counter<u64>,
+    bus_dropped: Counter<u64>,
     message_size: Histogram<u64>,
     processing: Histogram<f64>,
     latency: Histogram<f64>,
@@ -269,6 +309,18 @@ impl Metrics {
                 "phasecast_resumes",
                 "Subscribers that asked to resume, by whether the state they held was still known",
             ),
+            bus_published: counter(
+                "phasecast_bus_published",
+                "Stream updates this node published to the other nodes",
+            ),
+            bus_received: counter(
+                "phasecast_bus_received",
+                "Stream updates received from other nodes",
+            ),
+            bus_dropped: counter(
+                "phasecast_bus_dropped",
+                "Stream updates between nodes dropped, by reason",
+            ),
             streams: meter
                 .i64_up_down_counter("phasecast_streams")
                 .with_description("Streams known")
@@ -334,6 +386,37 @@ impl Metrics {
         for result in ["hit", "miss"] {
             self.resumes.add(0, &label("result", result));
         }
+        self.bus_published.add(0, &[]);
+        self.bus_received.add(0, &[]);
+        for r in BusDrop::ALL {
+            self.bus_dropped.add(0, &label("reason", r.as_str()));
+        }
+    }
+
+    /// The bus connected (`true`) or lost its broker (`false`).
+    pub fn bus_connected(&self, connected: bool) {
+        self.hot.bus_connected.store(i64::from(connected), Relaxed);
+    }
+
+    /// Whether the bus is connected now.
+    pub fn is_bus_connected(&self) -> bool {
+        self.hot.bus_connected.load(Relaxed) == 1
+    }
+
+    /// An update was published to the other nodes.
+    pub fn bus_published(&self) {
+        self.bus_published.add(1, &[]);
+    }
+
+    /// An update arrived from another node.
+    pub fn bus_received(&self) {
+        self.bus_received.add(1, &[]);
+    }
+
+    /// An update between nodes was dropped.
+    pub fn bus_dropped(&self, reason: BusDrop) {
+        self.bus_dropped
+            .add(1, &[KeyValue::new("reason", reason.as_str())]);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -462,6 +545,12 @@ fn register_hot(meter: &Meter, hot: &Arc<Hot>) {
         .i64_observable_up_down_counter("phasecast_producers_connected")
         .with_description("Producer WebSockets open now")
         .with_callback(move |o| o.observe(h.producers.load(Relaxed), &[]))
+        .build();
+    let h = hot.clone();
+    meter
+        .i64_observable_gauge("phasecast_bus_connected")
+        .with_description("1 while this node is connected to the NATS bus (0 without one)")
+        .with_callback(move |o| o.observe(h.bus_connected.load(Relaxed), &[]))
         .build();
     let h = hot.clone();
     meter

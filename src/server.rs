@@ -26,6 +26,9 @@ pub enum Error {
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The NATS URL is invalid.
+    #[error("bus: {0}")]
+    Bus(#[from] async_nats::ConnectError),
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then drains.
@@ -47,6 +50,17 @@ pub async fn run(
     ));
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
+    if let Some(bus) = config.bus.clone() {
+        let bus = crate::bus::spawn_nats(
+            bus,
+            hub.clone(),
+            hub.metrics().clone(),
+            token.child_token(),
+            &tracker,
+        )
+        .await?;
+        hub.set_bus(bus);
+    }
     let config = Arc::new(config);
     if let Some(demo) = config.demo {
         tracker.spawn(demo::run(hub.clone(), demo, token.child_token()));

@@ -239,12 +239,24 @@ impl Stream {
         &self.name
     }
 
-    /// Sequences `state` and applies it: the single-node path from producer to
-    /// subscribers. Returns the seq. Never waits on a subscriber.
+    /// Sequences `state` and applies it: the path from producer to subscribers.
+    /// Returns the seq. Never waits on a subscriber.
     pub fn publish(&self, state: State, metrics: &Metrics) -> u64 {
+        self.publish_and(state, metrics, |_| {})
+    }
+
+    /// Like [`Stream::publish`], and hands the sequenced state to `forward` (the bus)
+    /// under the same lock, so states leave this node in seq order.
+    pub fn publish_and(
+        &self,
+        state: State,
+        metrics: &Metrics,
+        forward: impl FnOnce(&Sequenced),
+    ) -> u64 {
         let mut inner = self.lock();
         let sequenced = self.sequence_locked(&inner, state);
         let seq = sequenced.seq;
+        forward(&sequenced);
         self.apply_locked(&mut inner, sequenced, metrics);
         seq
     }

@@ -10,7 +10,7 @@ use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, ConnectInfo, Path, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     Json,
 };
 use serde_json::json;
@@ -285,6 +285,10 @@ pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Valu
         "last_step": default.step,
         "uptime_seconds": app.started.elapsed().as_secs_f64(),
         "streams": streams,
+        "bus": match &app.config.bus {
+            None => json!({"kind": "none"}),
+            Some(b) => json!({"kind": "nats", "node": b.node_id, "connected": app.metrics.is_bus_connected()}),
+        },
     }))
 }
 
@@ -301,13 +305,37 @@ pub(super) async fn metrics(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `GET /`: what this server is and where its endpoints are.
-pub(super) async fn index(State(app): State<AppState>) -> Html<String> {
-    Html(format!(
-        include_str!("index.html"),
-        version = env!("CARGO_PKG_VERSION"),
-        format = app.config.wire_format
-    ))
+/// The dashboard page (`web/`, built into `web/dist` and committed), embedded in the
+/// binary so the server needs nothing beside it.
+const DASHBOARD_HTML: &str = include_str!("../../web/dist/index.html");
+const DASHBOARD_JS: &str = include_str!("../../web/dist/app.js");
+const DASHBOARD_CSS: &str = include_str!("../../web/dist/app.css");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // Names are not hashed: revalidate on every load.
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /`: the live dashboard.
+pub(super) async fn index() -> Response {
+    asset("text/html; charset=utf-8", DASHBOARD_HTML)
+}
+
+/// `GET /app.js`.
+pub(super) async fn dashboard_js() -> Response {
+    asset("text/javascript; charset=utf-8", DASHBOARD_JS)
+}
+
+/// `GET /app.css`.
+pub(super) async fn dashboard_css() -> Response {
+    asset("text/css; charset=utf-8", DASHBOARD_CSS)
 }
 
 /// Any other path.

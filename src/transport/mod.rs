@@ -2,7 +2,7 @@
 //! the checks every endpoint applies (keys, origins).
 //!
 //! - `http`: `POST /pcc_state`, `POST /streams/{name}/state`, `GET /health`,
-//!   `GET /metrics`, `GET /`.
+//!   `GET /metrics`, and the dashboard at `GET /`.
 //! - `ws`: `GET /ws`, one subscriber session per socket.
 //! - `ingest`: `GET /ingest`, one producer session per socket.
 
@@ -78,6 +78,9 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.producer.max_body_bytes;
     Router::new()
         .route("/", get(http::index))
+        .route("/index.html", get(http::index))
+        .route("/app.js", get(http::dashboard_js))
+        .route("/app.css", get(http::dashboard_css))
         .route("/health", get(http::health))
         .route("/metrics", get(http::metrics))
         .route("/pcc_state", post(http::publish_default))

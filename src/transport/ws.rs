@@ -115,13 +115,20 @@ impl SubscribeQuery {
     }
 }
 
-/// Whether a browser origin may subscribe.
+/// Whether a browser origin may subscribe: any when `ALLOWED_ORIGINS` is unset; else
+/// the listed ones and the server's own (the dashboard page it serves).
 fn origin_allowed(allowed: Option<&[String]>, headers: &HeaderMap) -> Result<(), ApiError> {
     let (Some(allowed), Some(origin)) = (allowed, headers.get(header::ORIGIN)) else {
         return Ok(());
     };
-    let origin = origin.to_str().unwrap_or("");
-    if allowed.iter().any(|a| a == origin.trim_end_matches('/')) {
+    let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let same_origin = host.is_some_and(|h| {
+        origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(h))
+    });
+    if same_origin || allowed.iter().any(|a| a == origin) {
         Ok(())
     } else {
         Err(ApiError::Forbidden(origin.to_owned()))
@@ -493,5 +500,12 @@ mod tests {
         h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
         assert!(origin_allowed(Some(&allowed), &h).is_err());
         assert!(origin_allowed(None, &h).is_ok());
+        // The server's own page is always allowed.
+        h.insert(header::HOST, "phasecast.example:8787".parse().unwrap());
+        h.insert(
+            header::ORIGIN,
+            "http://phasecast.example:8787".parse().unwrap(),
+        );
+        assert!(origin_allowed(Some(&allowed), &h).is_ok());
     }
 }

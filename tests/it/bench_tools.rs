@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+use crate::support::nats_available;
+
 fn phasecast(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_phasecast"))
         .args(args)
@@ -15,17 +17,6 @@ fn phasecast(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn nats_available() -> bool {
-    let found = Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !found && std::env::var_os("PHASECAST_REQUIRE_TOOLS").is_some() {
-        panic!("nats-server is required (scripts/test.sh installs it)");
-    }
-    found
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod auth;
 mod backpressure;
 mod bench_tools;
+mod cluster;
 mod compat;
 mod conformance;
 mod ingest;

@@ -194,3 +194,77 @@ impl Proxy {
         self.cut.send_modify(|n| *n += 1);
     }
 }
+
+/// A real nats-server on a free loopback port; killed on drop. It can be stopped and
+/// started again on the same port (the broker fault test).
+pub struct NatsServer {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    /// Starts nats-server (installed by scripts/test.sh).
+    pub async fn start() -> NatsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = NatsServer { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on its port and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server (scripts/test.sh installs Debian's nats-server)");
+        self.child = Some(child);
+        within("nats-server up", async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Kills it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether the tests that need nats-server can run.
+pub fn nats_available() -> bool {
+    let found = std::process::Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found && std::env::var_os("PHASECAST_REQUIRE_TOOLS").is_some() {
+        panic!("nats-server is required (scripts/test.sh installs it)");
+    }
+    if !found {
+        eprintln!("skipping: nats-server is not installed (scripts/test.sh installs it)");
+    }
+    found
+}
