@@ -65,6 +65,10 @@ pub struct LoadgenArgs {
     /// Subscribers (ignored with --idle).
     #[arg(long, default_value_t = 100)]
     pub subscribers: usize,
+    /// phasecast nodes sharing a nats-server (this tool starts them all); the
+    /// producer uses the first, subscribers are spread over all of them.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     /// Subscriber format (phasecast only; the others are JSON).
     #[arg(long, default_value = "json")]
     pub format: String,
@@ -163,6 +167,30 @@ pub struct LoadResult {
     pub bytes_per_second: f64,
     /// Server metrics on.
     pub server_metrics: bool,
+    /// phasecast nodes (1 without a bus).
+    #[serde(default = "one")]
+    pub nodes: usize,
+    /// CPU of the broker between nodes, percent of one core.
+    #[serde(default)]
+    pub broker_cpu_percent: Option<f64>,
+    /// Latency of subscribers on the producer's node (multi-node runs).
+    #[serde(default)]
+    pub latency_local_ms: Option<Latency>,
+    /// Latency of subscribers on the other nodes: one NATS hop more.
+    #[serde(default)]
+    pub latency_remote_ms: Option<Latency>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Sums the samples of several processes (all must be readable).
+fn sample_all(pids: &[u32]) -> Option<Sample> {
+    pids.iter().try_fold((0.0, 0.0), |(cpu, rss), pid| {
+        let (c, r) = proc_sample(Some(*pid))?;
+        Some((cpu + c, rss + r))
+    })
 }
 
 /// CPU seconds and resident memory (MB) of a process.
@@ -173,6 +201,7 @@ struct Window {
     start: Instant,
     server: Option<Sample>,
     own: Option<Sample>,
+    broker: Option<Sample>,
 }
 
 /// CPU seconds and resident memory of a process, from `/proc`.
@@ -213,11 +242,17 @@ impl Drop for Spawned {
 
 /// Where the system listens.
 struct Endpoints {
+    /// HTTP base of the node producers use.
     http: String,
-    ws: String,
+    /// WebSocket base of every node; subscribers are spread over them, the producer
+    /// uses the first.
+    ws: Vec<String>,
     nats_tcp: Option<SocketAddr>,
-    pid: Option<u32>,
-    _spawned: Option<Spawned>,
+    /// The server processes (one per node), for CPU and memory.
+    pids: Vec<u32>,
+    /// The broker between phasecast nodes, when there is one.
+    broker_pid: Option<u32>,
+    _spawned: Vec<Spawned>,
 }
 
 async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
@@ -232,77 +267,113 @@ async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts nats-server with a WebSocket listener; returns it, its TCP address and
+/// its WebSocket URL.
+async fn spawn_nats(binary: &str) -> anyhow::Result<(Spawned, SocketAddr, String)> {
+    let (port, ws_port) = (free_port()?, free_port()?);
+    let dir = std::env::temp_dir().join(format!(
+        "phasecast-loadgen-nats-{}-{port}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let conf = dir.join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!("listen: 127.0.0.1:{port}\nmax_payload: 8MB\nwebsocket {{\n  listen: 127.0.0.1:{ws_port}\n  no_tls: true\n}}\n"),
+    )?;
+    let child = Command::new(binary)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting {binary}: {e} (install Debian's nats-server)"))?;
+    let spawned = Spawned {
+        child,
+        _dir: Some(dir),
+    };
+    let tcp = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for_port(tcp).await?;
+    wait_for_port(SocketAddr::from(([127, 0, 0, 1], ws_port))).await?;
+    Ok((spawned, tcp, format!("ws://127.0.0.1:{ws_port}")))
+}
+
+/// Starts one phasecast node; returns it and its port.
+async fn spawn_phasecast(
+    args: &LoadgenArgs,
+    bus: Option<(&str, usize)>,
+) -> anyhow::Result<(Spawned, u16)> {
+    let port = free_port()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg(format!("--delta-epsilon={}", args.epsilon))
+        .arg(format!("--metrics={}", args.server_metrics))
+        .args(["--producer-rate-limit", "0", "--max-subscribers", "100000"])
+        .args(&args.serve_arg)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    if let Some((url, node)) = bus {
+        command.args(["--nats-url", url, "--node-id", &format!("node{node}")]);
+    }
+    let child = command.spawn()?;
+    wait_for_port(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    Ok((Spawned { child, _dir: None }, port))
+}
+
 async fn start(args: &LoadgenArgs) -> anyhow::Result<Endpoints> {
     if let Some(target) = &args.target {
         let http = target.trim_end_matches('/').to_owned();
         return Ok(Endpoints {
-            ws: http.replacen("http", "ws", 1),
+            ws: vec![http.replacen("http", "ws", 1)],
             http,
             nats_tcp: None,
-            pid: args.server_pid,
-            _spawned: None,
+            pids: args.server_pid.into_iter().collect(),
+            broker_pid: None,
+            _spawned: Vec::new(),
         });
     }
     match args.system {
         System::Phasecast | System::OldApi => {
-            let port = free_port()?;
-            let mut command = Command::new(std::env::current_exe()?);
-            command
-                .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
-                .arg(format!("--delta-epsilon={}", args.epsilon))
-                .arg(format!("--metrics={}", args.server_metrics))
-                .args(["--producer-rate-limit", "0", "--max-subscribers", "100000"])
-                .args(&args.serve_arg)
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null());
-            let child = command.spawn()?;
-            let pid = child.id();
-            let spawned = Spawned { child, _dir: None };
-            wait_for_port(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+            let mut spawned = Vec::new();
+            let mut broker_pid = None;
+            let mut bus_url = None;
+            if args.nodes > 1 {
+                let (broker, tcp, _) = spawn_nats(&args.nats_server).await?;
+                broker_pid = Some(broker.child.id());
+                bus_url = Some(format!("nats://{tcp}"));
+                spawned.push(broker);
+            }
+            let (mut ws, mut pids) = (Vec::new(), Vec::new());
+            for node in 0..args.nodes.max(1) {
+                let (server, port) =
+                    spawn_phasecast(args, bus_url.as_deref().map(|u| (u, node))).await?;
+                pids.push(server.child.id());
+                ws.push(format!("ws://127.0.0.1:{port}"));
+                spawned.push(server);
+            }
+            if args.nodes > 1 {
+                // Let every node's bus subscription settle before the first state.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
             Ok(Endpoints {
-                http: format!("http://127.0.0.1:{port}"),
-                ws: format!("ws://127.0.0.1:{port}"),
+                http: ws[0].replacen("ws", "http", 1),
+                ws,
                 nats_tcp: None,
-                pid: Some(pid),
-                _spawned: Some(spawned),
+                pids,
+                broker_pid,
+                _spawned: spawned,
             })
         }
         System::Nats => {
-            let (port, ws_port) = (free_port()?, free_port()?);
-            let dir =
-                std::env::temp_dir().join(format!("phasecast-loadgen-nats-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            let conf = dir.join("nats.conf");
-            std::fs::write(
-                &conf,
-                format!("listen: 127.0.0.1:{port}\nmax_payload: 8MB\nwebsocket {{\n  listen: 127.0.0.1:{ws_port}\n  no_tls: true\n}}\n"),
-            )?;
-            let child = Command::new(&args.nats_server)
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "starting {}: {e} (install Debian's nats-server)",
-                        args.nats_server
-                    )
-                })?;
-            let pid = child.id();
-            let spawned = Spawned {
-                child,
-                _dir: Some(dir),
-            };
-            let tcp = SocketAddr::from(([127, 0, 0, 1], port));
-            wait_for_port(tcp).await?;
-            wait_for_port(SocketAddr::from(([127, 0, 0, 1], ws_port))).await?;
+            let (spawned, tcp, ws) = spawn_nats(&args.nats_server).await?;
             Ok(Endpoints {
                 http: String::new(),
-                ws: format!("ws://127.0.0.1:{ws_port}"),
+                ws: vec![ws],
                 nats_tcp: Some(tcp),
-                pid: Some(pid),
-                _spawned: Some(spawned),
+                pids: vec![spawned.child.id()],
+                broker_pid: None,
+                _spawned: vec![spawned],
             })
         }
     }
@@ -402,6 +473,8 @@ struct Shared {
 
 #[derive(Default)]
 struct Tally {
+    /// Index of the node this subscriber is on.
+    node: usize,
     latencies_us: Vec<u32>,
     frames: u64,
     bytes: u64,
@@ -417,6 +490,7 @@ fn ws_config() -> WebSocketConfig {
 
 async fn subscriber(
     url: String,
+    node: usize,
     system: System,
     encoding: Encoding,
     shared: Arc<Shared>,
@@ -427,7 +501,10 @@ async fn subscriber(
         ws.send(Message::Text("CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1}\r\nSUB pcc.state 1\r\nPING\r\n".into())).await?;
     }
     shared.connected.fetch_add(1, Relaxed);
-    let mut tally = Tally::default();
+    let mut tally = Tally {
+        node,
+        ..Tally::default()
+    };
     // NATS protocol operations may be split over, or packed into, WebSocket messages.
     let mut nats_buffer = Vec::new();
     while !shared.stop.load(Relaxed) {
@@ -481,7 +558,7 @@ impl Producer {
     async fn connect(system: System, endpoints: &Endpoints) -> anyhow::Result<Producer> {
         Ok(match system {
             System::Phasecast => Producer::Ingest(Box::new(
-                IngestPublisher::connect(&endpoints.ws, None, Encoding::Protobuf, None).await?,
+                IngestPublisher::connect(&endpoints.ws[0], None, Encoding::Protobuf, None).await?,
             )),
             System::OldApi => {
                 Producer::Http(Publisher::new(&endpoints.http, None, Encoding::Json, None))
@@ -566,20 +643,19 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
         stop: AtomicBool::new(false),
         connected: AtomicU64::new(0),
     });
-    let url = match args.system {
-        System::Phasecast => format!(
-            "{}/ws?format={}&delta={}",
-            endpoints.ws, encoding, args.delta
-        ),
-        System::OldApi => format!("{}/ws", endpoints.ws),
-        System::Nats => endpoints.ws.clone(),
+    let url = |node: &str| match args.system {
+        System::Phasecast => format!("{node}/ws?format={}&delta={}", encoding, args.delta),
+        System::OldApi => format!("{node}/ws"),
+        System::Nats => node.to_owned(),
     };
-    let rss_before = proc_sample(endpoints.pid).map(|s| s.1);
+    let rss_before = sample_all(&endpoints.pids).map(|s| s.1);
     let mut tasks = Vec::with_capacity(connections);
     let opening = Instant::now();
     for i in 0..connections {
+        let node = i % endpoints.ws.len();
         tasks.push(tokio::spawn(subscriber(
-            url.clone(),
+            url(&endpoints.ws[node]),
+            node,
             args.system,
             encoding,
             shared.clone(),
@@ -609,7 +685,7 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
 
     if let Some(idle) = args.idle {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let rss_after = proc_sample(endpoints.pid).map(|s| s.1);
+        let rss_after = sample_all(&endpoints.pids).map(|s| s.1);
         shared.stop.store(true, Relaxed);
         let per = match (rss_before, rss_after) {
             (Some(b), Some(a)) => Some((a - b) * 1000.0 / idle as f64),
@@ -638,6 +714,10 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
             bytes_per_frame: 0.0,
             bytes_per_second: 0.0,
             server_metrics: args.server_metrics,
+            nodes: endpoints.pids.len().max(1),
+            broker_cpu_percent: None,
+            latency_local_ms: None,
+            latency_remote_ms: None,
         });
     }
 
@@ -660,8 +740,9 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
         if in_window && window.is_none() {
             window = Some(Window {
                 start: Instant::now(),
-                server: proc_sample(endpoints.pid),
+                server: sample_all(&endpoints.pids),
                 own: proc_sample(None),
+                broker: endpoints.broker_pid.and_then(|p| proc_sample(Some(p))),
             });
         }
         if let Some(slot) = shared.sent_at.get(state.step as usize) {
@@ -683,15 +764,21 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
     }
     let window = window.ok_or_else(|| anyhow::anyhow!("the measured window never started"))?;
     let wall = window.start.elapsed().as_secs_f64();
-    let server_end = proc_sample(endpoints.pid);
+    let server_end = sample_all(&endpoints.pids);
     let self_end = proc_sample(None);
+    let broker_end = endpoints.broker_pid.and_then(|p| proc_sample(Some(p)));
     // Frames still in flight arrive.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     shared.stop.store(true, Relaxed);
-    let mut latencies = Vec::new();
+    let (mut latencies, mut local, mut remote) = (Vec::new(), Vec::new(), Vec::new());
     let (mut frames, mut bytes) = (0u64, 0u64);
     for t in tasks {
         if let Ok(Ok(tally)) = t.await {
+            if tally.node == 0 {
+                local.extend_from_slice(&tally.latencies_us);
+            } else {
+                remote.extend_from_slice(&tally.latencies_us);
+            }
             latencies.extend(tally.latencies_us);
             frames += tally.frames;
             bytes += tally.bytes;
@@ -700,6 +787,16 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
     if !args.quiet {
         eprintln!();
     }
+    let multi_node = endpoints.ws.len() > 1;
+    let latency = |mut v: Vec<u32>| {
+        v.sort_unstable();
+        Latency {
+            p50: percentile(&v, 0.50),
+            p95: percentile(&v, 0.95),
+            p99: percentile(&v, 0.99),
+            max: percentile(&v, 1.0),
+        }
+    };
     latencies.sort_unstable();
     let cpu = |a: Option<Sample>, b: Option<Sample>| Some((b?.0 - a?.0) / wall * 100.0);
     let server_cpu = cpu(window.server, server_end);
@@ -728,6 +825,10 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
         bytes_per_frame: bytes as f64 / frames.max(1) as f64,
         bytes_per_second: bytes as f64 / wall,
         server_metrics: args.server_metrics,
+        nodes: endpoints.pids.len().max(1),
+        broker_cpu_percent: cpu(window.broker, broker_end),
+        latency_local_ms: multi_node.then(|| latency(local)),
+        latency_remote_ms: multi_node.then(|| latency(remote)),
     })
 }
 

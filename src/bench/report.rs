@@ -47,6 +47,11 @@ fn key(r: &LoadResult) -> String {
         crate::bench::loadgen::System::OldApi => "old API (json full)".to_owned(),
         crate::bench::loadgen::System::Nats => "nats-server (json full)".to_owned(),
     };
+    let system = if r.nodes > 1 {
+        format!("{system}, {} nodes", r.nodes)
+    } else {
+        system
+    };
     if r.server_metrics {
         system
     } else {
@@ -79,6 +84,14 @@ pub struct Cell {
     pub bytes_per_frame: f64,
     /// Median KB per idle connection.
     pub kb_per_connection: f64,
+    /// phasecast nodes.
+    pub nodes: usize,
+    /// Median broker CPU %.
+    pub broker_cpu: f64,
+    /// Median p50 and p99 of subscribers on the producer's node, and on the others.
+    pub local: (f64, f64),
+    /// See `local`.
+    pub remote: (f64, f64),
 }
 
 /// (configuration → subscribers → cell), loaded and reduced.
@@ -113,6 +126,16 @@ pub fn load(path: &PathBuf) -> anyhow::Result<(Table, Table)> {
             loadgen_cpu: m(&|r| r.loadgen_cpu_percent),
             bytes_per_frame: m(&|r| r.bytes_per_frame),
             kb_per_connection: m(&|r| r.rss_kb_per_connection.unwrap_or(f64::NAN)),
+            nodes: runs[0].nodes,
+            broker_cpu: m(&|r| r.broker_cpu_percent.unwrap_or(f64::NAN)),
+            local: (
+                m(&|r| r.latency_local_ms.map_or(f64::NAN, |l| l.p50)),
+                m(&|r| r.latency_local_ms.map_or(f64::NAN, |l| l.p99)),
+            ),
+            remote: (
+                m(&|r| r.latency_remote_ms.map_or(f64::NAN, |l| l.p50)),
+                m(&|r| r.latency_remote_ms.map_or(f64::NAN, |l| l.p99)),
+            ),
         };
         let table = if is_idle { &mut idle } else { &mut load };
         table.entry(name).or_default().insert(n, cell);
@@ -132,6 +155,20 @@ pub fn markdown(load: &Table, idle: &Table) -> String {
                     c.runs, c.delivered, c.p50, c.p99, c.max, c.cpu, c.us_per_frame, c.rss, c.loadgen_cpu, c.bytes_per_frame
                 ));
             }
+        }
+    }
+    let multi: Vec<_> = load
+        .iter()
+        .flat_map(|(name, cells)| cells.iter().map(move |(n, c)| (name, n, c)))
+        .filter(|(_, _, c)| c.nodes > 1)
+        .collect();
+    if !multi.is_empty() {
+        out.push_str("\n| system | subscribers | producer's node p50 / p99 ms | other nodes p50 / p99 ms | server CPU % (all nodes) | per node | broker CPU % | server µs/frame |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for (name, n, c) in multi {
+            out.push_str(&format!(
+                "| {name} | {n} | {:.2} / {:.2} | {:.2} / {:.2} | {:.1} | {:.1} | {:.1} | {:.2} |\n",
+                c.local.0, c.local.1, c.remote.0, c.remote.1, c.cpu, c.cpu / c.nodes as f64, c.broker_cpu, c.us_per_frame
+            ));
         }
     }
     if !idle.is_empty() {

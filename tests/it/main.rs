@@ -4,6 +4,7 @@
 mod auth;
 mod backpressure;
 mod bench_tools;
+mod client;
 mod cluster;
 mod compat;
 mod conformance;

@@ -1,0 +1,78 @@
+//! Fan-out: one state to 1,000 subscribers in step. `shared` is phasecast's path
+//! (sequence, then each subscriber's session takes the update from its receiver and
+//! picks the frame, encoded once per format); `encode_each` is the baseline that
+//! encodes the frame again for every subscriber, measured in the same run.
+//!
+//! ```sh
+//! cargo bench --bench fanout
+//! ```
+
+#![allow(missing_docs)]
+
+use std::{hint::black_box, sync::Arc};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use phasecast::{
+    codec::{self, Encoding},
+    config::StreamConfig,
+    delta::Tolerance,
+    metrics::Metrics,
+    stream::{Stream, Update},
+    workload::Workload,
+};
+
+const SUBSCRIBERS: usize = 1000;
+
+fn fanout(c: &mut Criterion) {
+    let metrics = Metrics::new(false).expect("no-op metrics");
+    let mut group = c.benchmark_group("fanout/1000 subscribers");
+    group.throughput(Throughput::Elements(SUBSCRIBERS as u64));
+    for encoding in Encoding::ALL {
+        let config = StreamConfig {
+            tolerance: Tolerance::new(1e-3).expect("valid ε"),
+            keyframe_interval: u64::MAX,
+            history: 16,
+            max_streams: 1,
+        };
+        let stream = Stream::new("bench".into(), config, 16);
+        let mut workload = Workload::kuramoto(32, 7);
+        stream.publish(workload.next_state(), &metrics);
+        let mut subscribers: Vec<_> = (0..SUBSCRIBERS)
+            .map(|_| {
+                let joined = stream.join(None);
+                (joined.updates, joined.latest.expect("published"))
+            })
+            .collect();
+        group.bench_function(BenchmarkId::new("shared", encoding), |b| {
+            b.iter(|| {
+                stream.publish(workload.next_state(), &metrics);
+                for (updates, held) in subscribers.iter_mut() {
+                    let update: Arc<Update> = updates.try_recv().expect("an update");
+                    black_box(update.frame_for(encoding, Some(held), &metrics));
+                    *held = update;
+                }
+            })
+        });
+        group.bench_function(BenchmarkId::new("encode_each", encoding), |b| {
+            b.iter(|| {
+                stream.publish(workload.next_state(), &metrics);
+                for (updates, held) in subscribers.iter_mut() {
+                    let update: Arc<Update> = updates.try_recv().expect("an update");
+                    let d = phasecast::delta::diff(
+                        &held.view,
+                        held.seq,
+                        &update.view,
+                        update.seq,
+                        Some(-9),
+                    );
+                    black_box(codec::encode_delta(encoding, &d, &update.view));
+                    *held = update;
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fanout);
+criterion_main!(benches);
