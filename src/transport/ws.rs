@@ -202,16 +202,21 @@ pub(super) async fn subscribe(
 
 /// Sends a close frame, waiting at most a second.
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    close_within(socket, code, reason, Duration::from_secs(1)).await;
+}
+
+/// Sends a close frame, waiting at most `wait`.
+async fn close_within(socket: &mut WebSocket, code: u16, reason: &'static str, wait: Duration) {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
     };
-    let _ = timeout(
-        Duration::from_secs(1),
-        socket.send(Message::Close(Some(frame))),
-    )
-    .await;
+    let _ = timeout(wait, socket.send(Message::Close(Some(frame)))).await;
 }
+
+/// How long a too-slow subscriber gets to take its close frame: its socket is full,
+/// so this is a courtesy that usually fails.
+const SLOW_CLOSE_WAIT: Duration = Duration::from_millis(100);
 
 /// One subscriber's connection.
 struct Session {
@@ -358,10 +363,7 @@ impl Session {
                     match timeout(config.send_timeout, socket.send(Message::Ping(Default::default()))).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return CloseReason::Client,
-                        Err(_) => {
-                            metrics.slow_disconnect(SlowReason::Timeout);
-                            return CloseReason::Slow;
-                        }
+                        Err(_) => return self.drop_slow(socket, SlowReason::Timeout).await,
                     }
                 }
             }
@@ -375,6 +377,19 @@ impl Session {
 
     /// Writes the frames that bring the subscriber from `held` through `updates`, in
     /// one flush bounded by the send timeout.
+    /// Counts and logs a subscriber closed for being too slow, and offers it a close
+    /// frame (1008) it will most likely not read.
+    async fn drop_slow(&self, socket: &mut WebSocket, reason: SlowReason) -> CloseReason {
+        let why = match reason {
+            SlowReason::Timeout => "too slow: socket unwritable past PCC_SEND_TIMEOUT",
+            SlowReason::Backlog => "too slow: backlog over PCC_MAX_BACKLOG_BYTES",
+        };
+        warn!(peer = %self.peer, "subscriber closed: {why}");
+        self.app.metrics.slow_disconnect(reason);
+        close_within(socket, 1008, why, SLOW_CLOSE_WAIT).await;
+        CloseReason::Slow
+    }
+
     async fn send(
         &self,
         socket: &mut WebSocket,
@@ -418,18 +433,12 @@ impl Session {
                     .downcast::<tungstenite::Error>()
                     .is_ok_and(|e| matches!(*e, tungstenite::Error::WriteBufferFull(_)));
                 if backlog {
-                    warn!(peer = %self.peer, "subscriber closed: backlog over PCC_MAX_BACKLOG_BYTES");
-                    metrics.slow_disconnect(SlowReason::Backlog);
-                    Err(CloseReason::Slow)
+                    Err(self.drop_slow(socket, SlowReason::Backlog).await)
                 } else {
                     Err(CloseReason::Client)
                 }
             }
-            Err(_) => {
-                warn!(peer = %self.peer, "subscriber closed: socket unwritable past PCC_SEND_TIMEOUT");
-                metrics.slow_disconnect(SlowReason::Timeout);
-                Err(CloseReason::Slow)
-            }
+            Err(_) => Err(self.drop_slow(socket, SlowReason::Timeout).await),
         }
     }
 }
