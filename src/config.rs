@@ -29,6 +29,20 @@ pub struct Config {
     pub demo: Option<DemoConfig>,
     /// Share streams with other nodes over NATS; `None` runs a single node.
     pub bus: Option<BusConfig>,
+    /// Connection-level limits and TLS.
+    pub connection: ConnectionConfig,
+}
+
+/// Limits applied to every TCP connection before HTTP, and TLS.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// New connections per second per client IP (one second of burst); 0: no limit.
+    pub rate_limit: u32,
+    /// Deadline for a request's headers, the TLS handshake included: half-open
+    /// sockets and handshakes that never complete are closed after it.
+    pub handshake_timeout: Duration,
+    /// Certificate chain and key (PEM) to serve HTTPS / WSS; `None` is plain TCP.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Producer-side settings.
@@ -127,6 +141,11 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             demo: None,
             bus: None,
+            connection: ConnectionConfig {
+                rate_limit: 200,
+                handshake_timeout: Duration::from_secs(10),
+                tls: None,
+            },
         }
     }
 }
@@ -202,6 +221,18 @@ pub struct ServeArgs {
     /// Collect and export metrics (false only to measure their cost).
     #[arg(long, env = "PCC_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
+    /// New connections per second per client IP (one second of burst); 0: no limit.
+    #[arg(long, env = "PCC_CONNECTION_RATE_LIMIT", default_value_t = 200)]
+    pub connection_rate_limit: u32,
+    /// Deadline for a connection's request headers and TLS handshake (e.g. 10s).
+    #[arg(long, env = "PCC_HANDSHAKE_TIMEOUT", default_value = "10s")]
+    pub handshake_timeout: String,
+    /// PEM certificate chain: serve HTTPS and WSS (with --tls-key).
+    #[arg(long, env = "PCC_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PCC_TLS_KEY", hide_env_values = true)]
+    pub tls_key: Option<std::path::PathBuf>,
     /// NATS server(s) to share streams with other phasecast nodes, e.g.
     /// nats://127.0.0.1:4222. Unset: a single node with no broker.
     #[arg(long, env = "PCC_NATS_URL")]
@@ -337,6 +368,19 @@ impl ServeArgs {
             &self.shutdown_timeout,
             &mut config.shutdown_timeout,
         );
+        duration(
+            "--handshake-timeout / PCC_HANDSHAKE_TIMEOUT",
+            &self.handshake_timeout,
+            &mut config.connection.handshake_timeout,
+        );
+        config.connection.rate_limit = self.connection_rate_limit;
+        match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => config.connection.tls = Some((cert, key)),
+            (None, None) => {}
+            _ => problems.push(
+                "--tls-cert / PCC_TLS_CERT and --tls-key / PCC_TLS_KEY go together: give both or neither".into(),
+            ),
+        }
         if self.demo {
             if !(self.demo_hz > 0.0 && self.demo_hz <= 10_000.0) {
                 problems.push(format!(

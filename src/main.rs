@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (every flag also reads the environment variable shown).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print bytes per frame for every frame kind on the named workloads.
     Bandwidth(phasecast::bench::bandwidth::BandwidthArgs),
     /// Load a server (or nats-server) with a producer and many subscribers; report
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stdout().is_terminal())
         .init();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Bandwidth(args) => bandwidth(args),
         Command::Loadgen(args) => loadgen(args),
         Command::BenchReport(args) => bench_report(args),

@@ -189,6 +189,33 @@ impl BusDrop {
     }
 }
 
+/// Why a connection was refused before HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedConnection {
+    /// Over the per-IP connection rate.
+    RateLimited,
+    /// No complete request headers (or TLS handshake) in time.
+    HandshakeTimeout,
+    /// The TLS handshake failed.
+    Tls,
+}
+
+impl RefusedConnection {
+    const ALL: [RefusedConnection; 3] = [
+        RefusedConnection::RateLimited,
+        RefusedConnection::HandshakeTimeout,
+        RefusedConnection::Tls,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RefusedConnection::RateLimited => "rate_limited",
+            RefusedConnection::HandshakeTimeout => "handshake_timeout",
+            RefusedConnection::Tls => "tls",
+        }
+    }
+}
+
 /// Latency buckets, in seconds: resolve 50 µs up to 2.5 s.
 const LATENCY_BUCKETS: [f64; 15] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -232,6 +259,7 @@ pub struct Metrics {
     bus_published: Counter<u64>,
     bus_received: Counter<u64>,
     bus_dropped: Counter<u64>,
+    refused: Counter<u64>,
     message_size: Histogram<u64>,
     processing: Histogram<f64>,
     latency: Histogram<f64>,
@@ -321,6 +349,10 @@ impl Metrics {
                 "phasecast_bus_dropped",
                 "Stream updates between nodes dropped, by reason",
             ),
+            refused: counter(
+                "phasecast_connections_refused",
+                "TCP connections closed before HTTP, by reason",
+            ),
             streams: meter
                 .i64_up_down_counter("phasecast_streams")
                 .with_description("Streams known")
@@ -391,6 +423,15 @@ impl Metrics {
         for r in BusDrop::ALL {
             self.bus_dropped.add(0, &label("reason", r.as_str()));
         }
+        for r in RefusedConnection::ALL {
+            self.refused.add(0, &label("reason", r.as_str()));
+        }
+    }
+
+    /// A connection was closed before HTTP.
+    pub fn connection_refused(&self, reason: RefusedConnection) {
+        self.refused
+            .add(1, &[KeyValue::new("reason", reason.as_str())]);
     }
 
     /// The bus connected (`true`) or lost its broker (`false`).

@@ -2,9 +2,8 @@
 //! already-bound listener, and owns shutdown: stop accepting, close every session
 //! with a close frame, wait for them (bounded), return.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, sync::Arc};
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
@@ -14,7 +13,7 @@ use crate::{
     demo,
     fanout::Hub,
     metrics::Metrics,
-    transport::{self, AppState},
+    transport::{self, AppState, Listen, RateLimiter},
 };
 
 /// Why the server could not run.
@@ -29,6 +28,9 @@ pub enum Error {
     /// The NATS URL is invalid.
     #[error("bus: {0}")]
     Bus(#[from] async_nats::ConnectError),
+    /// The TLS certificate or key cannot be used.
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then drains.
@@ -65,37 +67,31 @@ pub async fn run(
     if let Some(demo) = config.demo {
         tracker.spawn(demo::run(hub.clone(), demo, token.child_token()));
     }
+    let tls = match &config.connection.tls {
+        Some((cert, key)) => Some(transport::tls_acceptor(cert, key).map_err(Error::Tls)?),
+        None => None,
+    };
+    let metrics = hub.metrics().clone();
     let app = AppState::new(hub, config.clone(), token.clone(), tracker.clone());
-    let router = transport::router(app);
     let addr = listener.local_addr()?;
-    info!(%addr, wire_format = %config.wire_format, "phasecast listening");
-
-    // Small frames must not wait for Nagle's algorithm.
-    let send_buffer = config.subscriber.socket_send_buffer;
-    let listener = listener.tap_io(move |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            warn!(error = %e, "could not set TCP_NODELAY");
-        }
-        if let Some(size) = send_buffer {
-            if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(size) {
-                warn!(error = %e, "could not set the socket send buffer");
-            }
-        }
-    });
+    info!(%addr, wire_format = %config.wire_format, tls = tls.is_some(), "phasecast listening");
+    let listen = Listen {
+        router: transport::router(app),
+        tls,
+        connection_rate: Arc::new(RateLimiter::new(config.connection.rate_limit)),
+        handshake_timeout: config.connection.handshake_timeout,
+        send_buffer: config.subscriber.socket_send_buffer,
+        metrics,
+    };
     let stop = token.clone();
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         shutdown.await;
         info!("shutting down: closing sessions");
         stop.cancel();
-    })
-    .await?;
+    });
+    listen.run(listener, token.clone(), tracker.clone()).await;
 
-    // Upgraded sockets outlive `serve`: wait for their sessions to close.
-    token.cancel();
+    // Wait for every connection and session to close.
     tracker.close();
     if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
         .await

@@ -309,7 +309,8 @@ async fn spawn_phasecast(
         .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
         .arg(format!("--delta-epsilon={}", args.epsilon))
         .arg(format!("--metrics={}", args.server_metrics))
-        .args(["--producer-rate-limit", "0", "--max-subscribers", "100000"])
+        .args(["--producer-rate-limit", "0", "--connection-rate-limit", "0"])
+        .args(["--max-subscribers", "100000"])
         .args(&args.serve_arg)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());

@@ -5,10 +5,12 @@
 //!   `GET /metrics`, and the dashboard at `GET /`.
 //! - `ws`: `GET /ws`, one subscriber session per socket.
 //! - `ingest`: `GET /ingest`, one producer session per socket.
+//! - `listen`: the accept loop (connection rate, handshake deadline, TLS).
 
 mod http;
 mod ingest;
 mod limit;
+mod listen;
 mod ws;
 
 use std::{sync::Arc, time::Instant};
@@ -27,6 +29,7 @@ use crate::{config::Config, fanout::Hub, metrics::Metrics};
 
 pub use http::ApiError;
 pub use limit::RateLimiter;
+pub use listen::{tls_acceptor, Listen};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]

@@ -278,10 +278,7 @@ impl Session {
                     last_heard = Instant::now();
                     let message = match incoming {
                         None => return CloseReason::Client,
-                        Some(Err(e)) => {
-                            debug!(peer = %self.peer, error = %e, "subscriber socket error");
-                            return CloseReason::Client;
-                        }
+                        Some(Err(e)) => return self.refuse(socket, e).await,
                         Some(Ok(m)) => m,
                     };
                     let control = match &message {
@@ -377,6 +374,39 @@ impl Session {
 
     /// Writes the frames that bring the subscriber from `held` through `updates`, in
     /// one flush bounded by the send timeout.
+    /// Ends the session after a read error: a message over the size limit gets 1009,
+    /// a protocol violation 1002; a peer that went away is just gone.
+    async fn refuse(&self, socket: &mut WebSocket, error: axum::Error) -> CloseReason {
+        let error = match error.into_inner().downcast::<tungstenite::Error>() {
+            Ok(e) => *e,
+            Err(other) => {
+                debug!(peer = %self.peer, error = %other, "subscriber socket error");
+                return CloseReason::Client;
+            }
+        };
+        match error {
+            tungstenite::Error::Capacity(e) => {
+                debug!(peer = %self.peer, error = %e, "subscriber sent an oversized message");
+                close(
+                    socket,
+                    1009,
+                    "message too big: subscribers send only small control messages",
+                )
+                .await;
+                CloseReason::Policy
+            }
+            tungstenite::Error::Protocol(e) => {
+                debug!(peer = %self.peer, error = %e, "subscriber broke the WebSocket protocol");
+                close(socket, 1002, "protocol error").await;
+                CloseReason::Policy
+            }
+            other => {
+                debug!(peer = %self.peer, error = %other, "subscriber socket error");
+                CloseReason::Client
+            }
+        }
+    }
+
     /// Counts and logs a subscriber closed for being too slow, and offers it a close
     /// frame (1008) it will most likely not read.
     async fn drop_slow(&self, socket: &mut WebSocket, reason: SlowReason) -> CloseReason {

@@ -1,0 +1,230 @@
+//! Clients that cross a limit or misbehave are refused clearly, and the others are
+//! not affected.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use phasecast::codec::Encoding;
+use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
+
+use crate::support::{state, within, TestServer};
+
+/// The next close frame on a raw socket (other messages are skipped).
+async fn close_frame(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> (CloseCode, String) {
+    within("close frame", async {
+        while let Some(m) = socket.next().await {
+            if let Ok(Message::Close(Some(f))) = m {
+                return (f.code, f.reason.to_string());
+            }
+        }
+        panic!("closed without a close frame");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_subscriber_limit_new_ones_get_1013_and_the_others_keep_going() {
+    let server = TestServer::with(|c| c.subscriber.max_subscribers = 2).await;
+    let publisher = server.publisher(Encoding::Json);
+    publisher.publish(&state(1, 8)).await.unwrap();
+    let mut a = server.subscribe(Encoding::Json, true).await;
+    let mut b = server.subscribe(Encoding::Protobuf, true).await;
+    for s in [&mut a, &mut b] {
+        within("first", s.next_frame()).await.unwrap().unwrap();
+    }
+    let (mut third, _) = tokio_tungstenite::connect_async(format!("{}/ws", server.ws()))
+        .await
+        .unwrap();
+    let (code, reason) = close_frame(&mut third).await;
+    assert_eq!(code, CloseCode::Again);
+    assert!(reason.contains("PCC_MAX_SUBSCRIBERS"), "{reason}");
+    publisher.publish(&state(2, 8)).await.unwrap();
+    for s in [&mut a, &mut b] {
+        assert_eq!(
+            within("unaffected", s.next_frame())
+                .await
+                .unwrap()
+                .unwrap()
+                .seq,
+            2
+        );
+    }
+    assert_eq!(server.health().await["subscribers"], 2);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_garbage_and_ping_floods_do_not_hurt_others() {
+    let server = TestServer::start().await;
+    let publisher = server.publisher(Encoding::Json);
+    publisher.publish(&state(1, 8)).await.unwrap();
+    let mut good = server.subscribe(Encoding::Protobuf, true).await;
+    within("first", good.next_frame()).await.unwrap().unwrap();
+
+    // A message over the 4 KiB client limit: 1009.
+    let (mut big, _) = tokio_tungstenite::connect_async(format!("{}/ws", server.ws()))
+        .await
+        .unwrap();
+    big.send(Message::Text("x".repeat(64 << 10).into()))
+        .await
+        .unwrap();
+    assert_eq!(close_frame(&mut big).await.0, CloseCode::Size);
+
+    // Garbage that is not a control message: 1003.
+    for garbage in [
+        Message::Text("{\"op\":\"dance\"}".into()),
+        Message::Binary(vec![0xff, 0x00, 0x13].into()),
+    ] {
+        let (mut bad, _) = tokio_tungstenite::connect_async(format!("{}/ws", server.ws()))
+            .await
+            .unwrap();
+        bad.send(garbage).await.unwrap();
+        assert_eq!(close_frame(&mut bad).await.0, CloseCode::Unsupported);
+    }
+
+    // A ping flood: answered (the newest pong only), the session keeps working.
+    let (mut flood, _) =
+        tokio_tungstenite::connect_async(format!("{}/ws?format=json", server.ws()))
+            .await
+            .unwrap();
+    for _ in 0..5000 {
+        flood
+            .feed(Message::Ping(vec![1, 2, 3].into()))
+            .await
+            .unwrap();
+    }
+    flood.flush().await.unwrap();
+    publisher.publish(&state(2, 8)).await.unwrap();
+    let mut saw_frame = false;
+    within("flooder still served", async {
+        while let Some(m) = flood.next().await {
+            if let Message::Text(t) = m.unwrap() {
+                if t.as_str().contains("\"seq\":2") {
+                    saw_frame = true;
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(saw_frame);
+
+    // Through all of it the good subscriber got every state.
+    assert_eq!(
+        within("good", good.next_frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .seq,
+        2
+    );
+    assert_eq!(good.resyncs(), 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let health = server.health().await;
+    assert_eq!(
+        health["subscribers"], 2,
+        "the good one and the flooder: {health}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_sockets_and_unfinished_handshakes_are_closed_after_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server =
+        TestServer::with(|c| c.connection.handshake_timeout = Duration::from_millis(300)).await;
+    server
+        .publisher(Encoding::Json)
+        .publish(&state(1, 8))
+        .await
+        .unwrap();
+    let mut good = server.subscribe(Encoding::Json, true).await;
+    within("first", good.next_frame()).await.unwrap().unwrap();
+
+    // Silent after connecting; and a handshake cut in the middle of its headers.
+    let mut silent = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let mut partial = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    partial
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+        .await
+        .unwrap();
+    for socket in [&mut silent, &mut partial] {
+        let mut buf = [0u8; 512];
+        let closed = within("server closes the socket", async {
+            loop {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => continue, // e.g. a 408 answer before the close
+                }
+            }
+        })
+        .await;
+        assert!(closed);
+    }
+    // The established subscriber is not subject to the deadline.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server
+        .publisher(Encoding::Json)
+        .publish(&state(2, 8))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("good", good.next_frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .seq,
+        2
+    );
+    let scrape = server.metrics().await;
+    assert_eq!(
+        crate::support::metric(
+            &scrape,
+            "phasecast_connections_refused_total{reason=\"handshake_timeout\"}"
+        ),
+        Some(2.0),
+        "{scrape}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_per_ip_rate_are_refused() {
+    let server = TestServer::with(|c| c.connection.rate_limit = 5).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut ok = 0;
+    let mut refused = 0;
+    for _ in 0..20 {
+        match client.get(format!("{}/health", server.http())).send().await {
+            Ok(r) if r.status() == 200 => ok += 1,
+            _ => refused += 1,
+        }
+    }
+    assert!(
+        (5..=7).contains(&ok),
+        "about one second of burst: {ok} accepted"
+    );
+    assert_eq!(ok + refused, 20);
+    let scrape = reqwest::get(format!("{}/metrics", server.http())).await;
+    // The metrics request itself may be refused while the bucket is empty: wait a second.
+    drop(scrape);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let scrape = server.metrics().await;
+    assert!(
+        crate::support::metric(
+            &scrape,
+            "phasecast_connections_refused_total{reason=\"rate_limited\"}"
+        )
+        .unwrap()
+            >= refused as f64,
+        "{scrape}"
+    );
+    server.shutdown().await;
+}
