@@ -8,7 +8,7 @@
 # fmt/clippy → deploy/ checks (promtool) → the Python client (fresh venv, pip
 # install, regen check, pytest) → the TypeScript client (npm ci, regen check, build,
 # node --test) → the dashboard (drift check of web/dist, headless Chromium against
-# a live server) → cargo test, including the multi-node tests on a real nats-server
+# a live server) → short fuzz runs of every decoder → cargo test, including the multi-node tests on a real nats-server
 # and the cross-language conformance test against the two clients just installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +47,9 @@ bash clients/typescript/test.sh
 step "dashboard: web/dist drift check and end-to-end test in headless Chromium"
 cargo build --locked --bin phasecast
 PHASECAST_BIN="$PWD/target/debug/phasecast" bash web/test.sh
+
+step "fuzz smoke runs of every decoder (cargo fuzz, a few seconds each)"
+bash scripts/fuzz-smoke.sh
 
 step "cargo test (unit, integration, multi-node, cross-language conformance, doc)"
 export PHASECAST_REQUIRE_TOOLS=1

@@ -30,6 +30,7 @@ use crate::{config::Config, fanout::Hub, metrics::Metrics};
 pub use http::ApiError;
 pub use limit::RateLimiter;
 pub use listen::{tls_acceptor, Listen};
+pub use ws::{parse_subscription, Subscription};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]

@@ -58,12 +58,31 @@ pub(super) struct SubscribeQuery {
 
 /// What a subscriber asked for.
 #[derive(Debug, Clone, PartialEq)]
-struct Subscription {
-    encoding: Encoding,
-    deltas: bool,
-    min_interval: Option<Duration>,
-    resume: Option<u64>,
-    stream: String,
+pub struct Subscription {
+    /// Frame encoding.
+    pub encoding: Encoding,
+    /// Deltas (`false`: full frames only).
+    pub deltas: bool,
+    /// Least time between frames (`max_hz`).
+    pub min_interval: Option<Duration>,
+    /// Seq the subscriber holds.
+    pub resume: Option<u64>,
+    /// Stream name.
+    pub stream: String,
+}
+
+/// Parses a `/ws` query string (and the requested subprotocols) as the server does.
+///
+/// # Errors
+/// [`ApiError::BadParameter`] naming the parameter at fault.
+pub fn parse_subscription(
+    query: &str,
+    default: Encoding,
+    requested_protocols: &[String],
+) -> Result<Subscription, ApiError> {
+    let query: SubscribeQuery =
+        serde_urlencoded::from_str(query).map_err(|e| bad("query", e.to_string()))?;
+    query.into_subscription(default, requested_protocols)
 }
 
 fn bad(name: &'static str, reason: impl Into<String>) -> ApiError {
