@@ -156,6 +156,18 @@ pub struct Received {
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Encoded bytes as a WebSocket message: text for JSON, binary for protobuf.
+fn message(encoding: Encoding, bytes: bytes::Bytes) -> Message {
+    match encoding {
+        Encoding::Json => Message::Text(
+            String::from_utf8(bytes.to_vec())
+                .expect("the JSON encoder writes UTF-8")
+                .into(),
+        ),
+        Encoding::Protobuf => Message::Binary(bytes),
+    }
+}
+
 /// One connection to `/ws`, holding the state its frames build.
 #[derive(Debug)]
 pub struct Subscriber {
@@ -299,15 +311,7 @@ impl Subscriber {
         self.seq = None;
         self.resyncs += 1;
         let bytes = codec::encode_client_message(self.encoding, ClientMessage::Resync);
-        let message = match self.encoding {
-            Encoding::Json => Message::Text(
-                String::from_utf8(bytes.to_vec())
-                    .expect("JSON is UTF-8")
-                    .into(),
-            ),
-            Encoding::Protobuf => Message::Binary(bytes),
-        };
-        self.socket.send(message).await?;
+        self.socket.send(message(self.encoding, bytes)).await?;
         Ok(())
     }
 
@@ -526,15 +530,7 @@ impl IngestPublisher {
     /// I/O errors.
     pub async fn send(&mut self, state: &State) -> Result<(), ClientError> {
         let bytes = codec::encode_state(self.encoding, state);
-        let message = match self.encoding {
-            Encoding::Json => Message::Text(
-                String::from_utf8(bytes.to_vec())
-                    .expect("JSON is UTF-8")
-                    .into(),
-            ),
-            Encoding::Protobuf => Message::Binary(bytes),
-        };
-        self.socket.send(message).await?;
+        self.socket.send(message(self.encoding, bytes)).await?;
         Ok(())
     }
 

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::{
-    bench::chart::{self, Scale},
+    bench::{
+        chart::{self, Scale},
+        median,
+    },
     codec::Encoding,
     config::StreamConfig,
     delta::Tolerance,
@@ -95,16 +98,6 @@ fn bytes_per_frame(
         held = Some(update);
     }
     Ok((total as f64 / states as f64, oscillators))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Measures every workload.

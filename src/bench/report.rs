@@ -10,6 +10,7 @@ use clap::Args;
 use crate::bench::{
     chart::{self, Scale},
     loadgen::LoadResult,
+    median,
 };
 
 /// `phasecast bench-report` options.
@@ -20,20 +21,6 @@ pub struct ReportArgs {
     /// Write charts (latency.svg, cpu.svg, memory.svg) into this folder.
     #[arg(long)]
     pub svg_dir: Option<PathBuf>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// A configuration: everything but the measurements.
