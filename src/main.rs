@@ -27,6 +27,9 @@ enum Command {
     Loadgen(phasecast::bench::loadgen::LoadgenArgs),
     /// Reduce `loadgen --out` results to medians, markdown tables and SVG charts.
     BenchReport(phasecast::bench::report::ReportArgs),
+    /// Run a server for a while under churn, slow and stuck subscribers; check memory,
+    /// descriptors and every subscriber's final state.
+    Soak(phasecast::bench::soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Bandwidth(args) => bandwidth(args),
         Command::Loadgen(args) => loadgen(args),
         Command::BenchReport(args) => bench_report(args),
+        Command::Soak(args) => soak(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,6 +122,22 @@ fn bench_report(args: phasecast::bench::report::ReportArgs) -> anyhow::Result<()
     if let Some(dir) = &args.svg_dir {
         report::write_charts(&load, &idle, dir)?;
     }
+    Ok(())
+}
+
+fn soak(args: phasecast::bench::soak::SoakArgs) -> anyhow::Result<()> {
+    use phasecast::bench::soak;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    let result = runtime.block_on(soak::run(&args))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!("{}", soak::summary(&result));
+    }
+    runtime.shutdown_background();
     Ok(())
 }
 

@@ -112,3 +112,53 @@ async fn hundred_subscribers_get_every_one_of_ten_thousand_states_at_200_hz() {
     );
     server.shutdown().await;
 }
+
+/// The 30-second soak (`phasecast soak`; the 10-minute run is in docs/benchmarks.md):
+/// churn, slow readers and readers that stop; at the end every steady subscriber is
+/// exact, every slow reader is exact or was dropped as too slow, the connection gauge
+/// matches the clients still connected, and descriptors are back down.
+#[test]
+fn thirty_second_soak() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phasecast"))
+        .args([
+            "soak",
+            "--duration",
+            "30s",
+            "--steady",
+            "100",
+            "--slow",
+            "10",
+            "--json",
+        ])
+        .output()
+        .expect("run phasecast soak");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{r}");
+    assert_eq!(
+        r["steady_exact"], 100,
+        "every steady subscriber ends exact: {r}"
+    );
+    let slow = |k: &str| r[k].as_u64().unwrap();
+    assert_eq!(
+        slow("slow_exact") + slow("slow_dropped"),
+        10,
+        "a slow reader ends exact or dropped, never wrong: {r}"
+    );
+    assert_eq!(r["resyncs"], 0);
+    assert!(r["churned"].as_u64().unwrap() > 100, "{r}");
+    assert!(r["stuck"].as_u64().unwrap() >= 5, "{r}");
+    assert_eq!(
+        r["connections_end"][0], r["connections_end"][1],
+        "no connection left over: {r}"
+    );
+    let fds = &r["fds"];
+    assert!(
+        fds["end"].as_f64().unwrap() <= fds["start"].as_f64().unwrap() + 2.0,
+        "descriptors back down: {r}"
+    );
+}

@@ -194,7 +194,7 @@ fn sample_all(pids: &[u32]) -> Option<Sample> {
 }
 
 /// CPU seconds and resident memory (MB) of a process.
-type Sample = (f64, f64);
+pub(crate) type Sample = (f64, f64);
 
 /// The measured window: when it began, and the server's and this tool's samples then.
 struct Window {
@@ -205,7 +205,7 @@ struct Window {
 }
 
 /// CPU seconds and resident memory of a process, from `/proc`.
-fn proc_sample(pid: Option<u32>) -> Option<Sample> {
+pub(crate) fn proc_sample(pid: Option<u32>) -> Option<Sample> {
     let path = match pid {
         Some(p) => format!("/proc/{p}/stat"),
         None => "/proc/self/stat".to_owned(),
@@ -220,14 +220,21 @@ fn proc_sample(pid: Option<u32>) -> Option<Sample> {
     Some((ticks / 100.0, rss_pages * 4096.0 / 1e6))
 }
 
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A server this tool started; stopped on drop.
-struct Spawned {
+pub(crate) struct Spawned {
     child: Child,
     _dir: Option<PathBuf>,
+}
+
+impl Spawned {
+    /// Owns `child`: it is killed when this is dropped.
+    pub(crate) fn new(child: Child) -> Spawned {
+        Spawned { child, _dir: None }
+    }
 }
 
 impl Drop for Spawned {
@@ -255,7 +262,7 @@ struct Endpoints {
     _spawned: Vec<Spawned>,
 }
 
-async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(addr).await.is_err() {
         anyhow::ensure!(
@@ -833,7 +840,7 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
     })
 }
 
-fn raise_fd_limit(want: usize) {
+pub(crate) fn raise_fd_limit(want: usize) {
     if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
         let target = (want as u64).max(soft).min(hard);
         if target > soft {

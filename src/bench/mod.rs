@@ -1,5 +1,5 @@
-//! Benchmark tools behind `phasecast bandwidth`, `phasecast loadgen` and
-//! `phasecast bench-report`: they drive the real stream, codec and server, and write
+//! Benchmark tools behind `phasecast bandwidth`, `phasecast loadgen`,
+//! `phasecast bench-report` and `phasecast soak`: they drive the real stream, codec and server, and write
 //! the tables and charts in `docs/`.
 
 pub mod bandwidth;
@@ -8,6 +8,8 @@ pub mod chart;
 pub mod loadgen;
 #[cfg(feature = "client")]
 pub mod report;
+#[cfg(feature = "client")]
+pub mod soak;
 
 /// The median of the finite values (NaN when there are none): every figure in
 /// `docs/benchmarks.md` that comes from several runs or seeds is one.
