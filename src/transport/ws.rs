@@ -3,7 +3,7 @@
 //! A session sends the newest state at once, then every update of its stream in
 //! order. Updates it has not yet written wait in the stream's broadcast ring (the
 //! outbox); when several are waiting they go out in one write. A subscriber that falls
-//! more than half the outbox behind skips to the newest state with a delta from what it
+//! more than the outbox behind skips to the newest state with a delta from what it
 //! holds (latest wins, counted as conflated drops); one whose socket stays unwritable
 //! past the send timeout, or whose unsent bytes pass the backlog limit, is closed.
 
@@ -343,11 +343,8 @@ impl Session {
                             Err(_) => break,
                         }
                     }
-                    if skipped > 0 || batch.len() > outbox / 2 {
-                        // Behind by more than half the outbox (a reader slower than the
-                        // stream, or one that lagged out of the ring): skip to the newest
-                        // (latest wins), so it gets one small catch-up delta instead of a
-                        // write it cannot take in time.
+                    if skipped > 0 {
+                        // Behind by more than the outbox: skip to the newest (latest wins).
                         skipped += batch.len().saturating_sub(1) as u64;
                         metrics.dropped(DropReason::Conflated, skipped);
                         batch.drain(..batch.len().saturating_sub(1));
