@@ -103,3 +103,73 @@ async fn subscriber_key_and_allowed_origins() {
     }
     server.shutdown().await;
 }
+
+/// Keys never reach the logs, even at debug level, whether presented right or wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_never_logged() {
+    use std::process::Stdio;
+    use tokio::io::AsyncReadExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (producer_key, subscriber_key) = ("prod-k3y-5ecret", "sub-k3y-5ecret");
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_phasecast"))
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("MCP_API_KEY", producer_key)
+        .env("PCC_SUBSCRIBE_KEY", subscriber_key)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    within("server up", async {
+        while reqwest::get(format!("{base}/health")).await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let body = phasecast::codec::encode_state(Encoding::Json, &state(1, 4)).to_vec();
+    for key in [producer_key, "wrong-k3y-5ecret"] {
+        let _ = reqwest::Client::new()
+            .post(format!("{base}/pcc_state"))
+            .header("x-api-key", key)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let _ =
+            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws?key={key}")).await;
+    }
+    let _ =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws?key={subscriber_key}"))
+            .await
+            .unwrap();
+    server.start_kill().unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    server
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .await
+        .unwrap();
+    let logs = out + &err;
+    assert!(
+        logs.contains("phasecast listening"),
+        "the logs were captured: {logs}"
+    );
+    for secret in [producer_key, subscriber_key, "wrong-k3y-5ecret"] {
+        assert!(!logs.contains(secret), "{secret} appears in the logs");
+    }
+}
