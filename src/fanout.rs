@@ -70,11 +70,6 @@ impl Hub {
         let _ = self.bus.set(bus);
     }
 
-    /// Whether a bus is attached.
-    pub fn has_bus(&self) -> bool {
-        self.bus.get().is_some()
-    }
-
     /// The metrics every stream and session records to.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics

@@ -16,7 +16,7 @@
 //! - [`server`]: wiring and graceful shutdown; [`server::run`] is the entry point.
 //! - [`workload`]: seeded simulations for the demo, examples and benchmarks.
 //! - [`client`]: a Rust client (subscribe, apply frames, resume; publish).
-//! - [`bench`]: the bandwidth report and the load generator.
+//! - [`bench`](mod@bench): the bandwidth report, the load generator and the soak.
 
 pub mod bench;
 pub mod bus;

@@ -561,16 +561,6 @@ impl Metrics {
             .producers
             .fetch_add(if connected { 1 } else { -1 }, Relaxed);
     }
-
-    /// Subscribers connected now.
-    pub fn subscribers(&self) -> i64 {
-        self.hot.connections.load(Relaxed)
-    }
-
-    /// Producer WebSockets connected now.
-    pub fn producers(&self) -> i64 {
-        self.hot.producers.load(Relaxed)
-    }
 }
 
 /// Registers the observable instruments that read the hot-path atomics.
