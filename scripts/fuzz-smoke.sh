@@ -20,6 +20,11 @@ cargo fuzz build --sanitizer none
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for target in $(cargo fuzz list); do
+    # Seeds must be committed: an untracked seed passes here and is missing on a clean clone.
+    if [ -z "$(git ls-files "fuzz/seeds/$target")" ]; then
+        echo "fuzz $target: no committed seeds under fuzz/seeds/$target/" >&2
+        exit 1
+    fi
     mkdir -p "fuzz/corpus/$target"
     if ! cargo fuzz run --sanitizer none "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=5 >"$log" 2>&1; then

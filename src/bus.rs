@@ -258,4 +258,17 @@ mod tests {
         .encode_to_vec();
         assert!(decode_update(&no_view).is_err());
     }
+
+    /// The fuzzing seed is a valid update, so the fuzzer starts from the real shape.
+    #[test]
+    fn fuzz_seed_is_a_valid_update() {
+        let seed = include_bytes!("../fuzz/seeds/bus_update/update.pb");
+        let (update, origin) = decode_update(seed).expect("seed decodes");
+        assert_eq!(
+            (update.seq, update.view.step, origin.as_str()),
+            (42, 7, "node-a")
+        );
+        assert_eq!(update.view.spins, vec![1, -1, 1, 1]);
+        assert!(update.keyframe);
+    }
 }
