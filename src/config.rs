@@ -41,6 +41,9 @@ pub struct ConnectionConfig {
     /// Deadline for a request's headers, the TLS handshake included: half-open
     /// sockets and handshakes that never complete are closed after it.
     pub handshake_timeout: Duration,
+    /// Interval between keep-alive pings on every WebSocket (subscribers and
+    /// producers); a peer silent for two intervals is closed (1008).
+    pub ping_interval: Duration,
     /// Certificate chain and key (PEM) to serve HTTPS / WSS; `None` is plain TCP.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
@@ -76,8 +79,6 @@ pub struct SubscriberConfig {
     pub send_timeout: Duration,
     /// Unsent bytes past which a subscriber is closed as too slow.
     pub max_backlog_bytes: usize,
-    /// Interval between keep-alive pings; a peer silent for two intervals is dropped.
-    pub ping_interval: Duration,
     /// Largest message a subscriber may send.
     pub max_client_message_bytes: usize,
     /// Kernel send buffer per connection (`SO_SNDBUF`); `None` keeps the OS default.
@@ -127,7 +128,6 @@ impl Default for Config {
                 outbox_frames: 64,
                 send_timeout: Duration::from_secs(5),
                 max_backlog_bytes: 4 << 20,
-                ping_interval: Duration::from_secs(20),
                 max_client_message_bytes: 4096,
                 socket_send_buffer: None,
             },
@@ -144,6 +144,7 @@ impl Default for Config {
             connection: ConnectionConfig {
                 rate_limit: 200,
                 handshake_timeout: Duration::from_secs(10),
+                ping_interval: Duration::from_secs(20),
                 tls: None,
             },
         }
@@ -208,6 +209,9 @@ pub struct ServeArgs {
     /// A subscriber with more unsent bytes than this is closed.
     #[arg(long, env = "PCC_MAX_BACKLOG_BYTES", default_value = "4MiB")]
     pub max_backlog_bytes: String,
+    /// Largest message a subscriber may send (at least 64B); larger ones close it with 1009.
+    #[arg(long, env = "PCC_MAX_CLIENT_MESSAGE_BYTES", default_value = "4KiB")]
+    pub max_client_message_bytes: String,
     /// Kernel send buffer per connection (e.g. 256KiB); unset keeps the OS default.
     /// Smaller: slow subscribers skip ahead to fresh state sooner.
     #[arg(long, env = "PCC_SOCKET_SEND_BUFFER")]
@@ -338,6 +342,11 @@ impl ServeArgs {
             &self.max_backlog_bytes,
             &mut config.subscriber.max_backlog_bytes,
         );
+        size(
+            "--max-client-message-bytes / PCC_MAX_CLIENT_MESSAGE_BYTES",
+            &self.max_client_message_bytes,
+            &mut config.subscriber.max_client_message_bytes,
+        );
         if let Some(text) = &self.socket_send_buffer {
             let mut n = 0;
             size(
@@ -346,6 +355,12 @@ impl ServeArgs {
                 &mut n,
             );
             config.subscriber.socket_send_buffer = (n > 0).then_some(n);
+        }
+        if config.subscriber.max_client_message_bytes < 64 {
+            problems.push(format!(
+                "--max-client-message-bytes / PCC_MAX_CLIENT_MESSAGE_BYTES: {:?} is below 64B: a resync message must fit",
+                self.max_client_message_bytes
+            ));
         }
         let mut duration =
             |flag: &str, text: &str, into: &mut Duration| match humantime::parse_duration(text) {
@@ -361,7 +376,7 @@ impl ServeArgs {
         duration(
             "--ping-interval / PCC_PING_INTERVAL",
             &self.ping_interval,
-            &mut config.subscriber.ping_interval,
+            &mut config.connection.ping_interval,
         );
         duration(
             "--shutdown-timeout / PCC_SHUTDOWN_TIMEOUT",
@@ -520,6 +535,8 @@ mod tests {
             "soon",
             "--keyframe-interval",
             "0",
+            "--max-client-message-bytes",
+            "16",
         ])
         .unwrap_err();
         let text = err.to_string();
@@ -529,10 +546,37 @@ mod tests {
             "PCC_MAX_BODY_BYTES",
             "PCC_SEND_TIMEOUT",
             "PCC_KEYFRAME_INTERVAL",
+            "PCC_MAX_CLIENT_MESSAGE_BYTES",
         ] {
             assert!(text.contains(flag), "{flag} missing from:\n{text}");
         }
-        assert_eq!(err.0.len(), 5);
+        assert_eq!(err.0.len(), 6);
+    }
+
+    /// Operators configure from the environment: the example file and the README's
+    /// table name every variable `serve` reads.
+    #[test]
+    fn every_variable_is_in_the_env_example_and_the_readme() {
+        use clap::CommandFactory;
+        let example = include_str!("../deploy/systemd/phasecast.env.example");
+        let readme = include_str!("../README.md");
+        let command = Cli::command();
+        let names: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        assert!(names.len() > 20, "{names:?}");
+        for name in names {
+            assert!(
+                example.contains(&format!("{name}=")),
+                "{name} missing from deploy/systemd/phasecast.env.example"
+            );
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "{name} missing from the README"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Instant};
 use axum::{
     extract::{
         rejection::QueryRejection,
-        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade},
+        ws::{Message, WebSocket, WebSocketUpgrade},
         ConnectInfo, Query, State,
     },
     http::HeaderMap,
@@ -17,7 +17,9 @@ use serde::Deserialize;
 use tokio::{sync::OwnedSemaphorePermit, time::timeout};
 use tracing::{debug, info};
 
-use super::{http::ingest_state, limit::Bucket, producer_authorized, ApiError, AppState};
+use super::{
+    http::ingest_state, limit::Bucket, producer_authorized, ws::close, ApiError, AppState,
+};
 use crate::{
     codec::{self, Encoding},
     fanout::{validate_stream_name, DEFAULT_STREAM},
@@ -109,16 +111,34 @@ impl Producer {
         let rate = self.app.config.producer.rate_limit;
         let mut bucket = Bucket::new(rate);
         let mut accepted = 0;
+        // Keep-alive: a producer silent (no state, no pong) for two intervals is closed,
+        // so a dead peer does not hold a producer slot.
+        let ping_interval = self.app.config.connection.ping_interval;
+        let send_timeout = self.app.config.subscriber.send_timeout;
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+        let mut last_heard = Instant::now();
         loop {
             let message = tokio::select! {
                 biased;
                 _ = self.app.shutdown.cancelled() => {
-                    let frame = CloseFrame { code: 1001, reason: "server shutting down".into() };
-                    let _ = timeout(std::time::Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
+                    close(socket, 1001, "server shutting down").await;
                     return accepted;
                 }
                 m = socket.recv() => m,
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > ping_interval * 2 {
+                        debug!(peer = %self.peer, "producer silent for two ping intervals");
+                        close(socket, 1008, "no pong within two ping intervals").await;
+                        return accepted;
+                    }
+                    match timeout(send_timeout, socket.send(Message::Ping(Default::default()))).await {
+                        Ok(Ok(())) => continue,
+                        _ => return accepted,
+                    }
+                }
             };
+            last_heard = Instant::now();
             let (encoding, incoming) = match message {
                 None | Some(Ok(Message::Close(_))) => return accepted,
                 Some(Err(e)) => {
@@ -149,7 +169,9 @@ impl Producer {
                         reply["step"] = state.step.into();
                     }
                     let reply = Message::Text(reply.to_string().into());
-                    if socket.send(reply).await.is_err() {
+                    // A producer that sends bad states and never reads the answers is
+                    // closed rather than left holding its slot.
+                    if !matches!(timeout(send_timeout, socket.send(reply)).await, Ok(Ok(()))) {
                         return accepted;
                     }
                 }

@@ -220,7 +220,7 @@ pub(super) async fn subscribe(
 }
 
 /// Sends a close frame, waiting at most a second.
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+pub(super) async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     close_within(socket, code, reason, Duration::from_secs(1)).await;
 }
 
@@ -260,6 +260,7 @@ impl Session {
     async fn drive(&self, socket: &mut WebSocket) -> CloseReason {
         let metrics = &self.app.metrics;
         let config = &self.app.config.subscriber;
+        let ping_interval = self.app.config.connection.ping_interval;
         let joined = self.stream.join(self.subscription.resume);
         metrics.subscriber_opened(
             self.subscription
@@ -273,10 +274,8 @@ impl Session {
         let mut newest = joined.latest.clone();
         let mut next_slot = tokio::time::Instant::now();
         let mut last_heard = Instant::now();
-        let mut ping = tokio::time::interval_at(
-            tokio::time::Instant::now() + config.ping_interval,
-            config.ping_interval,
-        );
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
         // One write carries at most the outbox's worth of waiting updates.
         let outbox = config.outbox_frames.max(1);
 
@@ -372,7 +371,7 @@ impl Session {
                     next_slot = self.after_send();
                 }
                 _ = ping.tick() => {
-                    if last_heard.elapsed() > config.ping_interval * 2 {
+                    if last_heard.elapsed() > ping_interval * 2 {
                         close(socket, 1008, "no pong within two ping intervals").await;
                         return CloseReason::PingTimeout;
                     }

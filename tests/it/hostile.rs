@@ -59,20 +59,29 @@ async fn past_the_subscriber_limit_new_ones_get_1013_and_the_others_keep_going()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_garbage_and_ping_floods_do_not_hurt_others() {
-    let server = TestServer::start().await;
+    let server = TestServer::with(|c| c.subscriber.max_client_message_bytes = 1024).await;
     let publisher = server.publisher(Encoding::Json);
     publisher.publish(&state(1, 8)).await.unwrap();
     let mut good = server.subscribe(Encoding::Protobuf, true).await;
     within("first", good.next_frame()).await.unwrap().unwrap();
 
-    // A message over the 4 KiB client limit: 1009.
+    // A message over the configured 1 KiB client limit: 1009; one just under it is read
+    // (and refused as not a control message: 1003).
     let (mut big, _) = tokio_tungstenite::connect_async(format!("{}/ws", server.ws()))
         .await
         .unwrap();
-    big.send(Message::Text("x".repeat(64 << 10).into()))
+    big.send(Message::Text("x".repeat(1025).into()))
         .await
         .unwrap();
     assert_eq!(close_frame(&mut big).await.0, CloseCode::Size);
+    let (mut under, _) = tokio_tungstenite::connect_async(format!("{}/ws", server.ws()))
+        .await
+        .unwrap();
+    under
+        .send(Message::Text("x".repeat(1000).into()))
+        .await
+        .unwrap();
+    assert_eq!(close_frame(&mut under).await.0, CloseCode::Unsupported);
 
     // Garbage that is not a control message: 1003.
     for garbage in [
@@ -224,6 +233,67 @@ async fn connections_over_the_per_ip_rate_are_refused() {
         )
         .unwrap()
             >= refused as f64,
+        "{scrape}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_subscribers_and_producers_are_closed_after_two_ping_intervals() {
+    let server =
+        TestServer::with(|c| c.connection.ping_interval = Duration::from_millis(200)).await;
+    let publisher = server.publisher(Encoding::Json);
+    publisher.publish(&state(1, 8)).await.unwrap();
+
+    // A subscriber that reads (and so answers pings) all along.
+    let mut good = server.subscribe(Encoding::Json, true).await;
+    let reader = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while let Ok(Some(frame)) = good.next_frame().await {
+            seqs.push(frame.seq);
+            if frame.seq == 3 {
+                break;
+            }
+        }
+        seqs
+    });
+    // A subscriber and a producer that connect, then are never polled again: no pong.
+    let (mut silent_subscriber, _) =
+        tokio_tungstenite::connect_async(format!("{}/ws", server.ws()))
+            .await
+            .unwrap();
+    let (mut silent_producer, _) =
+        tokio_tungstenite::connect_async(format!("{}/ingest", server.ws()))
+            .await
+            .unwrap();
+    server
+        .wait_for_health("both connected", |h| {
+            h["subscribers"] == 2 && h["producers"] == 1
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    for socket in [&mut silent_subscriber, &mut silent_producer] {
+        let (code, reason) = close_frame(socket).await;
+        assert_eq!(code, CloseCode::Policy);
+        assert!(reason.contains("no pong"), "{reason}");
+    }
+    server
+        .wait_for_health("the silent ones are gone", |h| {
+            h["subscribers"] == 1 && h["producers"] == 0
+        })
+        .await;
+    // The producer slot is free again, and the reading subscriber was never disturbed.
+    publisher.publish(&state(2, 8)).await.unwrap();
+    publisher.publish(&state(3, 8)).await.unwrap();
+    assert_eq!(within("good", reader).await.unwrap(), vec![1, 2, 3]);
+    let scrape = server.metrics().await;
+    assert_eq!(
+        crate::support::metric(
+            &scrape,
+            "phasecast_ws_connections_closed_total{reason=\"ping_timeout\"}"
+        ),
+        Some(1.0),
         "{scrape}"
     );
     server.shutdown().await;
