@@ -44,6 +44,10 @@ pub struct ConnectionConfig {
     /// Interval between keep-alive pings on every WebSocket (subscribers and
     /// producers); a peer silent for two intervals is closed (1008).
     pub ping_interval: Duration,
+    /// Messages a second a subscriber may send (pings and pongs included; one second
+    /// of burst), and control messages (pings, pongs) a producer may; a peer over it is
+    /// closed with 1008. 0: no limit.
+    pub client_message_rate: u32,
     /// Certificate chain and key (PEM) to serve HTTPS / WSS; `None` is plain TCP.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
@@ -145,6 +149,7 @@ impl Default for Config {
                 rate_limit: 200,
                 handshake_timeout: Duration::from_secs(10),
                 ping_interval: Duration::from_secs(20),
+                client_message_rate: 20,
                 tls: None,
             },
         }
@@ -212,6 +217,10 @@ pub struct ServeArgs {
     /// Largest message a subscriber may send (at least 64B); larger ones close it with 1009.
     #[arg(long, env = "PCC_MAX_CLIENT_MESSAGE_BYTES", default_value = "4KiB")]
     pub max_client_message_bytes: String,
+    /// Messages a second a subscriber may send, pings included (one second of burst),
+    /// and pings/pongs a producer may; past it the peer is closed with 1008. 0 = no limit.
+    #[arg(long, env = "PCC_CLIENT_MESSAGE_RATE", default_value_t = 20)]
+    pub client_message_rate: u32,
     /// Kernel send buffer per connection (e.g. 256KiB); unset keeps the OS default.
     /// Smaller: slow subscribers skip ahead to fresh state sooner.
     #[arg(long, env = "PCC_SOCKET_SEND_BUFFER")]
@@ -323,6 +332,7 @@ impl ServeArgs {
         ));
         config.subscriber.outbox_frames = self.outbox_frames;
         config.subscriber.max_subscribers = self.max_subscribers;
+        config.connection.client_message_rate = self.client_message_rate;
         config.producer.max_producers = self.max_producers;
         config.producer.rate_limit = self.producer_rate_limit;
         config.metrics = self.metrics;

@@ -117,10 +117,10 @@ fn loadgen(args: phasecast::bench::loadgen::LoadgenArgs) -> anyhow::Result<()> {
 
 fn bench_report(args: phasecast::bench::report::ReportArgs) -> anyhow::Result<()> {
     use phasecast::bench::report;
-    let (load, idle) = report::load(&args.results)?;
-    print!("{}", report::markdown(&load, &idle));
+    let reports = report::load(&args.results)?;
+    print!("{}", report::markdown(&reports));
     if let Some(dir) = &args.svg_dir {
-        report::write_charts(&load, &idle, dir)?;
+        report::write_charts(&reports, dir)?;
     }
     Ok(())
 }

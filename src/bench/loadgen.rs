@@ -32,6 +32,7 @@ use tokio::{io::AsyncWriteExt, net::TcpStream};
 use tokio_tungstenite::tungstenite::{protocol::WebSocketConfig, Message};
 
 use crate::{
+    bench::attack::{Attack, Attackers},
     client::{IngestPublisher, Publisher},
     codec::{self, Encoding},
     workload::Workload,
@@ -99,6 +100,13 @@ pub struct LoadgenArgs {
     /// Idle mode: open this many connections that receive nothing; report memory.
     #[arg(long)]
     pub idle: Option<usize>,
+    /// Hostile clients to run alongside the subscribers (`none` for the baseline to
+    /// compare with); they start before the warm-up and stop after the measurement.
+    #[arg(long, value_enum)]
+    pub attack: Option<Attack>,
+    /// How many hostile clients (with --attack).
+    #[arg(long, default_value_t = 20)]
+    pub attackers: usize,
     /// The nats-server binary.
     #[arg(long, default_value = "nats-server")]
     pub nats_server: String,
@@ -179,6 +187,15 @@ pub struct LoadResult {
     /// Latency of subscribers on the other nodes: one NATS hop more.
     #[serde(default)]
     pub latency_remote_ms: Option<Latency>,
+    /// Hostile clients run alongside (`none`: the baseline for them).
+    #[serde(default)]
+    pub attack: Option<Attack>,
+    /// Connections the hostile clients opened during the run.
+    #[serde(default)]
+    pub attack_connections: Option<u64>,
+    /// Extra `serve` flags of a server this tool started.
+    #[serde(default)]
+    pub serve_args: Vec<String>,
 }
 
 fn one() -> usize {
@@ -316,8 +333,14 @@ async fn spawn_phasecast(
         .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
         .arg(format!("--delta-epsilon={}", args.epsilon))
         .arg(format!("--metrics={}", args.server_metrics))
-        .args(["--producer-rate-limit", "0", "--connection-rate-limit", "0"])
-        .args(["--max-subscribers", "100000"])
+        .args(["--max-subscribers", "100000"]);
+    // All load comes from one address: no per-IP limits, unless --serve-arg sets them.
+    for flag in ["--producer-rate-limit", "--connection-rate-limit"] {
+        if !args.serve_arg.iter().any(|a| a.starts_with(flag)) {
+            command.args([flag, "0"]);
+        }
+    }
+    command
         .args(&args.serve_arg)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
@@ -488,7 +511,7 @@ struct Tally {
     bytes: u64,
 }
 
-fn ws_config() -> WebSocketConfig {
+pub(crate) fn ws_config() -> WebSocketConfig {
     // Small buffers: the tool holds thousands of sockets.
     WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -642,7 +665,8 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
     );
     let endpoints = start(args).await?;
     let connections = args.idle.unwrap_or(args.subscribers);
-    raise_fd_limit(connections * 2 + 256);
+    let attackers = if args.attack.is_some() { args.attackers } else { 0 };
+    raise_fd_limit((connections + attackers) * 2 + 256);
 
     let total_steps = ((duration + warmup).as_secs_f64() * args.rate) as usize + 16;
     let shared = Arc::new(Shared {
@@ -726,8 +750,15 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
             broker_cpu_percent: None,
             latency_local_ms: None,
             latency_remote_ms: None,
+            attack: None,
+            attack_connections: None,
+            serve_args: args.serve_arg.clone(),
         });
     }
+
+    let attackers = args
+        .attack
+        .map(|attack| Attackers::spawn(attack, args.attackers, &endpoints.ws[0]));
 
     let mut producer = Producer::connect(args.system, &endpoints).await?;
     let mut workload = Workload::named(&args.workload, 1).map_err(anyhow::Error::msg)?;
@@ -778,6 +809,10 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
     // Frames still in flight arrive.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     shared.stop.store(true, Relaxed);
+    let attack_connections = match attackers {
+        Some(a) => Some(a.stop().await),
+        None => None,
+    };
     let (mut latencies, mut local, mut remote) = (Vec::new(), Vec::new(), Vec::new());
     let (mut frames, mut bytes) = (0u64, 0u64);
     for t in tasks {
@@ -837,6 +872,9 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
         broker_cpu_percent: cpu(window.broker, broker_end),
         latency_local_ms: multi_node.then(|| latency(local)),
         latency_remote_ms: multi_node.then(|| latency(remote)),
+        attack: args.attack,
+        attack_connections,
+        serve_args: args.serve_arg.clone(),
     })
 }
 
@@ -860,8 +898,14 @@ pub fn summary(r: &LoadResult) -> String {
             r.rss_kb_per_connection.unwrap_or(f64::NAN)
         );
     }
+    let attack = match (r.attack, r.attack_connections) {
+        (Some(a), Some(n)) if a != Attack::None => {
+            format!(" under attack {} ({n} hostile connections)", a.name())
+        }
+        _ => String::new(),
+    };
     format!(
-        "{:?} {} delta={} {} subscribers @ {:.0} Hz ({}): delivered {:.4}, latency p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms max {:.2} ms, server CPU {:.1}% ({:.2} µs/frame), RSS {:.1} MB, loadgen CPU {:.1}%, {:.0} B/frame, {:.1} MB/s",
+        "{:?} {} delta={} {} subscribers @ {:.0} Hz ({}){attack}: delivered {:.4}, latency p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms max {:.2} ms, server CPU {:.1}% ({:.2} µs/frame), RSS {:.1} MB, loadgen CPU {:.1}%, {:.0} B/frame, {:.1} MB/s",
         r.system,
         r.format,
         r.delta,

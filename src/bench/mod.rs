@@ -1,7 +1,10 @@
-//! Benchmark tools behind `phasecast bandwidth`, `phasecast loadgen`,
+//! Benchmark tools behind `phasecast bandwidth`, `phasecast loadgen` (with its hostile
+//! clients),
 //! `phasecast bench-report` and `phasecast soak`: they drive the real stream, codec and server, and write
 //! the tables and charts in `docs/`.
 
+#[cfg(feature = "client")]
+pub mod attack;
 pub mod bandwidth;
 pub mod chart;
 #[cfg(feature = "client")]

@@ -1,13 +1,15 @@
 //! `phasecast bench-report`: turns the JSON lines that `phasecast loadgen --out`
 //! appends into the tables and charts of `docs/benchmarks.md`: medians over runs of
 //! the same configuration, latency against subscribers per system, format and mode,
-//! and memory against idle connections.
+//! memory against idle connections, and the latency of subscribers while hostile
+//! clients attack, against the same configuration without them.
 
 use std::{collections::BTreeMap, path::PathBuf};
 
 use clap::Args;
 
 use crate::bench::{
+    attack::Attack,
     chart::{self, Scale},
     loadgen::LoadResult,
     median,
@@ -39,10 +41,15 @@ fn key(r: &LoadResult) -> String {
     } else {
         system
     };
-    if r.server_metrics {
+    let system = if r.server_metrics {
         system
     } else {
         format!("{system}, metrics off")
+    };
+    if r.serve_args.is_empty() {
+        system
+    } else {
+        format!("{system}, {}", r.serve_args.join(" "))
     }
 }
 
@@ -84,54 +91,94 @@ pub struct Cell {
 /// (configuration → subscribers → cell), loaded and reduced.
 pub type Table = BTreeMap<String, BTreeMap<usize, Cell>>;
 
+/// Runs with hostile clients: (configuration, subscribers) → attack → cell and the
+/// median number of connections the attackers opened.
+pub type Hostile = BTreeMap<(String, usize), BTreeMap<Attack, (Cell, f64)>>;
+
+/// Every result file's content, reduced to medians.
+#[derive(Debug, Default)]
+pub struct Reports {
+    /// Runs under load, without attackers.
+    pub load: Table,
+    /// Idle-connection runs.
+    pub idle: Table,
+    /// Runs with `--attack` (the `none` baseline included).
+    pub hostile: Hostile,
+}
+
+/// The medians of runs of one configuration.
+fn reduce(runs: &[LoadResult]) -> Cell {
+    let m = |f: &dyn Fn(&LoadResult) -> f64| median(runs.iter().map(f).collect());
+    Cell {
+        runs: runs.len(),
+        delivered: m(&|r| r.delivered_ratio),
+        p50: m(&|r| r.latency_ms.p50),
+        p99: m(&|r| r.latency_ms.p99),
+        max: m(&|r| r.latency_ms.max),
+        cpu: m(&|r| r.server_cpu_percent.unwrap_or(f64::NAN)),
+        us_per_frame: m(&|r| r.server_cpu_us_per_frame.unwrap_or(f64::NAN)),
+        rss: m(&|r| r.server_rss_mb.unwrap_or(f64::NAN)),
+        loadgen_cpu: m(&|r| r.loadgen_cpu_percent),
+        bytes_per_frame: m(&|r| r.bytes_per_frame),
+        kb_per_connection: m(&|r| r.rss_kb_per_connection.unwrap_or(f64::NAN)),
+        nodes: runs[0].nodes,
+        broker_cpu: m(&|r| r.broker_cpu_percent.unwrap_or(f64::NAN)),
+        local: (
+            m(&|r| r.latency_local_ms.map_or(f64::NAN, |l| l.p50)),
+            m(&|r| r.latency_local_ms.map_or(f64::NAN, |l| l.p99)),
+        ),
+        remote: (
+            m(&|r| r.latency_remote_ms.map_or(f64::NAN, |l| l.p50)),
+            m(&|r| r.latency_remote_ms.map_or(f64::NAN, |l| l.p99)),
+        ),
+    }
+}
+
 /// Reads and reduces the results.
 ///
 /// # Errors
 /// An unreadable file or a line that is not a result.
-pub fn load(path: &PathBuf) -> anyhow::Result<(Table, Table)> {
+pub fn load(path: &PathBuf) -> anyhow::Result<Reports> {
     let text = std::fs::read_to_string(path)?;
-    let mut groups: BTreeMap<(bool, String, usize), Vec<LoadResult>> = BTreeMap::new();
+    type Group = (bool, Option<Attack>, String, usize);
+    let mut groups: BTreeMap<Group, Vec<LoadResult>> = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let r: LoadResult = serde_json::from_str(line)?;
         groups
-            .entry((r.idle, key(&r), r.subscribers))
+            .entry((r.idle, r.attack, key(&r), r.subscribers))
             .or_default()
             .push(r);
     }
-    let (mut load, mut idle) = (Table::new(), Table::new());
-    for ((is_idle, name, n), runs) in groups {
-        let m = |f: &dyn Fn(&LoadResult) -> f64| median(runs.iter().map(f).collect());
-        let cell = Cell {
-            runs: runs.len(),
-            delivered: m(&|r| r.delivered_ratio),
-            p50: m(&|r| r.latency_ms.p50),
-            p99: m(&|r| r.latency_ms.p99),
-            max: m(&|r| r.latency_ms.max),
-            cpu: m(&|r| r.server_cpu_percent.unwrap_or(f64::NAN)),
-            us_per_frame: m(&|r| r.server_cpu_us_per_frame.unwrap_or(f64::NAN)),
-            rss: m(&|r| r.server_rss_mb.unwrap_or(f64::NAN)),
-            loadgen_cpu: m(&|r| r.loadgen_cpu_percent),
-            bytes_per_frame: m(&|r| r.bytes_per_frame),
-            kb_per_connection: m(&|r| r.rss_kb_per_connection.unwrap_or(f64::NAN)),
-            nodes: runs[0].nodes,
-            broker_cpu: m(&|r| r.broker_cpu_percent.unwrap_or(f64::NAN)),
-            local: (
-                m(&|r| r.latency_local_ms.map_or(f64::NAN, |l| l.p50)),
-                m(&|r| r.latency_local_ms.map_or(f64::NAN, |l| l.p99)),
-            ),
-            remote: (
-                m(&|r| r.latency_remote_ms.map_or(f64::NAN, |l| l.p50)),
-                m(&|r| r.latency_remote_ms.map_or(f64::NAN, |l| l.p99)),
-            ),
-        };
-        let table = if is_idle { &mut idle } else { &mut load };
-        table.entry(name).or_default().insert(n, cell);
+    let mut reports = Reports::default();
+    for ((is_idle, attack, name, n), runs) in groups {
+        let cell = reduce(&runs);
+        match (attack, is_idle) {
+            (Some(attack), _) => {
+                let opened = median(
+                    runs.iter()
+                        .map(|r| r.attack_connections.unwrap_or(0) as f64)
+                        .collect(),
+                );
+                reports
+                    .hostile
+                    .entry((name, n))
+                    .or_default()
+                    .insert(attack, (cell, opened));
+            }
+            (None, true) => {
+                reports.idle.entry(name).or_default().insert(n, cell);
+            }
+            (None, false) => {
+                reports.load.entry(name).or_default().insert(n, cell);
+            }
+        }
     }
-    Ok((load, idle))
+    Ok(reports)
 }
 
 /// The markdown tables.
-pub fn markdown(load: &Table, idle: &Table) -> String {
+pub fn markdown(reports: &Reports) -> String {
+    let (load, idle) = (&reports.load, &reports.idle);
     let mut out = String::new();
     if !load.is_empty() {
         out.push_str("| system | subscribers | runs | delivered | p50 ms | p99 ms | max ms | server CPU % | server µs/frame | server RSS MB | loadgen CPU % | B/frame |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -155,6 +202,17 @@ pub fn markdown(load: &Table, idle: &Table) -> String {
             out.push_str(&format!(
                 "| {name} | {n} | {:.2} / {:.2} | {:.2} / {:.2} | {:.1} | {:.1} | {:.1} | {:.2} |\n",
                 c.local.0, c.local.1, c.remote.0, c.remote.1, c.cpu, c.cpu / c.nodes as f64, c.broker_cpu, c.us_per_frame
+            ));
+        }
+    }
+    for ((name, n), attacks) in &reports.hostile {
+        let baseline = attacks.get(&Attack::None).map(|(c, _)| c.p99);
+        out.push_str(&format!("\n{name}, {n} subscribers, while hostile clients attack:\n\n| attack | runs | hostile connections opened | delivered | p50 ms | p99 ms | p99 vs no attack | max ms | server CPU % | loadgen CPU % |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"));
+        for (attack, (c, opened)) in attacks {
+            let ratio = baseline.map_or(f64::NAN, |b| c.p99 / b);
+            out.push_str(&format!(
+                "| {} | {} | {opened:.0} | {:.4} | {:.2} | {:.2} | {ratio:.2}× | {:.1} | {:.1} | {:.1} |\n",
+                attack.name(), c.runs, c.delivered, c.p50, c.p99, c.max, c.cpu, c.loadgen_cpu
             ));
         }
     }
@@ -202,7 +260,8 @@ fn line_chart(
 ///
 /// # Errors
 /// When a file cannot be written.
-pub fn write_charts(load: &Table, idle: &Table, dir: &std::path::Path) -> std::io::Result<()> {
+pub fn write_charts(reports: &Reports, dir: &std::path::Path) -> std::io::Result<()> {
+    let (load, idle) = (&reports.load, &reports.idle);
     if !load.is_empty() {
         std::fs::write(
             dir.join("latency.svg"),

@@ -18,7 +18,11 @@ use tokio::{sync::OwnedSemaphorePermit, time::timeout};
 use tracing::{debug, info};
 
 use super::{
-    http::ingest_state, limit::Bucket, producer_authorized, ws::close, ApiError, AppState,
+    http::ingest_state,
+    limit::Bucket,
+    producer_authorized,
+    ws::{close, MESSAGE_RATE_EXCEEDED},
+    ApiError, AppState,
 };
 use crate::{
     codec::{self, Encoding},
@@ -118,6 +122,8 @@ impl Producer {
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
         let mut last_heard = Instant::now();
+        let control_rate = self.app.config.connection.client_message_rate;
+        let mut control = Bucket::new(control_rate);
         loop {
             let message = tokio::select! {
                 biased;
@@ -139,13 +145,22 @@ impl Producer {
                 }
             };
             last_heard = Instant::now();
+            if let Some(Ok(Message::Ping(_) | Message::Pong(_))) = &message {
+                // States have their own rate limit; pings and pongs have this one.
+                if control_rate > 0 && control.take(control_rate, last_heard).is_err() {
+                    debug!(peer = %self.peer, "producer over the control message rate");
+                    close(socket, 1008, MESSAGE_RATE_EXCEEDED).await;
+                    return accepted;
+                }
+                continue;
+            }
             let (encoding, incoming) = match message {
                 None | Some(Ok(Message::Close(_))) => return accepted,
                 Some(Err(e)) => {
                     debug!(peer = %self.peer, error = %e, "producer socket error");
                     return accepted;
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue, // counted above
                 Some(Ok(Message::Text(t))) => (Encoding::Json, t.into()),
                 Some(Ok(Message::Binary(b))) => (Encoding::Protobuf, b),
             };

@@ -30,7 +30,7 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use super::{key_matches, presented_key, ApiError, AppState};
+use super::{key_matches, limit::Bucket, presented_key, ApiError, AppState};
 use crate::{
     codec::{self, ClientMessage, Encoding},
     fanout::DEFAULT_STREAM,
@@ -224,14 +224,32 @@ pub(super) async fn close(socket: &mut WebSocket, code: u16, reason: &'static st
     close_within(socket, code, reason, Duration::from_secs(1)).await;
 }
 
-/// Sends a close frame, waiting at most `wait`.
+/// Sends a close frame, then reads what the peer still sends until its own close or
+/// a pause, waiting at most `wait` in all. Dropping a socket with unread bytes in it
+/// resets the connection, and a peer that was still sending (a flood) would never
+/// read the close frame and its reason; a quiet peer costs at most the pause.
 async fn close_within(socket: &mut WebSocket, code: u16, reason: &'static str, wait: Duration) {
+    const PAUSE: Duration = Duration::from_millis(100);
     let frame = CloseFrame {
         code,
         reason: reason.into(),
     };
-    let _ = timeout(wait, socket.send(Message::Close(Some(frame)))).await;
+    let _ = timeout(wait, async {
+        if socket.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        while let Ok(Some(Ok(message))) = timeout(PAUSE, socket.recv()).await {
+            if let Message::Close(_) = message {
+                break;
+            }
+        }
+    })
+    .await;
 }
+
+/// Close reason for a peer that sends more messages a second than allowed.
+pub(super) const MESSAGE_RATE_EXCEEDED: &str =
+    "more messages a second than PCC_CLIENT_MESSAGE_RATE allows";
 
 /// How long a too-slow subscriber gets to take its close frame: its socket is full,
 /// so this is a courtesy that usually fails.
@@ -274,6 +292,9 @@ impl Session {
         let mut newest = joined.latest.clone();
         let mut next_slot = tokio::time::Instant::now();
         let mut last_heard = Instant::now();
+        // Every message a subscriber sends (pings included) is counted: a flood is closed.
+        let message_rate = self.app.config.connection.client_message_rate;
+        let mut messages = Bucket::new(message_rate);
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
         // One write carries at most the outbox's worth of waiting updates.
@@ -299,12 +320,17 @@ impl Session {
                         Some(Err(e)) => return self.refuse(socket, e).await,
                         Some(Ok(m)) => m,
                     };
+                    if let Message::Close(_) = message {
+                        let _ = timeout(Duration::from_secs(1), socket.flush()).await;
+                        return CloseReason::Client;
+                    }
+                    if message_rate > 0 && messages.take(message_rate, last_heard).is_err() {
+                        debug!(peer = %self.peer, "subscriber over the client message rate");
+                        close(socket, 1008, MESSAGE_RATE_EXCEEDED).await;
+                        return CloseReason::Policy;
+                    }
                     let control = match &message {
-                        Message::Close(_) => {
-                            let _ = timeout(Duration::from_secs(1), socket.flush()).await;
-                            return CloseReason::Client;
-                        }
-                        Message::Ping(_) | Message::Pong(_) => continue,
+                        Message::Close(_) | Message::Ping(_) | Message::Pong(_) => continue,
                         Message::Text(t) => codec::decode_client_message(Encoding::Json, t.as_bytes()),
                         Message::Binary(b) => codec::decode_client_message(Encoding::Protobuf, b),
                     };

@@ -74,6 +74,23 @@ fn loadgen_and_report_smoke() {
         assert!(result["server_rss_mb"].as_f64().unwrap() > 1.0);
         assert!(result["bytes_per_frame"].as_f64().unwrap() > 10.0);
     }
+    // With hostile clients: a baseline without, and one attack.
+    for attack in ["none", "garbage"] {
+        let mut args = common.to_vec();
+        args.extend(["--attack", attack, "--attackers", "2"]);
+        let result: serde_json::Value = serde_json::from_str(&phasecast(&args)).unwrap();
+        assert_eq!(result["attack"], attack);
+        let opened = result["attack_connections"].as_u64().unwrap();
+        if attack == "none" {
+            assert_eq!(opened, 0);
+        } else {
+            assert!(opened >= 2, "{result}");
+        }
+        assert!(
+            result["delivered_ratio"].as_f64().unwrap() >= 0.99,
+            "{attack}: {result}"
+        );
+    }
     let idle: serde_json::Value = serde_json::from_str(&phasecast(&[
         "loadgen", "--idle", "50", "--quiet", "--json", "--out", out_s,
     ]))
@@ -89,6 +106,12 @@ fn loadgen_and_report_smoke() {
     assert!(
         report.contains("| phasecast json delta | 50 | 1 |"),
         "idle row: {report}"
+    );
+    assert!(
+        report.contains("while hostile clients attack")
+            && report.contains("| none | 1 | 0 |")
+            && report.contains("| garbage | 1 |"),
+        "hostile table: {report}"
     );
     for svg in ["latency.svg", "cpu.svg", "memory.svg"] {
         let text = std::fs::read_to_string(dir.join(svg)).unwrap();
