@@ -178,6 +178,15 @@ pub struct Subscriber {
     resyncs: u64,
 }
 
+/// Reads from the socket in 16 KiB gulps (tungstenite's default is 128 KiB). A
+/// consumer slower than the stream then drains its socket a little at a time, so the
+/// server sees steady progress and skips it ahead to fresh state, instead of seeing no
+/// progress for seconds while hundreds of buffered frames are worked through, and
+/// closing it as stuck.
+fn subscriber_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(16 << 10)
+}
+
 impl Subscriber {
     /// Connects and completes the WebSocket handshake.
     ///
@@ -189,7 +198,9 @@ impl Subscriber {
             let value = HeaderValue::from_str(key).map_err(|e| ClientError::Url(e.to_string()))?;
             request.headers_mut().insert("x-api-key", value);
         }
-        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+        let (socket, response) =
+            tokio_tungstenite::connect_async_with_config(request, Some(subscriber_config()), false)
+                .await?;
         let encoding = options.encoding.unwrap_or_else(|| {
             response
                 .headers()

@@ -240,6 +240,8 @@ struct Hot {
     full_equivalent_bytes: AtomicU64,
     /// 1 while the bus is connected.
     bus_connected: AtomicI64,
+    /// The server's connection, session and background tasks, once it runs.
+    tasks: std::sync::OnceLock<tokio_util::task::TaskTracker>,
 }
 
 /// All of phasecast's instruments, and the registry `/metrics` renders.
@@ -555,6 +557,11 @@ impl Metrics {
         self.dropped(DropReason::Disconnected, 1);
     }
 
+    /// Reports the tasks `tracker` holds as `phasecast_tasks` (set once, by the server).
+    pub fn watch_tasks(&self, tracker: tokio_util::task::TaskTracker) {
+        let _ = self.hot.tasks.set(tracker);
+    }
+
     /// A producer WebSocket opened (`true`) or closed (`false`).
     pub fn producer_connected(&self, connected: bool) {
         self.hot
@@ -576,6 +583,16 @@ fn register_hot(meter: &Meter, hot: &Arc<Hot>) {
         .i64_observable_up_down_counter("phasecast_producers_connected")
         .with_description("Producer WebSockets open now")
         .with_callback(move |o| o.observe(h.producers.load(Relaxed), &[]))
+        .build();
+    let h = hot.clone();
+    meter
+        .u64_observable_gauge("phasecast_tasks")
+        .with_description("Connection, session and background tasks running now: back to its idle value once clients leave, or tasks leak")
+        .with_callback(move |o| {
+            if let Some(t) = h.tasks.get() {
+                o.observe(t.len() as u64, &[]);
+            }
+        })
         .build();
     let h = hot.clone();
     meter

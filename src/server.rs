@@ -52,6 +52,7 @@ pub async fn run(
     ));
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
+    hub.metrics().watch_tasks(tracker.clone());
     if let Some(bus) = config.bus.clone() {
         let bus = crate::bus::spawn_nats(
             bus,

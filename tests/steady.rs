@@ -156,6 +156,14 @@ fn thirty_second_soak() {
         r["connections_end"][0], r["connections_end"][1],
         "no connection left over: {r}"
     );
+    assert_eq!(
+        r["tasks"][0], r["tasks"][1],
+        "as many server tasks after every client left as before the first: {r}"
+    );
+    assert!(
+        r["series"].as_array().unwrap().len() >= 3,
+        "a sample every 10 s: {r}"
+    );
     let fds = &r["fds"];
     assert!(
         fds["end"].as_f64().unwrap() <= fds["start"].as_f64().unwrap() + 2.0,

@@ -72,47 +72,66 @@ impl Attack {
     }
 }
 
-/// Running attackers.
+/// Running attackers. Every connection that reached the server counts as opened,
+/// including those it refused at once (e.g. over the per-IP connection rate).
+///
+/// They run on a runtime of their own, one thread: sharing the measured subscribers'
+/// scheduler, a busy attacker would delay them inside the load generator and the
+/// latency would no longer be the server's alone.
 pub struct Attackers {
     stop: CancellationToken,
     opened: Arc<AtomicU64>,
     tasks: JoinSet<()>,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Attackers {
     /// Starts `count` attackers against the server at `ws_base` (`ws://host:port`).
-    pub fn spawn(attack: Attack, count: usize, ws_base: &str) -> Attackers {
+    ///
+    /// # Errors
+    /// When their runtime cannot be started.
+    pub fn spawn(attack: Attack, count: usize, ws_base: &str) -> std::io::Result<Attackers> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("attacker")
+            .enable_all()
+            .build()?;
         let stop = CancellationToken::new();
         let opened = Arc::new(AtomicU64::new(0));
         let mut tasks = JoinSet::new();
         if attack != Attack::None {
             for _ in 0..count {
                 let (stop, opened, base) = (stop.clone(), opened.clone(), ws_base.to_owned());
-                tasks.spawn(async move {
-                    while !stop.is_cancelled() {
-                        let failed = tokio::select! {
-                            _ = stop.cancelled() => break,
-                            r = one_connection(attack, &base, &opened) => r.is_err(),
-                        };
-                        if failed {
-                            // Refused or reset: do not spin.
-                            tokio::time::sleep(Duration::from_millis(10)).await;
+                tasks.spawn_on(
+                    async move {
+                        while !stop.is_cancelled() {
+                            let failed = tokio::select! {
+                                _ = stop.cancelled() => break,
+                                r = one_connection(attack, &base, &opened) => r.is_err(),
+                            };
+                            if failed {
+                                // Refused or reset: do not spin.
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
                         }
-                    }
-                });
+                    },
+                    runtime.handle(),
+                );
             }
         }
-        Attackers {
+        Ok(Attackers {
             stop,
             opened,
             tasks,
-        }
+            runtime,
+        })
     }
 
     /// Stops every attacker; returns how many connections they opened.
     pub async fn stop(mut self) -> u64 {
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
+        self.runtime.shutdown_background();
         self.opened.load(Relaxed)
     }
 }

@@ -665,7 +665,11 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
     );
     let endpoints = start(args).await?;
     let connections = args.idle.unwrap_or(args.subscribers);
-    let attackers = if args.attack.is_some() { args.attackers } else { 0 };
+    let attackers = if args.attack.is_some() {
+        args.attackers
+    } else {
+        0
+    };
     raise_fd_limit((connections + attackers) * 2 + 256);
 
     let total_steps = ((duration + warmup).as_secs_f64() * args.rate) as usize + 16;
@@ -756,11 +760,13 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
         });
     }
 
+    let mut producer = Producer::connect(args.system, &endpoints).await?;
+    // After the producer connected: attackers share its address and may exhaust the
+    // per-IP connection rate.
     let attackers = args
         .attack
-        .map(|attack| Attackers::spawn(attack, args.attackers, &endpoints.ws[0]));
-
-    let mut producer = Producer::connect(args.system, &endpoints).await?;
+        .map(|attack| Attackers::spawn(attack, args.attackers, &endpoints.ws[0]))
+        .transpose()?;
     let mut workload = Workload::named(&args.workload, 1).map_err(anyhow::Error::msg)?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

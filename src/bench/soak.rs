@@ -2,11 +2,12 @@
 //! at 200 Hz; steady subscribers that check every delta's checksum; slow readers; a
 //! churn of short-lived subscribers; and subscribers that stop reading (the server must
 //! drop them). Every second it samples the server's resident memory, open file
-//! descriptors and threads from `/proc`. At the end it checks that every steady
-//! subscriber holds exactly the producer's last state (and each slow reader, unless
-//! the server dropped it as too slow), that the server's connection gauge is back to
-//! the subscribers still open, and reports memory and descriptors at the start, peak
-//! and end.
+//! descriptors and threads from `/proc`, keeping one sample in ten as a series. At the
+//! end it checks that every steady subscriber holds exactly the producer's last state
+//! (and each slow reader, unless the server dropped it as too slow), that the server's
+//! connection gauge is back to the subscribers still open, and that once every client
+//! left the server runs as many tasks as before the first one came; it reports memory
+//! and descriptors at the start, peak and end.
 
 use std::{
     sync::{
@@ -64,6 +65,22 @@ pub struct Span {
     pub end: f64,
 }
 
+/// One sample of the server, taken every 10 s while the producer runs.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Point {
+    /// Seconds since the producer started.
+    pub seconds: f64,
+    /// Resident memory, MB.
+    pub rss_mb: f64,
+    /// Open file descriptors.
+    pub fds: f64,
+    /// Threads.
+    pub threads: f64,
+}
+
+/// How often the series is sampled.
+const SERIES_EVERY: Duration = Duration::from_secs(10);
+
 /// What a soak run found.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SoakResult {
@@ -97,6 +114,11 @@ pub struct SoakResult {
     /// `mcp_ws_connections_current` at the end, and the subscribers still connected
     /// then as the clients see it.
     pub connections_end: (i64, usize),
+    /// `phasecast_tasks` of the idle server before the first client, and after every
+    /// client left: equal unless tasks leak.
+    pub tasks: (f64, f64),
+    /// The server every 10 s, to show whether memory and descriptors grow.
+    pub series: Vec<Point>,
 }
 
 /// What a steady or slow subscriber ended with.
@@ -124,7 +146,8 @@ fn threads(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-async fn scrape_connections(http: &str) -> Option<i64> {
+/// One unlabelled metric from the server's `/metrics`.
+async fn scrape(http: &str, name: &str) -> Option<f64> {
     let text = reqwest::get(format!("{http}/metrics"))
         .await
         .ok()?
@@ -132,7 +155,7 @@ async fn scrape_connections(http: &str) -> Option<i64> {
         .await
         .ok()?;
     text.lines()
-        .find_map(|l| l.strip_prefix("mcp_ws_connections_current "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
 }
 
@@ -162,6 +185,10 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakResult> {
     let ws = format!("ws://127.0.0.1:{port}");
     let http = format!("http://127.0.0.1:{port}");
     let stop = Arc::new(AtomicBool::new(false));
+    // Tasks of an idle server (the scrape's own connection included, as at the end).
+    let tasks_start = scrape(&http, "phasecast_tasks")
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no phasecast_tasks in {http}/metrics"))?;
 
     // The first state, so every subscriber starts from a full frame.
     let mut producer = IngestPublisher::connect(&ws, None, Encoding::Protobuf, None).await?;
@@ -294,6 +321,8 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakResult> {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
     let mut states = 1u64;
     let mut last_sample = Instant::now();
+    let mut series = Vec::new();
+    let mut next_point = started;
     while started.elapsed() < duration {
         tick.tick().await;
         last = workload.next_state();
@@ -305,6 +334,15 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakResult> {
             rss.peak = rss.peak.max(r);
             fds.peak = fds.peak.max(f);
             thr.peak = thr.peak.max(t);
+            if last_sample >= next_point {
+                next_point += SERIES_EVERY;
+                series.push(Point {
+                    seconds: started.elapsed().as_secs_f64().round(),
+                    rss_mb: r,
+                    fds: f,
+                    threads: t,
+                });
+            }
         }
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -334,7 +372,9 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakResult> {
     // gauge has counted every close.
     let mut connections = -1;
     for _ in 0..50 {
-        connections = scrape_connections(&http).await.unwrap_or(-1);
+        connections = scrape(&http, "mcp_ws_connections_current")
+            .await
+            .map_or(-1, |c| c as i64);
         if connections == checked as i64 {
             break;
         }
@@ -344,7 +384,17 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakResult> {
     rss.end = end.0;
     fds.end = end.1;
     thr.end = end.2;
+    // Everyone leaves: the server's task count must come back to where it was before
+    // the first client (wait up to 5 s for the last sessions to wind down).
     drop(open);
+    let mut tasks_end = f64::NAN;
+    for _ in 0..50 {
+        tasks_end = scrape(&http, "phasecast_tasks").await.unwrap_or(f64::NAN);
+        if tasks_end == tasks_start {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(SoakResult {
         seconds,
         states,
@@ -360,16 +410,36 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakResult> {
         slow_dropped,
         resyncs,
         connections_end: (connections, checked),
+        tasks: (tasks_start, tasks_end),
+        series,
     })
 }
 
 /// A one-paragraph summary.
 pub fn summary(r: &SoakResult) -> String {
-    format!(
-        "soak {:.0} s, {} states: RSS {:.1} / {:.1} / {:.1} MB (start / peak / end), fds {} / {} / {}, threads {} / {} / {}; {} churned and {} stuck subscribers; {} of {} steady subscribers exact at the end ({} resyncs); slow readers: {} of {} exact, {} dropped as too slow; connections at the end {} (clients still connected {})",
+    let line = format!(
+        "soak {:.0} s, {} states: RSS {:.1} / {:.1} / {:.1} MB (start / peak / end), fds {} / {} / {}, threads {} / {} / {}; {} churned and {} stuck subscribers; {} of {} steady subscribers exact at the end ({} resyncs); slow readers: {} of {} exact, {} dropped as too slow; connections at the end {} (clients still connected {}); server tasks idle before {} and after {}",
         r.seconds, r.states, r.rss_mb.start, r.rss_mb.peak, r.rss_mb.end,
         r.fds.start, r.fds.peak, r.fds.end, r.threads.start, r.threads.peak, r.threads.end,
         r.churned, r.stuck, r.steady_exact, r.steady, r.resyncs, r.slow_exact, r.slow, r.slow_dropped,
-        r.connections_end.0, r.connections_end.1,
-    )
+        r.connections_end.0, r.connections_end.1, r.tasks.0, r.tasks.1,
+    );
+    let minutes: Vec<String> = r
+        .series
+        .iter()
+        .filter(|p| (p.seconds as u64) % 60 == 0)
+        .map(|p| {
+            format!(
+                "{:.0} min: {:.1} MB, {} fds",
+                p.seconds / 60.0,
+                p.rss_mb,
+                p.fds
+            )
+        })
+        .collect();
+    if minutes.is_empty() {
+        line
+    } else {
+        format!("{line}\nby minute: {}", minutes.join("; "))
+    }
 }

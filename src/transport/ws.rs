@@ -224,12 +224,14 @@ pub(super) async fn close(socket: &mut WebSocket, code: u16, reason: &'static st
     close_within(socket, code, reason, Duration::from_secs(1)).await;
 }
 
-/// Sends a close frame, then reads what the peer still sends until its own close or
-/// a pause, waiting at most `wait` in all. Dropping a socket with unread bytes in it
-/// resets the connection, and a peer that was still sending (a flood) would never
-/// read the close frame and its reason; a quiet peer costs at most the pause.
+/// Sends a close frame, then reads what the peer still sends until its own close, a
+/// pause, or a bounded number of messages, waiting at most `wait` in all. Dropping a
+/// socket with unread bytes in it resets the connection, and a peer that had just sent
+/// a few more messages would never read the close frame and its reason. A quiet peer
+/// costs at most the pause; a flood is read only so far, then reset.
 async fn close_within(socket: &mut WebSocket, code: u16, reason: &'static str, wait: Duration) {
     const PAUSE: Duration = Duration::from_millis(100);
+    const MAX_DRAINED: usize = 256;
     let frame = CloseFrame {
         code,
         reason: reason.into(),
@@ -238,9 +240,10 @@ async fn close_within(socket: &mut WebSocket, code: u16, reason: &'static str, w
         if socket.send(Message::Close(Some(frame))).await.is_err() {
             return;
         }
-        while let Ok(Some(Ok(message))) = timeout(PAUSE, socket.recv()).await {
-            if let Message::Close(_) = message {
-                break;
+        for _ in 0..MAX_DRAINED {
+            match timeout(PAUSE, socket.recv()).await {
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None | Some(Err(_))) | Err(_) => return,
+                Ok(Some(Ok(_))) => {}
             }
         }
     })

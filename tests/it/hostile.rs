@@ -96,12 +96,14 @@ async fn oversized_garbage_and_ping_floods_do_not_hurt_others() {
     }
 
     // Ping floods, from a subscriber and from a producer: past the client message rate
-    // (20 a second, one second of burst) each is closed with 1008.
+    // (20 a second, one second of burst) each is closed with 1008. (The server reads a
+    // bounded number of messages after its close frame, so a flood that goes on is
+    // reset instead; this one stops in time to read the reason.)
     for path in ["/ws?format=json", "/ingest"] {
         let (mut flood, _) = tokio_tungstenite::connect_async(format!("{}{path}", server.ws()))
             .await
             .unwrap();
-        for _ in 0..5000 {
+        for _ in 0..200 {
             if flood
                 .feed(Message::Ping(vec![1, 2, 3].into()))
                 .await
