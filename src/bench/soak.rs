@@ -427,7 +427,8 @@ pub fn summary(r: &SoakResult) -> String {
     let minutes: Vec<String> = r
         .series
         .iter()
-        .filter(|p| (p.seconds as u64) % 60 == 0)
+        // The first sample of each minute (samples are 10 s apart, give or take one).
+        .filter(|p| (p.seconds as u64) % 60 < 10)
         .map(|p| {
             format!(
                 "{:.0} min: {:.1} MB, {} fds",
