@@ -170,13 +170,7 @@ async fn one_connection(attack: Attack, base: &str, opened: &AtomicU64) -> anyho
             Ok(())
         }
         Attack::Garbage | Attack::HugeFrames => {
-            let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
-                format!("{base}/ws"),
-                Some(ws_config()),
-                true,
-            )
-            .await?;
-            opened.fetch_add(1, Relaxed);
+            let mut ws = open_websocket(format!("{base}/ws"), opened).await?;
             let message = if attack == Attack::Garbage {
                 Message::Binary(vec![0xff, 0x00, 0x13, 0x37].into())
             } else {
@@ -188,13 +182,7 @@ async fn one_connection(attack: Attack, base: &str, opened: &AtomicU64) -> anyho
             Ok(())
         }
         Attack::PingFlood => {
-            let (ws, _) = tokio_tungstenite::connect_async_with_config(
-                format!("{base}/ws"),
-                Some(ws_config()),
-                true,
-            )
-            .await?;
-            opened.fetch_add(1, Relaxed);
+            let ws = open_websocket(format!("{base}/ws"), opened).await?;
             let (mut sink, mut source) = ws.split();
             let flood = async {
                 loop {
@@ -217,16 +205,22 @@ async fn one_connection(attack: Attack, base: &str, opened: &AtomicU64) -> anyho
             Ok(())
         }
         Attack::NeverReads => {
-            let (ws, _) = tokio_tungstenite::connect_async_with_config(
-                format!("{base}/ws?format=json&delta=false"),
-                Some(ws_config()),
-                true,
-            )
-            .await?;
-            opened.fetch_add(1, Relaxed);
+            let ws = open_websocket(format!("{base}/ws?format=json&delta=false"), opened).await?;
             tokio::time::sleep(Duration::from_secs(10)).await;
             drop(ws);
             Ok(())
         }
     }
+}
+
+/// A WebSocket connection to `url`, counted as opened once the handshake is done.
+async fn open_websocket(
+    url: String,
+    opened: &AtomicU64,
+) -> anyhow::Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>>
+{
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
+    opened.fetch_add(1, Relaxed);
+    Ok(ws)
 }
