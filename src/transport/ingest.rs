@@ -21,12 +21,13 @@ use super::{
     http::ingest_state,
     limit::Bucket,
     producer_authorized,
-    ws::{close, MESSAGE_RATE_EXCEEDED},
+    ws::{close, ReadError, MESSAGE_RATE_EXCEEDED},
     ApiError, AppState,
 };
 use crate::{
     codec::{self, Encoding},
     fanout::{validate_stream_name, DEFAULT_STREAM},
+    metrics::RejectReason,
 };
 
 /// `/ingest` query parameters.
@@ -157,7 +158,14 @@ impl Producer {
             let (encoding, incoming) = match message {
                 None | Some(Ok(Message::Close(_))) => return accepted,
                 Some(Err(e)) => {
-                    debug!(peer = %self.peer, error = %e, "producer socket error");
+                    let error = ReadError::from(e);
+                    debug!(peer = %self.peer, %error, "producer read failed");
+                    if let ReadError::TooBig(_) = error {
+                        self.app.metrics.input_rejected(RejectReason::TooLarge);
+                    }
+                    error
+                        .close(socket, "message too big: over PCC_MAX_BODY_BYTES")
+                        .await;
                     return accepted;
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue, // counted above

@@ -258,6 +258,53 @@ pub(super) const MESSAGE_RATE_EXCEEDED: &str =
 /// so this is a courtesy that usually fails.
 const SLOW_CLOSE_WAIT: Duration = Duration::from_millis(100);
 
+/// A failed read from a WebSocket, sorted by what the peer is told.
+#[derive(Debug)]
+pub(super) enum ReadError {
+    /// A message over the size limit: close 1009.
+    TooBig(String),
+    /// A WebSocket protocol violation: close 1002.
+    Protocol(String),
+    /// The peer went away or the socket failed: nobody to tell.
+    Gone(String),
+}
+
+impl From<axum::Error> for ReadError {
+    fn from(error: axum::Error) -> ReadError {
+        match error.into_inner().downcast::<tungstenite::Error>() {
+            Ok(e) => match *e {
+                tungstenite::Error::Capacity(e) => ReadError::TooBig(e.to_string()),
+                tungstenite::Error::Protocol(e) => ReadError::Protocol(e.to_string()),
+                other => ReadError::Gone(other.to_string()),
+            },
+            Err(other) => ReadError::Gone(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::TooBig(e) => write!(f, "message too big: {e}"),
+            ReadError::Protocol(e) => write!(f, "protocol error: {e}"),
+            ReadError::Gone(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl ReadError {
+    /// Sends the close frame this error calls for (`too_big` is the reason given for an
+    /// oversized message); false when there is nobody to tell.
+    pub(super) async fn close(&self, socket: &mut WebSocket, too_big: &'static str) -> bool {
+        match self {
+            ReadError::TooBig(_) => close(socket, 1009, too_big).await,
+            ReadError::Protocol(_) => close(socket, 1002, "protocol error").await,
+            ReadError::Gone(_) => return false,
+        }
+        true
+    }
+}
+
 /// One subscriber's connection.
 struct Session {
     app: AppState,
@@ -424,33 +471,18 @@ impl Session {
     /// Ends the session after a read error: a message over the size limit gets 1009,
     /// a protocol violation 1002; a peer that went away is just gone.
     async fn refuse(&self, socket: &mut WebSocket, error: axum::Error) -> CloseReason {
-        let error = match error.into_inner().downcast::<tungstenite::Error>() {
-            Ok(e) => *e,
-            Err(other) => {
-                debug!(peer = %self.peer, error = %other, "subscriber socket error");
-                return CloseReason::Client;
-            }
-        };
-        match error {
-            tungstenite::Error::Capacity(e) => {
-                debug!(peer = %self.peer, error = %e, "subscriber sent an oversized message");
-                close(
-                    socket,
-                    1009,
-                    "message too big: subscribers send only small control messages",
-                )
-                .await;
-                CloseReason::Policy
-            }
-            tungstenite::Error::Protocol(e) => {
-                debug!(peer = %self.peer, error = %e, "subscriber broke the WebSocket protocol");
-                close(socket, 1002, "protocol error").await;
-                CloseReason::Policy
-            }
-            other => {
-                debug!(peer = %self.peer, error = %other, "subscriber socket error");
-                CloseReason::Client
-            }
+        let error = ReadError::from(error);
+        debug!(peer = %self.peer, %error, "subscriber read failed");
+        let told = error
+            .close(
+                socket,
+                "message too big: subscribers send only small control messages",
+            )
+            .await;
+        if told {
+            CloseReason::Policy
+        } else {
+            CloseReason::Client
         }
     }
 

@@ -83,3 +83,64 @@ async fn ingest_rate_limit_and_producer_limit() {
     assert_eq!(rejection["step"], 11);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_message_over_the_body_limit_closes_that_producer_with_1009() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
+
+    let server = TestServer::with(|c| c.producer.max_body_bytes = 2048).await;
+    let mut sub = server.subscribe(Encoding::Json, true).await;
+    let mut other = IngestPublisher::connect(&server.ws(), None, Encoding::Protobuf, None)
+        .await
+        .unwrap();
+    other.send(&state(1, 8)).await.unwrap();
+
+    let (mut big, _) = tokio_tungstenite::connect_async(format!("{}/ingest", server.ws()))
+        .await
+        .unwrap();
+    let body = phasecast::codec::encode_state(Encoding::Json, &state(2, 400));
+    assert!(body.len() > 2048);
+    big.send(Message::Text(
+        String::from_utf8(body.to_vec()).unwrap().into(),
+    ))
+    .await
+    .unwrap();
+    let close = within("close frame", async {
+        while let Some(m) = big.next().await {
+            if let Ok(Message::Close(Some(f))) = m {
+                return Some((f.code, f.reason.to_string()));
+            }
+        }
+        None
+    })
+    .await
+    .expect("a close frame");
+    assert_eq!(close.0, CloseCode::Size);
+    assert!(close.1.contains("PCC_MAX_BODY_BYTES"), "{close:?}");
+
+    // The other producer and the subscriber carry on.
+    other.send(&state(3, 8)).await.unwrap();
+    let mut seqs = Vec::new();
+    while seqs.len() < 2 {
+        seqs.push(
+            within("frame", sub.next_frame())
+                .await
+                .unwrap()
+                .unwrap()
+                .seq,
+        );
+    }
+    assert_eq!(seqs, vec![1, 2]);
+    assert_eq!(sub.state().unwrap(), &state(3, 8));
+    let scrape = server.metrics().await;
+    assert_eq!(
+        crate::support::metric(
+            &scrape,
+            "phasecast_inputs_rejected_total{reason=\"too_large\"}"
+        ),
+        Some(1.0),
+        "{scrape}"
+    );
+    server.shutdown().await;
+}
