@@ -176,6 +176,9 @@ pub struct Subscriber {
     state: Option<State>,
     seq: Option<u64>,
     resyncs: u64,
+    /// A resync was sent; deltas are ignored until the full frame comes, and no
+    /// further request is sent for them (the server counts a subscriber's messages).
+    resync_pending: bool,
 }
 
 /// Reads from the socket in 16 KiB gulps (tungstenite's default is 128 KiB). A
@@ -215,6 +218,7 @@ impl Subscriber {
             state: None,
             seq: None,
             resyncs: 0,
+            resync_pending: false,
         })
     }
 
@@ -271,13 +275,16 @@ impl Subscriber {
             let frame = match codec::decode_frame(encoding, &bytes) {
                 Ok(f) => f,
                 Err(_) => {
-                    self.resync().await?;
+                    self.request_full_frame().await?;
                     continue;
                 }
             };
+            if self.resync_pending && matches!(frame, Frame::Delta(_)) {
+                continue;
+            }
             match self.apply(frame, bytes.len()) {
                 Some(received) => return Ok(Some(received)),
-                None => self.resync().await?,
+                None => self.request_full_frame().await?,
             }
         }
     }
@@ -289,6 +296,7 @@ impl Subscriber {
             Frame::Full { seq, state } => {
                 self.state = Some(state);
                 self.seq = Some(seq);
+                self.resync_pending = false;
                 Some(Received {
                     seq,
                     kind: FrameKind::Full,
@@ -321,9 +329,20 @@ impl Subscriber {
         self.state = None;
         self.seq = None;
         self.resyncs += 1;
+        self.resync_pending = true;
         let bytes = codec::encode_client_message(self.encoding, ClientMessage::Resync);
         self.socket.send(message(self.encoding, bytes)).await?;
         Ok(())
+    }
+
+    /// Resyncs unless a request is already on its way.
+    async fn request_full_frame(&mut self) -> Result<(), ClientError> {
+        if self.resync_pending {
+            self.state = None;
+            self.seq = None;
+            return Ok(());
+        }
+        self.resync().await
     }
 
     /// Closes the connection politely.

@@ -33,8 +33,9 @@ fn message(encoding: Encoding, bytes: bytes::Bytes) -> Message {
     }
 }
 
-/// A one-connection server that sends `bad` after a good full frame, expects a
-/// resync request, then sends a good full frame.
+/// A one-connection server that sends `bad` after a good full frame (five times, as
+/// deltas still in flight would come), expects one resync request and no more, then
+/// sends a good full frame.
 async fn scripted_server(
     encoding: Encoding,
     bad: bytes::Bytes,
@@ -50,7 +51,9 @@ async fn scripted_server(
         ))
         .await
         .unwrap();
-        ws.send(message(encoding, bad)).await.unwrap();
+        for _ in 0..5 {
+            ws.send(message(encoding, bad.clone())).await.unwrap();
+        }
         // The client asks for a full frame, in its encoding.
         let request = ws.next().await.unwrap().unwrap();
         let asked = match &request {
@@ -66,6 +69,12 @@ async fn scripted_server(
         ))
         .await
         .unwrap();
+        // One request for all five: nothing else comes until the client closes.
+        let more = tokio::time::timeout(std::time::Duration::from_millis(300), ws.next()).await;
+        assert!(
+            matches!(more, Err(_) | Ok(None | Some(Ok(Message::Close(_))))),
+            "{more:?}"
+        );
         let _ = ws.close(None).await;
     });
     (url, handle)
