@@ -318,3 +318,47 @@ async fn silent_subscribers_and_producers_are_closed_after_two_ping_intervals() 
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_protocol_violation_is_closed_with_1002() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let mut good = server.subscribe(Encoding::Json, true).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // An unmasked frame: a client's frames must be masked (RFC 6455, 5.1).
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    let mut received = Vec::new();
+    within("the server closes", tcp.read_to_end(&mut received))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    let body = &received[text.find("\r\n\r\n").unwrap() + 4..];
+    // A close frame (0x88, unmasked, short length) whose code is 1002 (0x03ea).
+    assert!(
+        body.windows(4)
+            .any(|w| w[0] == 0x88 && w[1] < 126 && w[2..] == [0x03, 0xea]),
+        "{body:?}"
+    );
+    // The other subscriber is still served.
+    server
+        .publisher(Encoding::Json)
+        .publish(&state(1, 8))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("good", good.next_frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .seq,
+        1
+    );
+    server.shutdown().await;
+}

@@ -54,7 +54,16 @@ async fn metrics_after_real_traffic() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
-    let scrape = server.metrics().await;
+    // A frame can reach the client a moment before its session records the write's
+    // latency (after the flush returns): wait for the last of those records.
+    let mut scrape = server.metrics().await;
+    for _ in 0..50 {
+        if metric(&scrape, "mcp_pcc_broadcast_latency_seconds_count") == Some(40.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        scrape = server.metrics().await;
+    }
 
     let expect = |name: &str, want: f64| {
         assert_eq!(metric(&scrape, name), Some(want), "{name}\n{scrape}");
