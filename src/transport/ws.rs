@@ -113,8 +113,15 @@ impl SubscribeQuery {
         let min_interval = match &self.max_hz {
             None => None,
             Some(text) => match text.parse::<f64>() {
-                Ok(hz) if hz.is_finite() && hz > 0.0 => Some(Duration::from_secs_f64(1.0 / hz)),
-                _ => return Err(bad("max_hz", format!("{text:?} is not a rate above 0"))),
+                Ok(hz) if hz.is_finite() && hz >= MIN_MAX_HZ => {
+                    Some(Duration::from_secs_f64(1.0 / hz))
+                }
+                _ => {
+                    return Err(bad(
+                        "max_hz",
+                        format!("{text:?} is not a rate of at least {MIN_MAX_HZ} frames a second"),
+                    ))
+                }
             },
         };
         let resume = match &self.resume {
@@ -249,6 +256,10 @@ async fn close_within(socket: &mut WebSocket, code: u16, reason: &'static str, w
     })
     .await;
 }
+
+/// The lowest `max_hz`: one frame every 100 s. (Far lower rates made an interval too
+/// long for a `Duration`, a panic the fuzzer found with `max_hz=5e-55`.)
+const MIN_MAX_HZ: f64 = 0.01;
 
 /// Close reason for a peer that sends more messages a second than allowed.
 pub(super) const MESSAGE_RATE_EXCEEDED: &str =
@@ -596,6 +607,9 @@ mod tests {
             ("delta", "maybe"),
             ("max_hz", "0"),
             ("max_hz", "fast"),
+            // Found by the fuzzer: the interval overflowed a Duration and panicked.
+            ("max_hz", "5e-55"),
+            ("max_hz", "0.009"),
             ("resume", "-1"),
         ] {
             let err = query(&[(name, value)])
