@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use phasecast::codec::Encoding;
+use phasecast::{client::Subscriber, codec::Encoding};
 use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
 
 use crate::support::{state, within, TestServer};
@@ -24,6 +24,18 @@ async fn close_frame(
         panic!("closed without a close frame");
     })
     .await
+}
+
+/// Publishes the state of `step` (the stream's seq `step` too) and checks that `good`
+/// receives it.
+async fn still_served(server: &TestServer, good: &mut Subscriber, step: u64) {
+    server
+        .publisher(Encoding::Json)
+        .publish(&state(step, 8))
+        .await
+        .unwrap();
+    let frame = within("good", good.next_frame()).await.unwrap().unwrap();
+    assert_eq!(frame.seq, step);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,19 +208,7 @@ async fn half_open_sockets_and_unfinished_handshakes_are_closed_after_the_deadli
     }
     // The established subscriber is not subject to the deadline.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    server
-        .publisher(Encoding::Json)
-        .publish(&state(2, 8))
-        .await
-        .unwrap();
-    assert_eq!(
-        within("good", good.next_frame())
-            .await
-            .unwrap()
-            .unwrap()
-            .seq,
-        2
-    );
+    still_served(&server, &mut good, 2).await;
     let scrape = server.metrics().await;
     assert_eq!(
         crate::support::metric(
@@ -347,18 +347,6 @@ async fn a_websocket_protocol_violation_is_closed_with_1002() {
         "{body:?}"
     );
     // The other subscriber is still served.
-    server
-        .publisher(Encoding::Json)
-        .publish(&state(1, 8))
-        .await
-        .unwrap();
-    assert_eq!(
-        within("good", good.next_frame())
-            .await
-            .unwrap()
-            .unwrap()
-            .seq,
-        1
-    );
+    still_served(&server, &mut good, 1).await;
     server.shutdown().await;
 }
