@@ -20,8 +20,9 @@ use tracing::{debug, info};
 use super::{
     http::ingest_state,
     limit::Bucket,
+    liveness::{self, Due, Liveness},
     producer_authorized,
-    ws::{close, ReadError, MESSAGE_RATE_EXCEEDED},
+    ws::{close, ReadError},
     ApiError, AppState,
 };
 use crate::{
@@ -117,14 +118,10 @@ impl Producer {
         let mut bucket = Bucket::new(rate);
         let mut accepted = 0;
         // Keep-alive: a producer silent (no state, no pong) for two intervals is closed,
-        // so a dead peer does not hold a producer slot.
-        let ping_interval = self.app.config.connection.ping_interval;
+        // so a dead peer does not hold a producer slot. States have their own rate
+        // limit; pings and pongs count against the client message rate.
+        let mut liveness = Liveness::new(&self.app.config.connection);
         let send_timeout = self.app.config.subscriber.send_timeout;
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
-        let mut last_heard = Instant::now();
-        let control_rate = self.app.config.connection.client_message_rate;
-        let mut control = Bucket::new(control_rate);
         loop {
             let message = tokio::select! {
                 biased;
@@ -133,10 +130,10 @@ impl Producer {
                     return accepted;
                 }
                 m = socket.recv() => m,
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > ping_interval * 2 {
+                due = liveness.due() => {
+                    if let Due::Silent = due {
                         debug!(peer = %self.peer, "producer silent for two ping intervals");
-                        close(socket, 1008, "no pong within two ping intervals").await;
+                        close(socket, 1008, liveness::SILENT).await;
                         return accepted;
                     }
                     match timeout(send_timeout, socket.send(Message::Ping(Default::default()))).await {
@@ -145,16 +142,7 @@ impl Producer {
                     }
                 }
             };
-            last_heard = Instant::now();
-            if let Some(Ok(Message::Ping(_) | Message::Pong(_))) = &message {
-                // States have their own rate limit; pings and pongs have this one.
-                if control_rate > 0 && control.take(control_rate, last_heard).is_err() {
-                    debug!(peer = %self.peer, "producer over the control message rate");
-                    close(socket, 1008, MESSAGE_RATE_EXCEEDED).await;
-                    return accepted;
-                }
-                continue;
-            }
+            liveness.heard();
             let (encoding, incoming) = match message {
                 None | Some(Ok(Message::Close(_))) => return accepted,
                 Some(Err(e)) => {
@@ -168,7 +156,14 @@ impl Producer {
                         .await;
                     return accepted;
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue, // counted above
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    if liveness.within_rate() {
+                        continue;
+                    }
+                    debug!(peer = %self.peer, "producer over the control message rate");
+                    close(socket, 1008, liveness::FLOODING).await;
+                    return accepted;
+                }
                 Some(Ok(Message::Text(t))) => (Encoding::Json, t.into()),
                 Some(Ok(Message::Binary(b))) => (Encoding::Protobuf, b),
             };

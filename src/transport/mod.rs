@@ -11,6 +11,7 @@ mod http;
 mod ingest;
 mod limit;
 mod listen;
+mod liveness;
 mod ws;
 
 use std::{sync::Arc, time::Instant};

@@ -7,11 +7,7 @@
 //! holds (latest wins, counted as conflated drops); one whose socket stays unwritable
 //! past the send timeout, or whose unsent bytes pass the backlog limit, is closed.
 
-use std::{
-    net::SocketAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     extract::{
@@ -30,7 +26,11 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use super::{key_matches, limit::Bucket, presented_key, ApiError, AppState};
+use super::{
+    key_matches,
+    liveness::{self, Due, Liveness},
+    presented_key, ApiError, AppState,
+};
 use crate::{
     codec::{self, ClientMessage, Encoding},
     fanout::DEFAULT_STREAM,
@@ -261,10 +261,6 @@ async fn close_within(socket: &mut WebSocket, code: u16, reason: &'static str, w
 /// long for a `Duration`, a panic the fuzzer found with `max_hz=5e-55`.)
 const MIN_MAX_HZ: f64 = 0.01;
 
-/// Close reason for a peer that sends more messages a second than allowed.
-pub(super) const MESSAGE_RATE_EXCEEDED: &str =
-    "more messages a second than PCC_CLIENT_MESSAGE_RATE allows";
-
 /// How long a too-slow subscriber gets to take its close frame: its socket is full,
 /// so this is a courtesy that usually fails.
 const SLOW_CLOSE_WAIT: Duration = Duration::from_millis(100);
@@ -339,7 +335,6 @@ impl Session {
     async fn drive(&self, socket: &mut WebSocket) -> CloseReason {
         let metrics = &self.app.metrics;
         let config = &self.app.config.subscriber;
-        let ping_interval = self.app.config.connection.ping_interval;
         let joined = self.stream.join(self.subscription.resume);
         metrics.subscriber_opened(
             self.subscription
@@ -352,12 +347,8 @@ impl Session {
         let mut pending: Option<Arc<Update>> = None;
         let mut newest = joined.latest.clone();
         let mut next_slot = tokio::time::Instant::now();
-        let mut last_heard = Instant::now();
         // Every message a subscriber sends (pings included) is counted: a flood is closed.
-        let message_rate = self.app.config.connection.client_message_rate;
-        let mut messages = Bucket::new(message_rate);
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+        let mut liveness = Liveness::new(&self.app.config.connection);
         // One write carries at most the outbox's worth of waiting updates.
         let outbox = config.outbox_frames.max(1);
 
@@ -375,7 +366,7 @@ impl Session {
                     return CloseReason::Shutdown;
                 }
                 incoming = socket.recv() => {
-                    last_heard = Instant::now();
+                    liveness.heard();
                     let message = match incoming {
                         None => return CloseReason::Client,
                         Some(Err(e)) => return self.refuse(socket, e).await,
@@ -385,9 +376,9 @@ impl Session {
                         let _ = timeout(Duration::from_secs(1), socket.flush()).await;
                         return CloseReason::Client;
                     }
-                    if message_rate > 0 && messages.take(message_rate, last_heard).is_err() {
+                    if !liveness.within_rate() {
                         debug!(peer = %self.peer, "subscriber over the client message rate");
-                        close(socket, 1008, MESSAGE_RATE_EXCEEDED).await;
+                        close(socket, 1008, liveness::FLOODING).await;
                         return CloseReason::Policy;
                     }
                     let control = match &message {
@@ -457,9 +448,9 @@ impl Session {
                     }
                     next_slot = self.after_send();
                 }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > ping_interval * 2 {
-                        close(socket, 1008, "no pong within two ping intervals").await;
+                due = liveness.due() => {
+                    if let Due::Silent = due {
+                        close(socket, 1008, liveness::SILENT).await;
                         return CloseReason::PingTimeout;
                     }
                     match timeout(config.send_timeout, socket.send(Message::Ping(Default::default()))).await {
