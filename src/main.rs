@@ -58,10 +58,7 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!(
@@ -91,10 +88,7 @@ fn bandwidth(args: phasecast::bench::bandwidth::BandwidthArgs) -> anyhow::Result
 
 fn loadgen(args: phasecast::bench::loadgen::LoadgenArgs) -> anyhow::Result<()> {
     use phasecast::bench::loadgen;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
+    let runtime = runtime()?;
     let result = runtime.block_on(loadgen::run(&args))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
@@ -127,10 +121,7 @@ fn bench_report(args: phasecast::bench::report::ReportArgs) -> anyhow::Result<()
 
 fn soak(args: phasecast::bench::soak::SoakArgs) -> anyhow::Result<()> {
     use phasecast::bench::soak;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
+    let runtime = runtime()?;
     let result = runtime.block_on(soak::run(&args))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
@@ -139,6 +130,14 @@ fn soak(args: phasecast::bench::soak::SoakArgs) -> anyhow::Result<()> {
     }
     runtime.shutdown_background();
     Ok(())
+}
+
+/// The multi-threaded runtime every async subcommand runs on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
