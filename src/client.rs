@@ -335,11 +335,9 @@ impl Subscriber {
         Ok(())
     }
 
-    /// Resyncs unless a request is already on its way.
+    /// Resyncs unless a request is already on its way (the state is dropped then).
     async fn request_full_frame(&mut self) -> Result<(), ClientError> {
         if self.resync_pending {
-            self.state = None;
-            self.seq = None;
             return Ok(());
         }
         self.resync().await
