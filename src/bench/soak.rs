@@ -185,10 +185,20 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakResult> {
     let ws = format!("ws://127.0.0.1:{port}");
     let http = format!("http://127.0.0.1:{port}");
     let stop = Arc::new(AtomicBool::new(false));
-    // Tasks of an idle server (the scrape's own connection included, as at the end).
-    let tasks_start = scrape(&http, "phasecast_tasks")
-        .await
-        .ok_or_else(|| anyhow::anyhow!("no phasecast_tasks in {http}/metrics"))?;
+    // Tasks of an idle server (the scrape's own connection included, as at the end):
+    // the lowest of ten scrapes over a second, since the readiness probe's connection
+    // may take a moment to wind down.
+    let mut tasks_start = f64::INFINITY;
+    for _ in 0..10 {
+        if let Some(tasks) = scrape(&http, "phasecast_tasks").await {
+            tasks_start = tasks_start.min(tasks);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(
+        tasks_start.is_finite(),
+        "no phasecast_tasks in {http}/metrics"
+    );
 
     // The first state, so every subscriber starts from a full frame.
     let mut producer = IngestPublisher::connect(&ws, None, Encoding::Protobuf, None).await?;
