@@ -16,15 +16,15 @@ use phasecast::{
     codec::{self, Encoding},
     config::StreamConfig,
     delta::Tolerance,
+    fanout::{Channel, Update},
     metrics::Metrics,
-    stream::{Stream, Update},
     workload::Workload,
 };
 
 const SUBSCRIBERS: usize = 1000;
 
 fn fanout(c: &mut Criterion) {
-    let metrics = Metrics::new(false).expect("no-op metrics");
+    let metrics = Metrics::new(false, Default::default()).expect("no-op metrics");
     let mut group = c.benchmark_group("fanout/1000 subscribers");
     group.throughput(Throughput::Elements(SUBSCRIBERS as u64));
     for encoding in Encoding::ALL {
@@ -34,7 +34,7 @@ fn fanout(c: &mut Criterion) {
             history: 16,
             max_streams: 1,
         };
-        let stream = Stream::new("bench".into(), config, 16);
+        let stream = Channel::new("bench".into(), &config, 16);
         let mut workload = Workload::kuramoto(32, 7);
         stream.publish(workload.next_state(), &metrics);
         let mut subscribers: Vec<_> = (0..SUBSCRIBERS)

@@ -13,11 +13,8 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use phasecast::{
-    client::{IngestPublisher, Publisher},
-    codec::Encoding,
-    workload::Workload,
-};
+use phasecast::{codec::Encoding, workload::Workload};
+use phasecast_client::{IngestPublisher, Publisher};
 
 struct Args {
     url: String,

@@ -11,10 +11,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use phasecast::{
-    client::{SubscribeOptions, Subscriber},
-    workload::order_parameter,
-};
+use phasecast::workload::order_parameter;
+use phasecast_client::{SubscribeOptions, Subscriber};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

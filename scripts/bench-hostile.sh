@@ -10,8 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --quiet
-bin=target/release/phasecast
+cargo build --release --quiet --bin phasecast --bin phasecast-bench
+bin=target/release/phasecast-bench
 out=${1:-target/bench/hostile.jsonl}
 runs=${RUNS:-3}
 mkdir -p "$(dirname "$out")"

@@ -5,11 +5,14 @@
 #   scripts/test.sh
 #
 # Steps: system packages (promtool, nats-server; chromium via web/test.sh) → cargo
-# fmt/clippy → deploy/ checks (promtool) → the Python client (fresh venv, pip
-# install, regen check, pytest) → the TypeScript client (npm ci, regen check, build,
-# node --test) → the dashboard (drift check of web/dist, headless Chromium against
-# a live server) → short fuzz runs of every decoder → cargo test, including the multi-node tests on a real nats-server
-# and the cross-language conformance test against the two clients just installed.
+# fmt/clippy over the workspace → the client crate's dependency tree → the server
+# binary → deploy/ checks (promtool) → the Python client (fresh venv, pip install,
+# regen check, pytest, against the server binary) → the TypeScript client (npm ci,
+# regen check, build, node --test, against the server binary) → the dashboard (drift
+# check of web/dist, headless Chromium against a live server) → short fuzz runs of
+# every decoder → cargo test over the workspace, including the multi-node tests on a
+# real nats-server and the cross-language conformance test against the two clients
+# just installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -32,8 +35,20 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy (every crate of the workspace)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "layout: the Rust client's dependency tree has no server crate in it"
+if cargo tree --locked -p phasecast-client -e normal --prefix none | grep -E '^(axum|async-nats|opentelemetry|opentelemetry_sdk|phasecast) '; then
+    echo "phasecast-client depends on the server's crates (above)" >&2
+    exit 1
+fi
+echo "phasecast-client: no axum, async-nats, opentelemetry or phasecast server in its tree"
+
+step "the server binary (the client and dashboard tests run against it)"
+cargo build --locked --bin phasecast
+export PHASECAST_BIN="$PWD/target/debug/phasecast"
+export PHASECAST_REQUIRE_TOOLS=1
 
 step "deploy/: promtool rules, dashboard, systemd unit"
 bash deploy/check.sh
@@ -45,15 +60,13 @@ step "TypeScript client"
 bash clients/typescript/test.sh
 
 step "dashboard: web/dist drift check and end-to-end test in headless Chromium"
-cargo build --locked --bin phasecast
-PHASECAST_BIN="$PWD/target/debug/phasecast" bash web/test.sh
+bash web/test.sh
 
 step "fuzz smoke runs of every decoder (cargo fuzz, a few seconds each)"
 bash scripts/fuzz-smoke.sh
 
-step "cargo test (unit, integration, multi-node, cross-language conformance, doc)"
-export PHASECAST_REQUIRE_TOOLS=1
+step "cargo test (every crate: unit, integration, multi-node, cross-language conformance, benchmark tools, doc)"
 export PHASECAST_PYTHON="$PWD/clients/python/.venv-test/bin/python"
 export PHASECAST_NODE_CONFORMANCE="$PWD/clients/typescript/dist/conformance.js"
-cargo test --locked --all-targets
-cargo test --locked --doc
+cargo test --locked --workspace --all-targets
+cargo test --locked --workspace --doc

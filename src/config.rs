@@ -2,11 +2,11 @@
 //! variable; the old server's names keep their meaning), turned into a validated
 //! [`Config`] tree that the server takes by value.
 
-use std::{net::SocketAddr, str::FromStr, time::Duration};
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 use clap::Args;
 
-use crate::{bus::BusConfig, codec::Encoding, delta::Tolerance, model::Limits};
+use crate::{codec::Encoding, delta::Tolerance, model::Limits};
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
@@ -104,6 +104,17 @@ pub struct StreamConfig {
     pub max_streams: usize,
 }
 
+/// Settings for the NATS bus.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// NATS server URL(s), comma-separated (`nats://127.0.0.1:4222`).
+    pub url: String,
+    /// This node's id, carried in every update it publishes.
+    pub node_id: String,
+    /// Updates waiting to be published; past it they are dropped (and counted).
+    pub queue: usize,
+}
+
 /// The built-in demo producer.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoConfig {
@@ -113,57 +124,142 @@ pub struct DemoConfig {
     pub oscillators: usize,
 }
 
+/// The default of every setting, written once: [`Config::default`] and the `serve`
+/// flags (whose `--help` shows them) both read these.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `--port` / `MCP_SERVER_PORT`: the old server's port.
+    pub const PORT: u16 = 8787;
+    /// `--host` / `PCC_HOST`.
+    pub const HOST: &str = "0.0.0.0";
+    /// `--producer-rate-limit`.
+    pub const PRODUCER_RATE_LIMIT: u32 = 1000;
+    /// `--max-body-bytes`.
+    pub const MAX_BODY_BYTES: usize = 4 << 20;
+    /// `--max-oscillators`.
+    pub const MAX_OSCILLATORS: usize = 65_536;
+    /// `--max-producers`.
+    pub const MAX_PRODUCERS: usize = 64;
+    /// `--max-subscribers`.
+    pub const MAX_SUBSCRIBERS: usize = 20_000;
+    /// `--outbox-frames`.
+    pub const OUTBOX_FRAMES: usize = 64;
+    /// `--send-timeout`.
+    pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `--max-backlog-bytes`.
+    pub const MAX_BACKLOG_BYTES: usize = 4 << 20;
+    /// `--max-client-message-bytes`.
+    pub const MAX_CLIENT_MESSAGE_BYTES: usize = 4 << 10;
+    /// `--keyframe-interval`: once a second at 200 Hz.
+    pub const KEYFRAME_INTERVAL: u64 = 200;
+    /// `--history`.
+    pub const HISTORY: usize = 1024;
+    /// `--max-streams`.
+    pub const MAX_STREAMS: usize = 64;
+    /// `--shutdown-timeout`.
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `--connection-rate-limit`.
+    pub const CONNECTION_RATE_LIMIT: u32 = 200;
+    /// `--handshake-timeout`.
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `--ping-interval`.
+    pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+    /// `--client-message-rate`.
+    pub const CLIENT_MESSAGE_RATE: u32 = 20;
+    /// `--bus-queue`.
+    pub const BUS_QUEUE: usize = 4096;
+    /// `--demo-hz`.
+    pub const DEMO_HZ: f64 = 200.0;
+    /// `--demo-oscillators`.
+    pub const DEMO_OSCILLATORS: usize = 32;
+}
+
 impl Default for Config {
     fn default() -> Self {
+        let host: std::net::IpAddr = defaults::HOST.parse().expect("a valid default host");
         Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8787)),
+            listen: SocketAddr::new(host, defaults::PORT),
             wire_format: Encoding::Json,
             producer: ProducerConfig {
                 api_key: None,
-                rate_limit: 1000,
-                max_body_bytes: 4 << 20,
-                limits: Limits::default(),
-                max_producers: 64,
+                rate_limit: defaults::PRODUCER_RATE_LIMIT,
+                max_body_bytes: defaults::MAX_BODY_BYTES,
+                limits: Limits {
+                    max_oscillators: defaults::MAX_OSCILLATORS,
+                },
+                max_producers: defaults::MAX_PRODUCERS,
             },
             subscriber: SubscriberConfig {
                 allowed_origins: None,
                 subscribe_key: None,
-                max_subscribers: 20_000,
-                outbox_frames: 64,
-                send_timeout: Duration::from_secs(5),
-                max_backlog_bytes: 4 << 20,
-                max_client_message_bytes: 4096,
+                max_subscribers: defaults::MAX_SUBSCRIBERS,
+                outbox_frames: defaults::OUTBOX_FRAMES,
+                send_timeout: defaults::SEND_TIMEOUT,
+                max_backlog_bytes: defaults::MAX_BACKLOG_BYTES,
+                max_client_message_bytes: defaults::MAX_CLIENT_MESSAGE_BYTES,
                 socket_send_buffer: None,
             },
             stream: StreamConfig {
                 tolerance: Tolerance::LOSSLESS,
-                keyframe_interval: 200,
-                history: 1024,
-                max_streams: 64,
+                keyframe_interval: defaults::KEYFRAME_INTERVAL,
+                history: defaults::HISTORY,
+                max_streams: defaults::MAX_STREAMS,
             },
             metrics: true,
-            shutdown_timeout: Duration::from_secs(5),
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             demo: None,
             bus: None,
             connection: ConnectionConfig {
-                rate_limit: 200,
-                handshake_timeout: Duration::from_secs(10),
-                ping_interval: Duration::from_secs(20),
-                client_message_rate: 20,
+                rate_limit: defaults::CONNECTION_RATE_LIMIT,
+                handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
+                ping_interval: defaults::PING_INTERVAL,
+                client_message_rate: defaults::CLIENT_MESSAGE_RATE,
                 tls: None,
             },
         }
     }
 }
 
+/// A byte size on the command line: a number with an optional unit (B, KB, KiB, MB,
+/// MiB, GB, GiB); shown in the largest binary unit that divides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ByteSize, String> {
+        parse_bytes(text).map(ByteSize)
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        for (unit, scale) in [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if n >= scale && n % scale == 0 {
+                return write!(f, "{}{unit}", n / scale);
+            }
+        }
+        write!(f, "{n}B")
+    }
+}
+
+/// A duration on the command line (`5s`, `250ms`, `1m`).
+fn duration(text: &str) -> Result<humantime::Duration, String> {
+    text.parse()
+        .map_err(|e| format!("{text:?}: {e} (e.g. 5s, 250ms)"))
+}
+
 /// `phasecast serve` flags. Each has an environment variable; a flag wins over it.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Port to listen on.
-    #[arg(long, env = "MCP_SERVER_PORT", default_value_t = 8787)]
+    #[arg(long, env = "MCP_SERVER_PORT", default_value_t = defaults::PORT)]
     pub port: u16,
     /// Address to listen on.
-    #[arg(long, env = "PCC_HOST", default_value = "0.0.0.0")]
+    #[arg(long, env = "PCC_HOST", default_value = defaults::HOST)]
     pub host: String,
     /// API key producers must send (X-API-Key). Unset: producers need no key.
     #[arg(long, env = "MCP_API_KEY", hide_env_values = true)]
@@ -182,64 +278,64 @@ pub struct ServeArgs {
     #[arg(long, env = "PCC_DELTA_EPSILON", default_value_t = 0.0)]
     pub delta_epsilon: f64,
     /// A full frame every this many states (200: once a second at 200 Hz).
-    #[arg(long, env = "PCC_KEYFRAME_INTERVAL", default_value_t = 200)]
+    #[arg(long, env = "PCC_KEYFRAME_INTERVAL", default_value_t = defaults::KEYFRAME_INTERVAL)]
     pub keyframe_interval: u64,
     /// States kept per stream so reconnecting subscribers can resume with a delta.
-    #[arg(long, env = "PCC_HISTORY", default_value_t = 1024)]
+    #[arg(long, env = "PCC_HISTORY", default_value_t = defaults::HISTORY)]
     pub history: usize,
     /// Largest number of oscillators in one state.
-    #[arg(long, env = "PCC_MAX_OSCILLATORS", default_value_t = 65_536)]
+    #[arg(long, env = "PCC_MAX_OSCILLATORS", default_value_t = defaults::MAX_OSCILLATORS)]
     pub max_oscillators: usize,
     /// Largest request body or ingest message (e.g. 4MiB, 512KiB, 100000).
-    #[arg(long, env = "PCC_MAX_BODY_BYTES", default_value = "4MiB")]
-    pub max_body_bytes: String,
+    #[arg(long, env = "PCC_MAX_BODY_BYTES", default_value_t = ByteSize(defaults::MAX_BODY_BYTES))]
+    pub max_body_bytes: ByteSize,
     /// States per second per producer (client IP for HTTP, connection for /ingest); 0: no limit.
-    #[arg(long, env = "PCC_PRODUCER_RATE_LIMIT", default_value_t = 1000)]
+    #[arg(long, env = "PCC_PRODUCER_RATE_LIMIT", default_value_t = defaults::PRODUCER_RATE_LIMIT)]
     pub producer_rate_limit: u32,
     /// Largest number of producer WebSockets at once.
-    #[arg(long, env = "PCC_MAX_PRODUCERS", default_value_t = 64)]
+    #[arg(long, env = "PCC_MAX_PRODUCERS", default_value_t = defaults::MAX_PRODUCERS)]
     pub max_producers: usize,
     /// Largest number of subscribers at once; more are refused (close 1013).
-    #[arg(long, env = "PCC_MAX_SUBSCRIBERS", default_value_t = 20_000)]
+    #[arg(long, env = "PCC_MAX_SUBSCRIBERS", default_value_t = defaults::MAX_SUBSCRIBERS)]
     pub max_subscribers: usize,
     /// Largest number of streams.
-    #[arg(long, env = "PCC_MAX_STREAMS", default_value_t = 64)]
+    #[arg(long, env = "PCC_MAX_STREAMS", default_value_t = defaults::MAX_STREAMS)]
     pub max_streams: usize,
     /// Frames a subscriber may fall behind before it skips to the newest state.
-    #[arg(long, env = "PCC_OUTBOX_FRAMES", default_value_t = 64)]
+    #[arg(long, env = "PCC_OUTBOX_FRAMES", default_value_t = defaults::OUTBOX_FRAMES)]
     pub outbox_frames: usize,
     /// A subscriber whose socket stays unwritable this long is closed (e.g. 5s, 500ms).
-    #[arg(long, env = "PCC_SEND_TIMEOUT", default_value = "5s")]
-    pub send_timeout: String,
+    #[arg(long, env = "PCC_SEND_TIMEOUT", value_parser = duration, default_value_t = (defaults::SEND_TIMEOUT).into())]
+    pub send_timeout: humantime::Duration,
     /// A subscriber with more unsent bytes than this is closed.
-    #[arg(long, env = "PCC_MAX_BACKLOG_BYTES", default_value = "4MiB")]
-    pub max_backlog_bytes: String,
+    #[arg(long, env = "PCC_MAX_BACKLOG_BYTES", default_value_t = ByteSize(defaults::MAX_BACKLOG_BYTES))]
+    pub max_backlog_bytes: ByteSize,
     /// Largest message a subscriber may send (at least 64B); larger ones close it with 1009.
-    #[arg(long, env = "PCC_MAX_CLIENT_MESSAGE_BYTES", default_value = "4KiB")]
-    pub max_client_message_bytes: String,
+    #[arg(long, env = "PCC_MAX_CLIENT_MESSAGE_BYTES", default_value_t = ByteSize(defaults::MAX_CLIENT_MESSAGE_BYTES))]
+    pub max_client_message_bytes: ByteSize,
     /// Messages a second a subscriber may send, pings included (one second of burst),
     /// and pings/pongs a producer may; past it the peer is closed with 1008. 0 = no limit.
-    #[arg(long, env = "PCC_CLIENT_MESSAGE_RATE", default_value_t = 20)]
+    #[arg(long, env = "PCC_CLIENT_MESSAGE_RATE", default_value_t = defaults::CLIENT_MESSAGE_RATE)]
     pub client_message_rate: u32,
     /// Kernel send buffer per connection (e.g. 256KiB); unset keeps the OS default.
     /// Smaller: slow subscribers skip ahead to fresh state sooner.
     #[arg(long, env = "PCC_SOCKET_SEND_BUFFER")]
-    pub socket_send_buffer: Option<String>,
+    pub socket_send_buffer: Option<ByteSize>,
     /// Keep-alive ping interval; a peer silent for two intervals is dropped.
-    #[arg(long, env = "PCC_PING_INTERVAL", default_value = "20s")]
-    pub ping_interval: String,
+    #[arg(long, env = "PCC_PING_INTERVAL", value_parser = duration, default_value_t = (defaults::PING_INTERVAL).into())]
+    pub ping_interval: humantime::Duration,
     /// How long shutdown waits for subscribers to be closed.
-    #[arg(long, env = "PCC_SHUTDOWN_TIMEOUT", default_value = "5s")]
-    pub shutdown_timeout: String,
+    #[arg(long, env = "PCC_SHUTDOWN_TIMEOUT", value_parser = duration, default_value_t = (defaults::SHUTDOWN_TIMEOUT).into())]
+    pub shutdown_timeout: humantime::Duration,
     /// Collect and export metrics (false only to measure their cost).
     #[arg(long, env = "PCC_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
     /// New connections per second per client IP (one second of burst); 0: no limit.
-    #[arg(long, env = "PCC_CONNECTION_RATE_LIMIT", default_value_t = 200)]
+    #[arg(long, env = "PCC_CONNECTION_RATE_LIMIT", default_value_t = defaults::CONNECTION_RATE_LIMIT)]
     pub connection_rate_limit: u32,
     /// Deadline for a connection's request headers and TLS handshake (e.g. 10s).
-    #[arg(long, env = "PCC_HANDSHAKE_TIMEOUT", default_value = "10s")]
-    pub handshake_timeout: String,
+    #[arg(long, env = "PCC_HANDSHAKE_TIMEOUT", value_parser = duration, default_value_t = (defaults::HANDSHAKE_TIMEOUT).into())]
+    pub handshake_timeout: humantime::Duration,
     /// PEM certificate chain: serve HTTPS and WSS (with --tls-key).
     #[arg(long, env = "PCC_TLS_CERT")]
     pub tls_cert: Option<std::path::PathBuf>,
@@ -255,16 +351,16 @@ pub struct ServeArgs {
     pub node_id: Option<String>,
     /// Updates waiting for the broker before they are dropped (other nodes then heal
     /// with a keyframe).
-    #[arg(long, env = "PCC_BUS_QUEUE", default_value_t = 4096)]
+    #[arg(long, env = "PCC_BUS_QUEUE", default_value_t = defaults::BUS_QUEUE)]
     pub bus_queue: usize,
     /// Run a built-in producer: a Kuramoto simulation with coupled spins.
     #[arg(long, env = "PCC_DEMO")]
     pub demo: bool,
     /// Demo producer rate, states per second.
-    #[arg(long, env = "PCC_DEMO_HZ", default_value_t = 200.0)]
+    #[arg(long, env = "PCC_DEMO_HZ", default_value_t = defaults::DEMO_HZ)]
     pub demo_hz: f64,
     /// Demo producer size, oscillators.
-    #[arg(long, env = "PCC_DEMO_OSCILLATORS", default_value_t = 32)]
+    #[arg(long, env = "PCC_DEMO_OSCILLATORS", default_value_t = defaults::DEMO_OSCILLATORS)]
     pub demo_oscillators: usize,
 }
 
@@ -274,7 +370,8 @@ pub struct ServeArgs {
 pub struct Error(pub Vec<String>);
 
 impl ServeArgs {
-    /// Checks every setting and builds the [`Config`].
+    /// Checks every setting and builds the [`Config`]. (Sizes and durations that do not
+    /// parse at all are refused earlier, by the flag parser, naming the flag.)
     ///
     /// # Errors
     /// Lists every invalid setting, naming its flag and variable.
@@ -305,99 +402,84 @@ impl ServeArgs {
             Ok(t) => config.stream.tolerance = t,
             Err(e) => check(Err(format!("--delta-epsilon / PCC_DELTA_EPSILON: {e}"))),
         }
-        check(at_least(
+        let mut at_least = |flag: &str, value: u64, min: u64| {
+            check(if value < min {
+                Err(format!("{flag}: must be at least {min}, got {value}"))
+            } else {
+                Ok(())
+            })
+        };
+        at_least(
             "--keyframe-interval / PCC_KEYFRAME_INTERVAL",
             self.keyframe_interval,
             1,
-        ));
-        config.stream.keyframe_interval = self.keyframe_interval;
-        check(at_least("--history / PCC_HISTORY", self.history as u64, 1));
-        config.stream.history = self.history;
-        check(at_least(
+        );
+        at_least("--history / PCC_HISTORY", self.history as u64, 1);
+        at_least(
             "--max-oscillators / PCC_MAX_OSCILLATORS",
             self.max_oscillators as u64,
             1,
-        ));
-        config.producer.limits.max_oscillators = self.max_oscillators;
-        check(at_least(
+        );
+        at_least(
             "--max-streams / PCC_MAX_STREAMS",
             self.max_streams as u64,
             1,
-        ));
-        config.stream.max_streams = self.max_streams;
-        check(at_least(
+        );
+        at_least(
             "--outbox-frames / PCC_OUTBOX_FRAMES",
             self.outbox_frames as u64,
             1,
-        ));
+        );
+        at_least(
+            "--max-body-bytes / PCC_MAX_BODY_BYTES",
+            self.max_body_bytes.0 as u64,
+            1,
+        );
+        at_least(
+            "--max-backlog-bytes / PCC_MAX_BACKLOG_BYTES",
+            self.max_backlog_bytes.0 as u64,
+            1,
+        );
+        at_least(
+            "--max-client-message-bytes / PCC_MAX_CLIENT_MESSAGE_BYTES (a resync message must fit)",
+            self.max_client_message_bytes.0 as u64,
+            64,
+        );
+        for (flag, d) in [
+            ("--send-timeout / PCC_SEND_TIMEOUT", *self.send_timeout),
+            ("--ping-interval / PCC_PING_INTERVAL", *self.ping_interval),
+            (
+                "--shutdown-timeout / PCC_SHUTDOWN_TIMEOUT",
+                *self.shutdown_timeout,
+            ),
+            (
+                "--handshake-timeout / PCC_HANDSHAKE_TIMEOUT",
+                *self.handshake_timeout,
+            ),
+        ] {
+            if d.is_zero() {
+                problems.push(format!("{flag}: must be more than 0"));
+            }
+        }
+        config.stream.keyframe_interval = self.keyframe_interval;
+        config.stream.history = self.history;
+        config.producer.limits.max_oscillators = self.max_oscillators;
+        config.stream.max_streams = self.max_streams;
         config.subscriber.outbox_frames = self.outbox_frames;
         config.subscriber.max_subscribers = self.max_subscribers;
         config.connection.client_message_rate = self.client_message_rate;
         config.producer.max_producers = self.max_producers;
         config.producer.rate_limit = self.producer_rate_limit;
         config.metrics = self.metrics;
-
-        let mut size = |flag: &str, text: &str, into: &mut usize| match parse_bytes(text) {
-            Ok(n) if n > 0 => *into = n,
-            Ok(_) => problems.push(format!("{flag}: must be more than 0")),
-            Err(e) => problems.push(format!("{flag}: {e}")),
-        };
-        size(
-            "--max-body-bytes / PCC_MAX_BODY_BYTES",
-            &self.max_body_bytes,
-            &mut config.producer.max_body_bytes,
-        );
-        size(
-            "--max-backlog-bytes / PCC_MAX_BACKLOG_BYTES",
-            &self.max_backlog_bytes,
-            &mut config.subscriber.max_backlog_bytes,
-        );
-        size(
-            "--max-client-message-bytes / PCC_MAX_CLIENT_MESSAGE_BYTES",
-            &self.max_client_message_bytes,
-            &mut config.subscriber.max_client_message_bytes,
-        );
-        if let Some(text) = &self.socket_send_buffer {
-            let mut n = 0;
-            size(
-                "--socket-send-buffer / PCC_SOCKET_SEND_BUFFER",
-                text,
-                &mut n,
-            );
-            config.subscriber.socket_send_buffer = (n > 0).then_some(n);
-        }
-        if config.subscriber.max_client_message_bytes < 64 {
-            problems.push(format!(
-                "--max-client-message-bytes / PCC_MAX_CLIENT_MESSAGE_BYTES: {:?} is below 64B: a resync message must fit",
-                self.max_client_message_bytes
-            ));
-        }
-        let mut duration =
-            |flag: &str, text: &str, into: &mut Duration| match humantime::parse_duration(text) {
-                Ok(d) if !d.is_zero() => *into = d,
-                Ok(_) => problems.push(format!("{flag}: must be more than 0")),
-                Err(e) => problems.push(format!("{flag}: {text:?}: {e} (e.g. 5s, 250ms)")),
-            };
-        duration(
-            "--send-timeout / PCC_SEND_TIMEOUT",
-            &self.send_timeout,
-            &mut config.subscriber.send_timeout,
-        );
-        duration(
-            "--ping-interval / PCC_PING_INTERVAL",
-            &self.ping_interval,
-            &mut config.connection.ping_interval,
-        );
-        duration(
-            "--shutdown-timeout / PCC_SHUTDOWN_TIMEOUT",
-            &self.shutdown_timeout,
-            &mut config.shutdown_timeout,
-        );
-        duration(
-            "--handshake-timeout / PCC_HANDSHAKE_TIMEOUT",
-            &self.handshake_timeout,
-            &mut config.connection.handshake_timeout,
-        );
+        config.producer.max_body_bytes = self.max_body_bytes.0;
+        config.subscriber.max_backlog_bytes = self.max_backlog_bytes.0;
+        config.subscriber.max_client_message_bytes = self.max_client_message_bytes.0;
+        config.subscriber.socket_send_buffer =
+            self.socket_send_buffer.map(|b| b.0).filter(|&n| n > 0);
+        config.subscriber.send_timeout = *self.send_timeout;
+        config.connection.ping_interval = *self.ping_interval;
+        config.shutdown_timeout = *self.shutdown_timeout;
+        config.connection.handshake_timeout = *self.handshake_timeout;
         config.connection.rate_limit = self.connection_rate_limit;
         match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => config.connection.tls = Some((cert, key)),
@@ -457,14 +539,6 @@ fn default_node_id() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "node".to_owned());
     format!("{host}-{}", std::process::id())
-}
-
-fn at_least(flag: &str, value: u64, min: u64) -> Result<(), String> {
-    if value < min {
-        Err(format!("{flag}: must be at least {min}, got {value}"))
-    } else {
-        Ok(())
-    }
 }
 
 /// `ALLOWED_ORIGINS`: comma-separated; empty or `*` means any origin.
@@ -540,9 +614,9 @@ mod tests {
             "xml",
             "--delta-epsilon=-1",
             "--max-body-bytes",
-            "lots",
+            "0",
             "--send-timeout",
-            "soon",
+            "0s",
             "--keyframe-interval",
             "0",
             "--max-client-message-bytes",
@@ -561,6 +635,34 @@ mod tests {
             assert!(text.contains(flag), "{flag} missing from:\n{text}");
         }
         assert_eq!(err.0.len(), 6);
+    }
+
+    /// Sizes and durations that do not parse are refused by the flag parser, which
+    /// names the flag and says what it expected.
+    #[test]
+    fn unreadable_sizes_and_durations_name_their_flag() {
+        for (flag, value, hint) in [
+            ("--max-body-bytes", "lots", "byte size"),
+            ("--send-timeout", "soon", "e.g. 5s"),
+            ("--socket-send-buffer", "4 parsecs", "unknown unit"),
+        ] {
+            let err = match Cli::try_parse_from(["phasecast", flag, value]) {
+                Ok(_) => panic!("{flag} {value} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(flag), "{flag}: {err}");
+            assert!(err.contains(hint), "{flag}: {err}");
+        }
+    }
+
+    /// The defaults are written once: the flags with nothing given build exactly
+    /// `Config::default()`.
+    #[test]
+    fn flag_defaults_are_the_config_defaults() {
+        assert_eq!(
+            format!("{:?}", parse(&[]).unwrap()),
+            format!("{:?}", Config::default())
+        );
     }
 
     /// Operators configure from the environment: the example file and the README's
@@ -592,6 +694,9 @@ mod tests {
     #[test]
     fn byte_sizes_and_origins() {
         assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(ByteSize(4 << 20).to_string(), "4MiB");
+        assert_eq!(ByteSize(1000).to_string(), "1000B");
+        assert_eq!("1000".parse(), Ok(ByteSize(1000)));
         assert_eq!(parse_bytes("512 KiB"), Ok(512 << 10));
         assert_eq!(parse_bytes("1000"), Ok(1000));
         assert!(parse_bytes("4 parsecs").is_err());

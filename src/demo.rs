@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::{
     config::DemoConfig,
-    fanout::{Hub, DEFAULT_STREAM},
+    hub::{Hub, DEFAULT_STREAM},
     workload::Workload,
 };
 

@@ -3,32 +3,37 @@
 //! delta frames in JSON or protobuf.
 //!
 //! # Layout
-//! Data flows one way: ingest → stream → codec → fan-out → transport.
-//! - [`model`]: the PCC [`State`](model::State) and its validation.
-//! - [`delta`]: views within ε of the truth, diff and apply, the checksum.
-//! - [`codec`]: JSON and protobuf frames ([`codec::pb`] is generated from `proto/`).
-//! - [`stream`]: one stream's seqs, views, keyframes, history and shared encodings.
-//! - [`fanout`]: the [`Hub`](fanout::Hub) of named streams.
-//! - [`bus`]: NATS between nodes, when several serve the same streams.
-//! - [`transport`]: HTTP routes, the subscriber and producer WebSocket sessions.
+//! Data flows one way: ingest → stream → fan-out → transport. Each module depends
+//! only on those before it in this list; `config` and `metrics` are leaves every
+//! other module is handed.
+//! - [`model`], [`delta`], [`codec`]: the wire layer, from the `phasecast-wire` crate
+//!   (shared with the Rust client): the PCC [`State`](model::State), views within ε
+//!   and deltas, JSON and protobuf frames ([`codec::pb`] is generated from `proto/`).
+//! - [`config`]: the `serve` flags and environment variables, validated, with their
+//!   defaults written once.
 //! - [`metrics`]: every OpenTelemetry instrument, rendered for Prometheus.
-//! - [`config`]: the `serve` flags and environment variables, validated.
+//! - [`stream`]: one stream's order: seqs, the views subscribers hold, keyframes.
+//! - [`fanout`]: per stream, the history and broadcast ring ([`fanout::Channel`]), the
+//!   once-encoded frames every subscriber shares ([`fanout::Update`]), and the
+//!   slow-consumer policy of each subscriber ([`fanout::Feed`]), with no socket in it.
+//! - [`bus`]: how sequenced states reach other nodes (NATS), behind a narrow handle.
+//! - [`hub`]: every stream by name, the stream limit; given the bus.
+//! - [`transport`]: HTTP and WebSocket by role: producers, subscribers, the peer layer
+//!   both share, health and metrics, the accept loop.
 //! - [`server`]: wiring and graceful shutdown; [`server::run`] is the entry point.
 //! - [`workload`]: seeded simulations for the demo, examples and benchmarks.
-//! - [`client`]: a Rust client (subscribe, apply frames, resume; publish).
-//! - [`bench`](mod@bench): the bandwidth report, the load generator and the soak.
+//!
+//! The Rust client is the `phasecast-client` crate; the benchmark and load tools are
+//! the `phasecast-bench` crate.
 
-pub mod bench;
+pub use phasecast_wire::{codec, delta, model};
+
 pub mod bus;
-#[cfg(feature = "client")]
-pub mod client;
-pub mod codec;
 pub mod config;
-pub mod delta;
 mod demo;
 pub mod fanout;
+pub mod hub;
 pub mod metrics;
-pub mod model;
 pub mod server;
 pub mod stream;
 pub mod transport;

@@ -20,16 +20,6 @@ struct Cli {
 enum Command {
     /// Run the server (every flag also reads the environment variable shown).
     Serve(Box<ServeArgs>),
-    /// Print bytes per frame for every frame kind on the named workloads.
-    Bandwidth(phasecast::bench::bandwidth::BandwidthArgs),
-    /// Load a server (or nats-server) with a producer and many subscribers; report
-    /// latency, delivery, CPU and memory.
-    Loadgen(phasecast::bench::loadgen::LoadgenArgs),
-    /// Reduce `loadgen --out` results to medians, markdown tables and SVG charts.
-    BenchReport(phasecast::bench::report::ReportArgs),
-    /// Run a server for a while under churn, slow and stuck subscribers; check memory,
-    /// descriptors and every subscriber's final state.
-    Soak(phasecast::bench::soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,10 +32,6 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Bandwidth(args) => bandwidth(args),
-        Command::Loadgen(args) => loadgen(args),
-        Command::BenchReport(args) => bench_report(args),
-        Command::Soak(args) => soak(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,68 +57,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-fn bandwidth(args: phasecast::bench::bandwidth::BandwidthArgs) -> anyhow::Result<()> {
-    use phasecast::bench::bandwidth;
-    let rows = bandwidth::measure(&args).map_err(anyhow::Error::msg)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        print!("{}", bandwidth::markdown(&rows, &args));
-    }
-    if let Some(path) = &args.svg {
-        std::fs::write(path, bandwidth::svg(&rows))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
-}
-
-fn loadgen(args: phasecast::bench::loadgen::LoadgenArgs) -> anyhow::Result<()> {
-    use phasecast::bench::loadgen;
-    let runtime = runtime()?;
-    let result = runtime.block_on(loadgen::run(&args))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
-    } else {
-        println!("{}", loadgen::summary(&result));
-    }
-    if let Some(path) = &args.out {
-        use std::io::Write as _;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        writeln!(file, "{}", serde_json::to_string(&result)?)?;
-    }
-    // Subscriber tasks may still be closing: do not wait for them.
-    runtime.shutdown_background();
-    Ok(())
-}
-
-fn bench_report(args: phasecast::bench::report::ReportArgs) -> anyhow::Result<()> {
-    use phasecast::bench::report;
-    let reports = report::load(&args.results)?;
-    print!("{}", report::markdown(&reports));
-    if let Some(dir) = &args.svg_dir {
-        report::write_charts(&reports, dir)?;
-    }
-    Ok(())
-}
-
-fn soak(args: phasecast::bench::soak::SoakArgs) -> anyhow::Result<()> {
-    use phasecast::bench::soak;
-    let runtime = runtime()?;
-    let result = runtime.block_on(soak::run(&args))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
-    } else {
-        println!("{}", soak::summary(&result));
-    }
-    runtime.shutdown_background();
-    Ok(())
-}
-
-/// The multi-threaded runtime every async subcommand runs on.
+/// The multi-threaded runtime the server runs on.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -24,195 +24,117 @@ use opentelemetry::{
 use opentelemetry_sdk::{metrics::SdkMeterProvider, Resource};
 use prometheus::{Encoder as _, TextEncoder};
 
-use crate::codec::Encoding;
+use tokio_util::task::TaskTracker;
 
-/// Whether a frame is a whole state or a delta.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameKind {
-    /// A full frame.
-    Full,
-    /// A delta frame.
-    Delta,
+use crate::codec::{Encoding, FrameKind};
+
+/// A metric label's values as an enum: each variant with its label value, and `ALL`
+/// in a fixed order (so every value can be exported at zero from the start).
+macro_rules! label_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident => $label:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)+
+                }
+            }
+        }
+    };
 }
 
-impl FrameKind {
-    const ALL: [FrameKind; 2] = [FrameKind::Full, FrameKind::Delta];
-
-    /// `full` or `delta`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FrameKind::Full => "full",
-            FrameKind::Delta => "delta",
-        }
+label_enum! {
+    /// Why frames meant for a subscriber were not sent to it.
+    pub enum DropReason {
+        /// The subscriber fell behind; it skipped to the newest state by a delta.
+        Conflated => "conflated",
+        /// The subscriber was closed for being too slow.
+        Disconnected => "disconnected",
+        /// A producer's state was refused.
+        Rejected => "rejected",
     }
 }
 
-/// Why frames meant for a subscriber were not sent to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// The subscriber fell behind; it skipped to the newest state by a delta.
-    Conflated,
-    /// The subscriber was closed for being too slow.
-    Disconnected,
-    /// A producer's state was refused.
-    Rejected,
-}
-
-impl DropReason {
-    const ALL: [DropReason; 3] = [
-        DropReason::Conflated,
-        DropReason::Disconnected,
-        DropReason::Rejected,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            DropReason::Conflated => "conflated",
-            DropReason::Disconnected => "disconnected",
-            DropReason::Rejected => "rejected",
-        }
+label_enum! {
+    /// Why a producer's input was refused.
+    pub enum RejectReason {
+        /// Not JSON / protobuf.
+        Malformed => "malformed",
+        /// A field missing, of the wrong type, or out of range.
+        Invalid => "invalid",
+        /// Missing or wrong API key.
+        Unauthorized => "unauthorized",
+        /// Body over the size limit.
+        TooLarge => "too_large",
+        /// Over the producer rate limit.
+        RateLimited => "rate_limited",
+        /// A new stream past the stream limit.
+        StreamLimit => "stream_limit",
     }
 }
 
-/// Why a producer's input was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectReason {
-    /// Not JSON / protobuf.
-    Malformed,
-    /// A field missing, of the wrong type, or out of range.
-    Invalid,
-    /// Missing or wrong API key.
-    Unauthorized,
-    /// Body over the size limit.
-    TooLarge,
-    /// Over the producer rate limit.
-    RateLimited,
-    /// A new stream past the stream limit.
-    StreamLimit,
-}
-
-impl RejectReason {
-    /// Label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::Malformed => "malformed",
-            RejectReason::Invalid => "invalid",
-            RejectReason::Unauthorized => "unauthorized",
-            RejectReason::TooLarge => "too_large",
-            RejectReason::RateLimited => "rate_limited",
-            RejectReason::StreamLimit => "stream_limit",
-        }
+label_enum! {
+    /// Why a subscriber connection ended.
+    pub enum CloseReason {
+        /// The client closed it or went away.
+        Client => "client",
+        /// Closed for being too slow (send timeout or backlog).
+        Slow => "slow",
+        /// No pong within the keep-alive window.
+        PingTimeout => "ping_timeout",
+        /// The server is shutting down.
+        Shutdown => "shutdown",
+        /// A protocol or I/O error.
+        Error => "error",
+        /// Refused by policy (a limit, a bad message).
+        Policy => "policy",
     }
 }
 
-/// Why a subscriber connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client closed it or went away.
-    Client,
-    /// Closed for being too slow (send timeout or backlog).
-    Slow,
-    /// No pong within the keep-alive window.
-    PingTimeout,
-    /// The server is shutting down.
-    Shutdown,
-    /// A protocol or I/O error.
-    Error,
-    /// Refused by policy (a limit, a bad message).
-    Policy,
-}
-
-impl CloseReason {
-    /// Label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::Client => "client",
-            CloseReason::Slow => "slow",
-            CloseReason::PingTimeout => "ping_timeout",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::Error => "error",
-            CloseReason::Policy => "policy",
-        }
+label_enum! {
+    /// Why a slow subscriber was disconnected.
+    pub enum SlowReason {
+        /// Its socket stayed unwritable past the send timeout.
+        Timeout => "timeout",
+        /// Its unsent backlog passed the byte limit.
+        Backlog => "backlog",
     }
 }
 
-/// Why a slow subscriber was disconnected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlowReason {
-    /// Its socket stayed unwritable past the send timeout.
-    Timeout,
-    /// Its unsent backlog passed the byte limit.
-    Backlog,
-}
-
-impl SlowReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            SlowReason::Timeout => "timeout",
-            SlowReason::Backlog => "backlog",
-        }
+label_enum! {
+    /// Why an update between nodes was dropped.
+    pub enum BusDrop {
+        /// The outbound queue was full (the broker is away).
+        QueueFull => "queue_full",
+        /// The NATS client refused the publish.
+        PublishFailed => "publish_failed",
+        /// A received update could not be decoded.
+        Undecodable => "undecodable",
+        /// A received update was not newer than the stream's newest (duplicate or late).
+        Stale => "stale",
+        /// A received update named a stream past the stream limit.
+        StreamLimit => "stream_limit",
     }
 }
 
-/// Why an update between nodes was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BusDrop {
-    /// The outbound queue was full (the broker is away).
-    QueueFull,
-    /// The NATS client refused the publish.
-    PublishFailed,
-    /// A received update could not be decoded.
-    Undecodable,
-    /// A received update was not newer than the stream's newest (duplicate or late).
-    Stale,
-    /// A received update named a stream past the stream limit.
-    StreamLimit,
-}
-
-impl BusDrop {
-    const ALL: [BusDrop; 5] = [
-        BusDrop::QueueFull,
-        BusDrop::PublishFailed,
-        BusDrop::Undecodable,
-        BusDrop::Stale,
-        BusDrop::StreamLimit,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            BusDrop::QueueFull => "queue_full",
-            BusDrop::PublishFailed => "publish_failed",
-            BusDrop::Undecodable => "undecodable",
-            BusDrop::Stale => "stale",
-            BusDrop::StreamLimit => "stream_limit",
-        }
-    }
-}
-
-/// Why a connection was refused before HTTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusedConnection {
-    /// Over the per-IP connection rate.
-    RateLimited,
-    /// No complete request headers (or TLS handshake) in time.
-    HandshakeTimeout,
-    /// The TLS handshake failed.
-    Tls,
-}
-
-impl RefusedConnection {
-    const ALL: [RefusedConnection; 3] = [
-        RefusedConnection::RateLimited,
-        RefusedConnection::HandshakeTimeout,
-        RefusedConnection::Tls,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            RefusedConnection::RateLimited => "rate_limited",
-            RefusedConnection::HandshakeTimeout => "handshake_timeout",
-            RefusedConnection::Tls => "tls",
-        }
+label_enum! {
+    /// Why a connection was refused before HTTP.
+    pub enum RefusedConnection {
+        /// Over the per-IP connection rate.
+        RateLimited => "rate_limited",
+        /// No complete request headers (or TLS handshake) in time.
+        HandshakeTimeout => "handshake_timeout",
+        /// The TLS handshake failed.
+        Tls => "tls",
     }
 }
 
@@ -240,8 +162,8 @@ struct Hot {
     full_equivalent_bytes: AtomicU64,
     /// 1 while the bus is connected.
     bus_connected: AtomicI64,
-    /// The server's connection, session and background tasks, once it runs.
-    tasks: std::sync::OnceLock<tokio_util::task::TaskTracker>,
+    /// The server's connection, session and background tasks.
+    tasks: TaskTracker,
 }
 
 /// All of phasecast's instruments, and the registry `/metrics` renders.
@@ -278,11 +200,15 @@ impl Metrics {
     /// `service.name = phasecast`, exported to a fresh Prometheus registry.
     ///
     /// With `enabled = false` the instruments are no-ops and `/metrics` is empty: the
-    /// load benchmark's baseline for the cost of metrics.
+    /// load benchmark's baseline for the cost of metrics. `tasks` is the tracker every
+    /// connection, session and background task runs on (`phasecast_tasks`).
     ///
     /// # Errors
     /// When the Prometheus exporter cannot be built.
-    pub fn new(enabled: bool) -> Result<Metrics, opentelemetry_sdk::error::OTelSdkError> {
+    pub fn new(
+        enabled: bool,
+        tasks: TaskTracker,
+    ) -> Result<Metrics, opentelemetry_sdk::error::OTelSdkError> {
         let registry = prometheus::Registry::new();
         let provider = if enabled {
             let exporter = opentelemetry_prometheus::exporter()
@@ -302,7 +228,10 @@ impl Metrics {
             Some(p) => p.meter("phasecast"),
             None => opentelemetry::metrics::noop::NoopMeterProvider::new().meter("phasecast"),
         };
-        let hot = Arc::new(Hot::default());
+        let hot = Arc::new(Hot {
+            tasks,
+            ..Hot::default()
+        });
         register_hot(&meter, &hot);
         meter
             .u64_observable_gauge("phasecast_build_info")
@@ -394,27 +323,13 @@ impl Metrics {
         self.opened.add(0, &[]);
         self.keyframes.add(0, &[]);
         self.streams.add(0, &[]);
-        for r in [
-            RejectReason::Malformed,
-            RejectReason::Invalid,
-            RejectReason::Unauthorized,
-            RejectReason::TooLarge,
-            RejectReason::RateLimited,
-            RejectReason::StreamLimit,
-        ] {
+        for r in RejectReason::ALL {
             self.rejected_inputs.add(0, &label("reason", r.as_str()));
         }
-        for r in [
-            CloseReason::Client,
-            CloseReason::Slow,
-            CloseReason::PingTimeout,
-            CloseReason::Shutdown,
-            CloseReason::Error,
-            CloseReason::Policy,
-        ] {
+        for r in CloseReason::ALL {
             self.closed.add(0, &label("reason", r.as_str()));
         }
-        for r in [SlowReason::Timeout, SlowReason::Backlog] {
+        for r in SlowReason::ALL {
             self.slow_disconnects.add(0, &label("reason", r.as_str()));
         }
         for result in ["hit", "miss"] {
@@ -557,11 +472,6 @@ impl Metrics {
         self.dropped(DropReason::Disconnected, 1);
     }
 
-    /// Reports the tasks `tracker` holds as `phasecast_tasks` (set once, by the server).
-    pub fn watch_tasks(&self, tracker: tokio_util::task::TaskTracker) {
-        let _ = self.hot.tasks.set(tracker);
-    }
-
     /// A producer WebSocket opened (`true`) or closed (`false`).
     pub fn producer_connected(&self, connected: bool) {
         self.hot
@@ -589,9 +499,7 @@ fn register_hot(meter: &Meter, hot: &Arc<Hot>) {
         .u64_observable_gauge("phasecast_tasks")
         .with_description("Connection, session and background tasks running now: back to its idle value once clients leave, or tasks leak")
         .with_callback(move |o| {
-            if let Some(t) = h.tasks.get() {
-                o.observe(t.len() as u64, &[]);
-            }
+            o.observe(h.tasks.len() as u64, &[]);
         })
         .build();
     let h = hot.clone();
@@ -613,7 +521,7 @@ fn register_hot(meter: &Meter, hot: &Arc<Hot>) {
         .with_callback(move |o| {
             for r in DropReason::ALL {
                 o.observe(
-                    h.dropped[r as usize].load(Relaxed),
+                    h.dropped[*r as usize].load(Relaxed),
                     &[KeyValue::new("reason", r.as_str())],
                 );
             }
@@ -626,7 +534,7 @@ fn register_hot(meter: &Meter, hot: &Arc<Hot>) {
         .with_callback(move |o| {
             for e in Encoding::ALL {
                 for k in FrameKind::ALL {
-                    o.observe(h.frames[e.index()][k as usize].load(Relaxed), &labels(e, k));
+                    o.observe(h.frames[e.index()][k.index()].load(Relaxed), &labels(e, k));
                 }
             }
         })
@@ -639,7 +547,7 @@ fn register_hot(meter: &Meter, hot: &Arc<Hot>) {
         .with_callback(move |o| {
             for e in Encoding::ALL {
                 for k in FrameKind::ALL {
-                    o.observe(h.bytes[e.index()][k as usize].load(Relaxed), &labels(e, k));
+                    o.observe(h.bytes[e.index()][k.index()].load(Relaxed), &labels(e, k));
                 }
             }
         })

@@ -9,9 +9,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{info, warn};
 
 use crate::{
+    bus::{self, Bus},
     config::Config,
     demo,
-    fanout::Hub,
+    hub::Hub,
     metrics::Metrics,
     transport::{self, AppState, Listen, RateLimiter},
 };
@@ -44,25 +45,35 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let metrics = Arc::new(Metrics::new(config.metrics)?);
+    // Built in dependency order: tasks and metrics, then the bus, then the hub it
+    // feeds, then the transport.
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let metrics = Arc::new(Metrics::new(config.metrics, tracker.clone())?);
+    let (bus, inbound) = match config.bus.clone() {
+        Some(bus_config) => {
+            let (bus, queued) = Bus::new(bus_config.queue, metrics.clone());
+            let inbound = bus::nats::spawn(
+                bus_config,
+                queued,
+                metrics.clone(),
+                token.child_token(),
+                &tracker,
+            )
+            .await?;
+            (Some(bus), Some(inbound))
+        }
+        None => (None, None),
+    };
     let hub = Arc::new(Hub::new(
         config.stream.clone(),
         config.subscriber.outbox_frames,
         metrics,
+        bus,
     ));
-    let token = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    hub.metrics().watch_tasks(tracker.clone());
-    if let Some(bus) = config.bus.clone() {
-        let bus = crate::bus::spawn_nats(
-            bus,
-            hub.clone(),
-            hub.metrics().clone(),
-            token.child_token(),
-            &tracker,
-        )
-        .await?;
-        hub.set_bus(bus);
+    if let Some(inbound) = inbound {
+        let hub = hub.clone();
+        tracker.spawn(async move { hub.apply_remote(inbound).await });
     }
     let config = Arc::new(config);
     if let Some(demo) = config.demo {

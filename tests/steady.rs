@@ -9,12 +9,8 @@ mod support;
 
 use std::time::Duration;
 
-use phasecast::{
-    client::{IngestPublisher, SubscribeOptions, Subscriber},
-    codec::Encoding,
-    model::State,
-    workload::Workload,
-};
+use phasecast::{codec::Encoding, model::State, workload::Workload};
+use phasecast_client::{IngestPublisher, SubscribeOptions, Subscriber};
 use support::{metric, within, TestServer};
 
 const STATES: u64 = 10_000;
@@ -24,6 +20,11 @@ const SUBSCRIBERS: usize = 100;
 async fn hundred_subscribers_get_every_one_of_ten_thousand_states_at_200_hz() {
     let server = TestServer::with(|c| {
         c.stream.tolerance = phasecast::delta::Tolerance::new(1e-3).unwrap();
+        // What is tested is order and exactness for readers that keep up. On a loaded
+        // machine a reader task can be descheduled for longer than the default outbox
+        // (64 frames, 320 ms here) and would rightly be skipped ahead: the outbox here
+        // holds the whole run, so keeping up does not depend on the machine's speed.
+        c.subscriber.outbox_frames = STATES as usize;
     })
     .await;
     let mut subscribers = Vec::new();
@@ -111,62 +112,4 @@ async fn hundred_subscribers_get_every_one_of_ten_thousand_states_at_200_hz() {
         Some((STATES * SUBSCRIBERS as u64) as f64)
     );
     server.shutdown().await;
-}
-
-/// The 30-second soak (`phasecast soak`; the 10-minute run is in docs/benchmarks.md):
-/// churn, slow readers and readers that stop; at the end every steady subscriber is
-/// exact, every slow reader is exact or was dropped as too slow, the connection gauge
-/// matches the clients still connected, and descriptors are back down.
-#[test]
-fn thirty_second_soak() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phasecast"))
-        .args([
-            "soak",
-            "--duration",
-            "30s",
-            "--steady",
-            "100",
-            "--slow",
-            "10",
-            "--json",
-        ])
-        .output()
-        .expect("run phasecast soak");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    eprintln!("{r}");
-    assert_eq!(
-        r["steady_exact"], 100,
-        "every steady subscriber ends exact: {r}"
-    );
-    let slow = |k: &str| r[k].as_u64().unwrap();
-    assert_eq!(
-        slow("slow_exact") + slow("slow_dropped"),
-        10,
-        "a slow reader ends exact or dropped, never wrong: {r}"
-    );
-    assert_eq!(r["resyncs"], 0);
-    assert!(r["churned"].as_u64().unwrap() > 100, "{r}");
-    assert!(r["stuck"].as_u64().unwrap() >= 5, "{r}");
-    assert_eq!(
-        r["connections_end"][0], r["connections_end"][1],
-        "no connection left over: {r}"
-    );
-    assert_eq!(
-        r["tasks"][0], r["tasks"][1],
-        "as many server tasks after every client left as before the first: {r}"
-    );
-    assert!(
-        r["series"].as_array().unwrap().len() >= 3,
-        "a sample every 10 s: {r}"
-    );
-    let fds = &r["fds"];
-    assert!(
-        fds["end"].as_f64().unwrap() <= fds["start"].as_f64().unwrap() + 2.0,
-        "descriptors back down: {r}"
-    );
 }

@@ -1,37 +1,41 @@
-//! HTTP and WebSocket endpoints: the [`router`], the state its handlers share, and
-//! the checks every endpoint applies (keys, origins).
+//! HTTP and WebSocket endpoints, by role: the [`router`] and the state its handlers
+//! share.
 //!
-//! - `http`: `POST /pcc_state`, `POST /streams/{name}/state`, `GET /health`,
-//!   `GET /metrics`, and the dashboard at `GET /`.
-//! - `ws`: `GET /ws`, one subscriber session per socket.
-//! - `ingest`: `GET /ingest`, one producer session per socket.
-//! - `listen`: the accept loop (connection rate, handshake deadline, TLS).
+//! - `producer`: `POST /pcc_state`, `POST /streams/{name}/state` and the producer
+//!   WebSocket `GET /ingest`.
+//! - `subscriber`: `GET /ws`: negotiation, then one session per socket.
+//! - `peer`: what both socket kinds share: keep-alive, the message budget, shutdown,
+//!   read errors and the close handshake.
+//! - `access`: keys and origins. `error`: [`ApiError`], every route's error answer.
+//! - `http`: `GET /health`, `GET /metrics`, the dashboard at `GET /`.
+//! - `listen`: the accept loop (connection rate, handshake deadline, TLS); `limit`:
+//!   token buckets.
 
+mod access;
+mod error;
 mod http;
-mod ingest;
 mod limit;
 mod listen;
-mod liveness;
-mod ws;
+mod peer;
+mod producer;
+mod subscriber;
 
 use std::{sync::Arc, time::Instant};
 
 use axum::{
     extract::DefaultBodyLimit,
-    http::{header, HeaderMap},
     routing::{get, post},
     Router,
 };
-use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{config::Config, fanout::Hub, metrics::Metrics};
+use crate::{config::Config, hub::Hub, metrics::Metrics};
 
-pub use http::ApiError;
+pub use error::ApiError;
 pub use limit::RateLimiter;
 pub use listen::{tls_acceptor, Listen};
-pub use ws::{parse_subscription, Subscription};
+pub use subscriber::{parse_subscription, Subscription};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -88,54 +92,11 @@ pub fn router(state: AppState) -> Router {
         .route("/app.css", get(http::dashboard_css))
         .route("/health", get(http::health))
         .route("/metrics", get(http::metrics))
-        .route("/pcc_state", post(http::publish_default))
-        .route("/streams/{name}/state", post(http::publish_named))
-        .route("/ws", get(ws::subscribe))
-        .route("/ingest", get(ingest::connect))
+        .route("/pcc_state", post(producer::publish_default))
+        .route("/streams/{name}/state", post(producer::publish_named))
+        .route("/ws", get(subscriber::subscribe))
+        .route("/ingest", get(producer::connect))
         .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
-}
-
-/// The key a request presents: `X-API-Key`, or `Authorization: Bearer`.
-fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
-    if let Some(v) = headers.get("x-api-key") {
-        return Some(v.as_bytes());
-    }
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-}
-
-/// Compares a presented key with the expected one in constant time (for keys of the
-/// same length; the length itself is not secret).
-fn key_matches(expected: &str, presented: Option<&[u8]>) -> bool {
-    presented.is_some_and(|p| bool::from(expected.as_bytes().ct_eq(p)))
-}
-
-/// True when the producer key is not required or the request presents it.
-fn producer_authorized(config: &Config, headers: &HeaderMap) -> bool {
-    match &config.producer.api_key {
-        None => true,
-        Some(key) => key_matches(key, presented_key(headers)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_read_from_either_header_and_compared_exactly() {
-        let mut h = HeaderMap::new();
-        assert_eq!(presented_key(&h), None);
-        h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
-        assert_eq!(presented_key(&h), Some(&b"s3cret"[..]));
-        h.insert("x-api-key", "other".parse().unwrap());
-        assert_eq!(presented_key(&h), Some(&b"other"[..]));
-        assert!(key_matches("other", presented_key(&h)));
-        assert!(!key_matches("othe", presented_key(&h)));
-        assert!(!key_matches("other2", presented_key(&h)));
-        assert!(!key_matches("other", None));
-    }
 }

@@ -1,9 +1,7 @@
 //! Producer key: required when set, compared exactly; subscriber key and origins.
 
-use phasecast::{
-    client::{IngestPublisher, Publisher, SubscribeOptions, Subscriber},
-    codec::Encoding,
-};
+use phasecast::codec::Encoding;
+use phasecast_client::{IngestPublisher, Publisher, SubscribeOptions, Subscriber};
 
 use crate::support::{state, within, TestServer};
 
@@ -14,7 +12,7 @@ async fn producers_need_the_key_when_one_is_set() {
     for key in [None, Some("wrong"), Some("s3cre"), Some("s3cret!")] {
         let p = Publisher::new(&server.http(), None, Encoding::Json, key.map(Into::into));
         match within("publish", p.publish(&s)).await {
-            Err(phasecast::client::ClientError::Status { status, body }) => {
+            Err(phasecast_client::ClientError::Status { status, body }) => {
                 assert_eq!(status, 401, "{key:?}");
                 assert!(body.contains("API key"), "{body}");
             }
@@ -115,6 +113,7 @@ async fn keys_are_never_logged() {
         .unwrap()
         .port();
     let (producer_key, subscriber_key) = ("prod-k3y-5ecret", "sub-k3y-5ecret");
+    crate::support::install_crypto_provider();
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_phasecast"))
         .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
         .env("MCP_API_KEY", producer_key)

@@ -4,12 +4,8 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use phasecast::{
-    bus::BusConfig,
-    client::{SubscribeOptions, Subscriber, Subscription},
-    codec::Encoding,
-    model::State,
-};
+use phasecast::{codec::Encoding, config::BusConfig, model::State};
+use phasecast_client::{SubscribeOptions, Subscriber, Subscription};
 
 use crate::support::{metric, nats_available, within, NatsServer, Proxy, TestServer};
 

@@ -10,11 +10,8 @@
 
 use std::{collections::HashMap, process::Stdio, time::Duration};
 
-use phasecast::{
-    client::{SubscribeOptions, Subscriber},
-    codec::Encoding,
-    model::State,
-};
+use phasecast::{codec::Encoding, model::State};
+use phasecast_client::{SubscribeOptions, Subscriber};
 use tokio::{io::AsyncReadExt, process::Command};
 
 use crate::support::{within, TestServer};

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use phasecast::{client::Subscriber, codec::Encoding};
+use phasecast::codec::Encoding;
+use phasecast_client::Subscriber;
 use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
 
 use crate::support::{state, within, TestServer};

@@ -1,6 +1,7 @@
 //! The producer WebSocket: states stream in; bad ones are answered, the socket stays.
 
-use phasecast::{client::IngestPublisher, codec::Encoding};
+use phasecast::codec::Encoding;
+use phasecast_client::IngestPublisher;
 
 use crate::support::{state, within, TestServer};
 

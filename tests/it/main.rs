@@ -3,8 +3,6 @@
 
 mod auth;
 mod backpressure;
-mod bench_tools;
-mod client;
 mod cluster;
 mod compat;
 mod conformance;

@@ -199,6 +199,7 @@ async fn a_flood_gets_429_with_retry_after_and_others_are_served() {
     let body = codec::encode_state(Encoding::Json, &state(1, 4)).to_vec();
     let mut statuses = Vec::new();
     let mut retry_after = None;
+    let started = std::time::Instant::now();
     for _ in 0..60 {
         let (status, _, headers) =
             post(&server, "/pcc_state", "application/json", body.clone()).await;
@@ -207,12 +208,16 @@ async fn a_flood_gets_429_with_retry_after_and_others_are_served() {
         }
         statuses.push(status);
     }
+    let elapsed = started.elapsed().as_secs_f64();
     let accepted = statuses.iter().filter(|s| **s == 200).count();
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(accepted + limited, 60);
+    // The burst of 20, plus what the bucket refilled (20 a second) while the loop ran:
+    // the bound follows the time the loop took, so a slow machine does not fail it.
+    let most = 20 + (20.0 * elapsed).ceil() as usize + 1;
     assert!(
-        (20..=25).contains(&accepted),
-        "burst of ~20 accepted, got {accepted}"
+        (20..=most).contains(&accepted) && (limited > 0 || elapsed > 2.0),
+        "the burst of 20 and {elapsed:.2} s of refill accepted, got {accepted} (at most {most})"
     );
     assert_eq!(retry_after.unwrap(), "1");
     // The limit refills: a second later the producer is accepted again.
@@ -233,15 +238,15 @@ async fn a_flood_gets_429_with_retry_after_and_others_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_streams_are_separate_and_limited() {
     let server = TestServer::with(|c| c.stream.max_streams = 3).await;
-    let a = phasecast::client::Publisher::new(&server.http(), Some("lab-a"), Encoding::Json, None);
+    let a = phasecast_client::Publisher::new(&server.http(), Some("lab-a"), Encoding::Json, None);
     let b =
-        phasecast::client::Publisher::new(&server.http(), Some("lab-b"), Encoding::Protobuf, None);
+        phasecast_client::Publisher::new(&server.http(), Some("lab-b"), Encoding::Protobuf, None);
     assert_eq!(a.publish(&state(1, 4)).await.unwrap().seq, 1);
     assert_eq!(a.publish(&state(2, 4)).await.unwrap().seq, 2);
     assert_eq!(b.publish(&state(9, 6)).await.unwrap().seq, 1);
-    let mut options = phasecast::client::SubscribeOptions::new(server.ws());
+    let mut options = phasecast_client::SubscribeOptions::new(server.ws());
     options.stream = Some("lab-b".into());
-    let mut sub = phasecast::client::Subscriber::connect(&options)
+    let mut sub = phasecast_client::Subscriber::connect(&options)
         .await
         .unwrap();
     within("lab-b", sub.next_frame()).await.unwrap().unwrap();

@@ -2,11 +2,11 @@
 
 use futures_util::StreamExt;
 use phasecast::{
-    client::{SubscribeOptions, Subscriber, Subscription},
+    codec::FrameKind,
     codec::{self, Encoding, Frame},
     delta,
-    metrics::FrameKind,
 };
+use phasecast_client::{SubscribeOptions, Subscriber, Subscription};
 
 use crate::support::{metric, state, within, Proxy, TestServer};
 

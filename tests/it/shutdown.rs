@@ -1,7 +1,8 @@
 //! Graceful shutdown: every subscriber and producer gets a close frame, `run` returns.
 
 use futures_util::StreamExt;
-use phasecast::{client::IngestPublisher, codec::Encoding};
+use phasecast::codec::Encoding;
+use phasecast_client::IngestPublisher;
 use tokio_tungstenite::tungstenite::{protocol::frame::coding::CloseCode, Message};
 
 use crate::support::{state, within, TestServer};

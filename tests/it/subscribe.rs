@@ -2,12 +2,8 @@
 
 use std::collections::HashMap;
 
-use phasecast::{
-    client::{SubscribeOptions, Subscriber},
-    codec::Encoding,
-    metrics::FrameKind,
-    model::State,
-};
+use phasecast::{codec::Encoding, codec::FrameKind, model::State};
+use phasecast_client::{SubscribeOptions, Subscriber};
 
 use crate::support::{metric, state, within, TestServer};
 

@@ -3,12 +3,8 @@
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
-use phasecast::{
-    client::{Publisher, SubscribeOptions, Subscriber},
-    codec::Encoding,
-    config::Config,
-    model::State,
-};
+use phasecast::{codec::Encoding, config::Config, model::State};
+use phasecast_client::{Publisher, SubscribeOptions, Subscriber};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +22,13 @@ pub struct TestServer {
     handle: JoinHandle<Result<(), phasecast::server::Error>>,
 }
 
+/// phasecast-client builds reqwest with rustls and no crypto provider of its own
+/// choosing; a program that also makes plain `reqwest` clients (as these tests do)
+/// installs one first, as the client's README says.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         TestServer::with(|_| {}).await
@@ -33,6 +36,7 @@ impl TestServer {
 
     /// Starts a server with the default config changed by `change`.
     pub async fn with(change: impl FnOnce(&mut Config)) -> TestServer {
+        install_crypto_provider();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let mut config = Config {

@@ -103,3 +103,59 @@ async fn https_and_wss_with_a_self_signed_certificate() {
     server.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The Rust client over TLS: `https://` to publish, `wss://` to subscribe, trusting a
+/// self-signed certificate given as PEM; and refusing the same server without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_publishes_over_https_and_subscribes_over_wss() {
+    use phasecast_client::{Publisher, SubscribeOptions, Subscriber, TlsConfig};
+
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("phasecast-tls-client-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (c, k) = (cert_path.clone(), key_path.clone());
+    let server = TestServer::with(move |config| config.connection.tls = Some((c, k))).await;
+    let port = server.addr().port();
+    let tls = TlsConfig::default()
+        .add_root_pem(cert.cert.pem().as_bytes())
+        .unwrap();
+
+    let publisher = Publisher::with_tls(
+        &format!("https://localhost:{port}"),
+        None,
+        Encoding::Protobuf,
+        None,
+        &tls,
+    );
+    let reply = within("https publish", publisher.publish(&state(1, 8)))
+        .await
+        .unwrap();
+    assert_eq!(reply.seq, 1);
+
+    let mut options =
+        SubscribeOptions::new(format!("wss://localhost:{port}")).encoding(Encoding::Protobuf);
+    options.tls = tls;
+    let mut sub = within("wss connect", Subscriber::connect(&options))
+        .await
+        .unwrap();
+    let first = within("frame", sub.next_frame()).await.unwrap().unwrap();
+    assert_eq!(first.seq, 1);
+    assert_eq!(sub.state(), Some(&state(1, 8)));
+    within("publish", publisher.publish(&state(2, 8)))
+        .await
+        .unwrap();
+    let second = within("frame", sub.next_frame()).await.unwrap().unwrap();
+    assert_eq!(second.seq, 2);
+    assert_eq!(sub.state(), Some(&state(2, 8)));
+
+    // Without the certificate the client does not trust the server.
+    let untrusted = SubscribeOptions::new(format!("wss://localhost:{port}"));
+    assert!(within("untrusted", Subscriber::connect(&untrusted))
+        .await
+        .is_err());
+    server.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

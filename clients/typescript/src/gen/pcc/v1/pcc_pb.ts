@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pcc/v1/pcc.proto.
  */
 export const file_pcc_v1_pcc: GenFile = /*@__PURE__*/
-  fileDesc("ChBwY2MvdjEvcGNjLnByb3RvEgZwY2MudjEibQoIUGNjU3RhdGUSDAoEc3RlcBgBIAEoBBIOCgZwaGFzZXMYAiADKAESDQoFc3BpbnMYAyADKBESDgoGZW5lcmd5GAQgASgBEhYKCXRpbWVzdGFtcBgFIAEoAUgAiAEBQgwKCl90aW1lc3RhbXAiqAEKBUZyYW1lEgsKA3NlcRgBIAEoBBIMCgRzdGVwGAIgASgEEg4KBmVuZXJneRgDIAEoARIWCgl0aW1lc3RhbXAYBCABKAFIAYgBARIhCgRmdWxsGAUgASgLMhEucGNjLnYxLkZ1bGxTdGF0ZUgAEiMKBWRlbHRhGAYgASgLMhIucGNjLnYxLkRlbHRhU3RhdGVIAEIGCgRib2R5QgwKCl90aW1lc3RhbXAiQgoJRnVsbFN0YXRlEg4KBnBoYXNlcxgBIAMoARISCgpzcGluX2NvdW50GAIgASgNEhEKCXNwaW5fYml0cxgDIAEoDCKwAQoKRGVsdGFTdGF0ZRIPCgdza2lwcGVkGAEgASgEEhAKCGNoZWNrc3VtGAIgASgGEhMKC3F1YW50dW1fZXhwGAMgASgREhEKCXN0ZXBfZ2FwcxgEIAMoDRINCgVzdGVwcxgFIAMoEhISCgp2YWx1ZV9nYXBzGAYgAygNEg4KBnZhbHVlcxgHIAMoARIRCglmbGlwX2dhcHMYCCADKA0SEQoJZmxpcF9iaXRzGAkgASgMIjcKDUNsaWVudE1lc3NhZ2USIAoGcmVzeW5jGAEgASgLMg4ucGNjLnYxLlJlc3luY0gAQgQKAm9wIggKBlJlc3luYyJdCgxTdHJlYW1VcGRhdGUSCwoDc2VxGAEgASgEEh4KBHZpZXcYAiABKAsyEC5wY2MudjEuUGNjU3RhdGUSEAoIa2V5ZnJhbWUYAyABKAgSDgoGb3JpZ2luGAQgASgJYgZwcm90bzM");
+  fileDesc("ChBwY2MvdjEvcGNjLnByb3RvEgZwY2MudjEibQoIUGNjU3RhdGUSDAoEc3RlcBgBIAEoBBIOCgZwaGFzZXMYAiADKAESDQoFc3BpbnMYAyADKBESDgoGZW5lcmd5GAQgASgBEhYKCXRpbWVzdGFtcBgFIAEoAUgAiAEBQgwKCl90aW1lc3RhbXAitwEKBUZyYW1lEgsKA3NlcRgBIAEoBBIMCgRzdGVwGAIgASgEEg4KBmVuZXJneRgDIAEoARIWCgl0aW1lc3RhbXAYBCABKAFIAYgBARIhCgRmdWxsGAUgASgLMhEucGNjLnYxLkZ1bGxTdGF0ZUgAEiMKBWRlbHRhGAYgASgLMhIucGNjLnYxLkRlbHRhU3RhdGVIABINCgVlcG9jaBgHIAEoCUIGCgRib2R5QgwKCl90aW1lc3RhbXAiQgoJRnVsbFN0YXRlEg4KBnBoYXNlcxgBIAMoARISCgpzcGluX2NvdW50GAIgASgNEhEKCXNwaW5fYml0cxgDIAEoDCKwAQoKRGVsdGFTdGF0ZRIPCgdza2lwcGVkGAEgASgEEhAKCGNoZWNrc3VtGAIgASgGEhMKC3F1YW50dW1fZXhwGAMgASgREhEKCXN0ZXBfZ2FwcxgEIAMoDRINCgVzdGVwcxgFIAMoEhISCgp2YWx1ZV9nYXBzGAYgAygNEg4KBnZhbHVlcxgHIAMoARIRCglmbGlwX2dhcHMYCCADKA0SEQoJZmxpcF9iaXRzGAkgASgMIjcKDUNsaWVudE1lc3NhZ2USIAoGcmVzeW5jGAEgASgLMg4ucGNjLnYxLlJlc3luY0gAQgQKAm9wIggKBlJlc3luYyJdCgxTdHJlYW1VcGRhdGUSCwoDc2VxGAEgASgEEh4KBHZpZXcYAiABKAsyEC5wY2MudjEuUGNjU3RhdGUSEAoIa2V5ZnJhbWUYAyABKAgSDgoGb3JpZ2luGAQgASgJYgZwcm90bzM");
 
 /**
  * One state of the phase-coupled computation (PCC), as a producer sends it:
@@ -135,6 +135,17 @@ export type Frame = Message<"pcc.v1.Frame"> & {
     value: DeltaState;
     case: "delta";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * The stream's epoch: an opaque id that changes whenever the stream's seq
+   * numbering could start again (a single server restarted; a new log when nodes
+   * share a broker). Set on full frames; empty on deltas, which keep the epoch of the
+   * state they apply to. A subscriber keeps (epoch, seq) and resumes with both
+   * (`?resume=SEQ&epoch=EPOCH`): a resume whose epoch differs gets a full frame.
+   *
+   * @generated from field: string epoch = 7;
+   */
+  epoch: string;
 };
 
 /**

@@ -20,20 +20,22 @@ class PccState(_message.Message):
     def __init__(self, step: _Optional[int] = ..., phases: _Optional[_Iterable[float]] = ..., spins: _Optional[_Iterable[int]] = ..., energy: _Optional[float] = ..., timestamp: _Optional[float] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("seq", "step", "energy", "timestamp", "full", "delta")
+    __slots__ = ("seq", "step", "energy", "timestamp", "full", "delta", "epoch")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     ENERGY_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     FULL_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     seq: int
     step: int
     energy: float
     timestamp: float
     full: FullState
     delta: DeltaState
-    def __init__(self, seq: _Optional[int] = ..., step: _Optional[int] = ..., energy: _Optional[float] = ..., timestamp: _Optional[float] = ..., full: _Optional[_Union[FullState, _Mapping]] = ..., delta: _Optional[_Union[DeltaState, _Mapping]] = ...) -> None: ...
+    epoch: str
+    def __init__(self, seq: _Optional[int] = ..., step: _Optional[int] = ..., energy: _Optional[float] = ..., timestamp: _Optional[float] = ..., full: _Optional[_Union[FullState, _Mapping]] = ..., delta: _Optional[_Union[DeltaState, _Mapping]] = ..., epoch: _Optional[str] = ...) -> None: ...
 
 class FullState(_message.Message):
     __slots__ = ("phases", "spin_count", "spin_bits")

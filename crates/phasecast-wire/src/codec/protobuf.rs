@@ -21,6 +21,7 @@ pub(super) fn full_frame(seq: u64, state: &State) -> pb::Frame {
         step: state.step,
         energy: state.energy,
         timestamp: state.timestamp,
+        epoch: String::new(),
         body: Some(pb::frame::Body::Full(pb::FullState {
             phases: state.phases.clone(),
             spin_count: state.spins.len() as u32,
@@ -85,6 +86,7 @@ pub(super) fn delta_frame(delta: &Delta, target: &State) -> pb::Frame {
         step: delta.step,
         energy: delta.energy,
         timestamp: delta.timestamp,
+        epoch: String::new(),
         body: Some(pb::frame::Body::Delta(pb::DeltaState {
             skipped: delta.seq - 1 - delta.base_seq,
             checksum: delta.checksum,
@@ -221,38 +223,52 @@ pub(super) fn decode_frame(bytes: &[u8]) -> Result<Frame, DecodeError> {
 
 pub(super) fn decode_state(bytes: &[u8]) -> Result<State, DecodeError> {
     let wire = pb::PccState::decode(bytes).map_err(malformed)?;
-    let spins = wire
-        .spins
-        .iter()
-        .enumerate()
-        .map(|(i, s)| match s {
-            1 => Ok(1),
-            -1 => Ok(-1),
-            other => Err(InvalidState::new(
-                format!("spins[{i}]"),
-                format!("must be +1 or -1, got {other}"),
-            )),
-        })
-        .collect::<Result<Vec<i8>, _>>()?;
-    Ok(State {
-        step: wire.step,
-        phases: wire.phases,
-        spins,
-        energy: wire.energy,
-        timestamp: wire.timestamp,
-    })
+    Ok(State::try_from(wire)?)
 }
 
 pub(super) fn encode_state(state: &State) -> Bytes {
-    pb::PccState {
-        step: state.step,
-        phases: state.phases.clone(),
-        spins: state.spins.iter().map(|s| i32::from(*s)).collect(),
-        energy: state.energy,
-        timestamp: state.timestamp,
+    pb::PccState::from(state).encode_to_vec().into()
+}
+
+impl From<&State> for pb::PccState {
+    fn from(state: &State) -> pb::PccState {
+        pb::PccState {
+            step: state.step,
+            phases: state.phases.clone(),
+            spins: state.spins.iter().map(|s| i32::from(*s)).collect(),
+            energy: state.energy,
+            timestamp: state.timestamp,
+        }
     }
-    .encode_to_vec()
-    .into()
+}
+
+/// A protobuf state as the model's, refusing spins other than ±1 (the other rules
+/// are [`State::validate`]'s).
+impl TryFrom<pb::PccState> for State {
+    type Error = InvalidState;
+
+    fn try_from(wire: pb::PccState) -> Result<State, InvalidState> {
+        let spins = wire
+            .spins
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match s {
+                1 => Ok(1),
+                -1 => Ok(-1),
+                other => Err(InvalidState::new(
+                    format!("spins[{i}]"),
+                    format!("must be +1 or -1, got {other}"),
+                )),
+            })
+            .collect::<Result<Vec<i8>, _>>()?;
+        Ok(State {
+            step: wire.step,
+            phases: wire.phases,
+            spins,
+            energy: wire.energy,
+            timestamp: wire.timestamp,
+        })
+    }
 }
 
 pub(super) fn decode_client_message(bytes: &[u8]) -> Result<ClientMessage, DecodeError> {

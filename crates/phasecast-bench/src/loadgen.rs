@@ -31,12 +31,13 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 use tokio_tungstenite::tungstenite::{protocol::WebSocketConfig, Message};
 
-use crate::{
-    bench::attack::{Attack, Attackers},
-    client::{IngestPublisher, Publisher},
+use phasecast::{
     codec::{self, Encoding},
     workload::Workload,
 };
+use phasecast_client::{IngestPublisher, Publisher};
+
+use crate::attack::{Attack, Attackers};
 
 /// The system under load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -107,6 +108,10 @@ pub struct LoadgenArgs {
     /// How many hostile clients (with --attack).
     #[arg(long, default_value_t = 20)]
     pub attackers: usize,
+    /// The `phasecast` server binary to start (default: the one beside this tool), so
+    /// that two builds can be measured by the same load generator.
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
     /// The nats-server binary.
     #[arg(long, default_value = "nats-server")]
     pub nats_server: String,
@@ -322,13 +327,31 @@ async fn spawn_nats(binary: &str) -> anyhow::Result<(Spawned, SocketAddr, String
     Ok((spawned, tcp, format!("ws://127.0.0.1:{ws_port}")))
 }
 
+/// The server binary to start: `chosen`, else `phasecast` beside the running tool
+/// (cargo puts every binary of the workspace in the same target folder).
+///
+/// # Errors
+/// When there is no such file.
+pub fn server_binary(chosen: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let path = match chosen {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("phasecast"),
+    };
+    anyhow::ensure!(
+        path.is_file(),
+        "no server binary at {} (build it: cargo build --release --bin phasecast, or pass --server-bin)",
+        path.display()
+    );
+    Ok(path)
+}
+
 /// Starts one phasecast node; returns it and its port.
 async fn spawn_phasecast(
     args: &LoadgenArgs,
     bus: Option<(&str, usize)>,
 ) -> anyhow::Result<(Spawned, u16)> {
     let port = free_port()?;
-    let mut command = Command::new(std::env::current_exe()?);
+    let mut command = Command::new(server_binary(&args.server_bin)?);
     command
         .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
         .arg(format!("--delta-epsilon={}", args.epsilon))
@@ -607,7 +630,7 @@ impl Producer {
         })
     }
 
-    async fn send(&mut self, state: &crate::model::State) -> anyhow::Result<()> {
+    async fn send(&mut self, state: &phasecast::model::State) -> anyhow::Result<()> {
         match self {
             Producer::Ingest(p) => p.send(state).await?,
             Producer::Http(p) => {
@@ -935,7 +958,7 @@ pub fn summary(r: &LoadResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::State;
+    use phasecast::model::State;
 
     #[test]
     fn step_is_read_from_every_frame_form() {

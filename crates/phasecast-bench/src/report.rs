@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use clap::Args;
 
-use crate::bench::{
+use crate::{
     attack::Attack,
     chart::{self, Scale},
     loadgen::LoadResult,
@@ -28,13 +28,13 @@ pub struct ReportArgs {
 /// A configuration: everything but the measurements.
 fn key(r: &LoadResult) -> String {
     let system = match r.system {
-        crate::bench::loadgen::System::Phasecast => format!(
+        crate::loadgen::System::Phasecast => format!(
             "phasecast {} {}",
             r.format,
             if r.delta { "delta" } else { "full" }
         ),
-        crate::bench::loadgen::System::OldApi => "old API (json full)".to_owned(),
-        crate::bench::loadgen::System::Nats => "nats-server (json full)".to_owned(),
+        crate::loadgen::System::OldApi => "old API (json full)".to_owned(),
+        crate::loadgen::System::Nats => "nats-server (json full)".to_owned(),
     };
     let system = if r.nodes > 1 {
         format!("{system}, {} nodes", r.nodes)

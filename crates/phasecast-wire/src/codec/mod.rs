@@ -103,6 +103,33 @@ impl FromStr for Encoding {
     }
 }
 
+/// Whether a frame is a whole state or a delta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    /// A full frame.
+    Full,
+    /// A delta frame.
+    Delta,
+}
+
+impl FrameKind {
+    /// Both kinds, in a fixed order (used to index per-kind counters).
+    pub const ALL: [FrameKind; 2] = [FrameKind::Full, FrameKind::Delta];
+
+    /// `full` or `delta`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameKind::Full => "full",
+            FrameKind::Delta => "delta",
+        }
+    }
+
+    /// Position in [`FrameKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A frame as a subscriber receives it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
@@ -118,6 +145,14 @@ pub enum Frame {
 }
 
 impl Frame {
+    /// Whether this is a full or a delta frame.
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Frame::Full { .. } => FrameKind::Full,
+            Frame::Delta(_) => FrameKind::Delta,
+        }
+    }
+
     /// Seq of the state this frame brings the subscriber to.
     pub fn seq(&self) -> u64 {
         match self {

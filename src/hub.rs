@@ -1,17 +1,24 @@
-//! The [`Hub`]: every stream by name, the limit on streams, and the entry points the
-//! transport uses to publish states and to subscribe.
+//! The [`Hub`]: every stream of this node by name, the limit on streams, and the entry
+//! points the transport uses to publish states and to subscribe. When nodes share a
+//! broker, the hub is given the [`Bus`] it forwards what it sequences to, and applies
+//! what other nodes sequenced ([`Hub::apply_remote`]).
 //!
-//! Fan-out itself is a `tokio::sync::broadcast` ring per stream (see
-//! [`crate::stream`]): publishing never waits on a subscriber, and each subscriber's
-//! session picks the frame it needs from the shared, once-encoded
-//! [`Update`](crate::stream::Update).
+//! Each stream is a [`Channel`] (`fanout/`): its sequencing, history and broadcast.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, OnceLock, RwLock},
+    sync::{Arc, RwLock},
 };
 
-use crate::{bus::Bus, config::StreamConfig, metrics::Metrics, model::State, stream::Stream};
+use tracing::warn;
+
+use crate::{
+    bus::{Bus, Inbound},
+    config::StreamConfig,
+    fanout::Channel,
+    metrics::{BusDrop, Metrics},
+    model::State,
+};
 
 /// The stream the old API (`POST /pcc_state`, `/ws` without `?stream=`) uses.
 pub const DEFAULT_STREAM: &str = "default";
@@ -44,30 +51,31 @@ pub struct Published {
 pub struct Hub {
     config: StreamConfig,
     outbox_frames: usize,
-    streams: RwLock<HashMap<String, Arc<Stream>>>,
+    streams: RwLock<HashMap<String, Arc<Channel>>>,
     metrics: Arc<Metrics>,
     /// Where sequenced states also go when several nodes share a broker.
-    bus: OnceLock<Bus>,
+    bus: Option<Bus>,
 }
 
 impl Hub {
-    /// A hub with the default stream already created.
-    pub fn new(config: StreamConfig, outbox_frames: usize, metrics: Arc<Metrics>) -> Hub {
+    /// A hub with the default stream already created; with a `bus`, what this node
+    /// sequences is also forwarded to the other nodes.
+    pub fn new(
+        config: StreamConfig,
+        outbox_frames: usize,
+        metrics: Arc<Metrics>,
+        bus: Option<Bus>,
+    ) -> Hub {
         let hub = Hub {
             config,
             outbox_frames,
             streams: RwLock::new(HashMap::new()),
             metrics,
-            bus: OnceLock::new(),
+            bus,
         };
         hub.stream_or_create(DEFAULT_STREAM)
             .expect("the default stream fits any stream limit >= 1");
         hub
-    }
-
-    /// Publishes what this node sequences on `bus` from now on.
-    pub fn set_bus(&self, bus: Bus) {
-        let _ = self.bus.set(bus);
     }
 
     /// The metrics every stream and session records to.
@@ -76,7 +84,7 @@ impl Hub {
     }
 
     /// The stream called `name`, if it exists.
-    pub fn stream(&self, name: &str) -> Option<Arc<Stream>> {
+    pub fn stream(&self, name: &str) -> Option<Arc<Channel>> {
         self.streams
             .read()
             .expect("stream map poisoned")
@@ -88,7 +96,7 @@ impl Hub {
     ///
     /// # Errors
     /// An invalid name, or the stream limit.
-    pub fn stream_or_create(&self, name: &str) -> Result<Arc<Stream>, HubError> {
+    pub fn stream_or_create(&self, name: &str) -> Result<Arc<Channel>, HubError> {
         if let Some(s) = self.stream(name) {
             return Ok(s);
         }
@@ -100,9 +108,9 @@ impl Hub {
         if streams.len() >= self.config.max_streams {
             return Err(HubError::TooManyStreams(self.config.max_streams));
         }
-        let stream = Arc::new(Stream::new(
+        let stream = Arc::new(Channel::new(
             name.to_owned(),
-            self.config.clone(),
+            &self.config,
             self.outbox_frames,
         ));
         streams.insert(name.to_owned(), stream.clone());
@@ -117,7 +125,7 @@ impl Hub {
     pub fn publish(&self, name: &str, state: State) -> Result<Published, HubError> {
         let stream = self.stream_or_create(name)?;
         let seq = stream.publish_and(state, &self.metrics, |sequenced| {
-            if let Some(bus) = self.bus.get() {
+            if let Some(bus) = &self.bus {
                 bus.forward(name, sequenced);
             }
         });
@@ -127,8 +135,27 @@ impl Hub {
         })
     }
 
+    /// Applies what other nodes sequenced, as it arrives from the bus, until the bus
+    /// closes.
+    pub async fn apply_remote(&self, mut inbound: Inbound) {
+        while let Some((name, update)) = inbound.recv().await {
+            self.metrics.bus_received();
+            match self.stream_or_create(&name) {
+                Ok(s) => {
+                    if !s.apply(update, &self.metrics) {
+                        self.metrics.bus_dropped(BusDrop::Stale);
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, stream = %name, "bus update for a stream this node cannot hold");
+                    self.metrics.bus_dropped(BusDrop::StreamLimit);
+                }
+            }
+        }
+    }
+
     /// Every stream, sorted by name.
-    pub fn streams(&self) -> Vec<Arc<Stream>> {
+    pub fn streams(&self) -> Vec<Arc<Channel>> {
         let mut all: Vec<_> = self
             .streams
             .read()
@@ -144,7 +171,7 @@ impl Hub {
     ///
     /// # Errors
     /// [`HubError::UnknownStream`] when no producer has created it.
-    pub fn subscribe_to(&self, name: &str) -> Result<Arc<Stream>, HubError> {
+    pub fn subscribe_to(&self, name: &str) -> Result<Arc<Channel>, HubError> {
         self.stream(name)
             .ok_or_else(|| HubError::UnknownStream(name.to_owned()))
     }
@@ -175,7 +202,8 @@ mod tests {
             history: 8,
             max_streams,
         };
-        Hub::new(config, 8, Arc::new(Metrics::new(false).unwrap()))
+        let metrics = Metrics::new(false, tokio_util::task::TaskTracker::new()).unwrap();
+        Hub::new(config, 8, Arc::new(metrics), None)
     }
 
     fn state() -> State {

@@ -3,9 +3,12 @@
 //! fails), [`Subscription`] adds reconnection with resume, and [`Publisher`] /
 //! [`IngestPublisher`] send states.
 //!
+//! Over TLS (`wss://`, `https://`) it trusts the system's roots, plus any given with
+//! [`TlsConfig::add_root_pem`] (a private CA, or a server's self-signed certificate).
+//!
 //! ```no_run
-//! # async fn demo() -> Result<(), phasecast::client::ClientError> {
-//! use phasecast::client::{SubscribeOptions, Subscriber};
+//! # async fn demo() -> Result<(), phasecast_client::ClientError> {
+//! use phasecast_client::{SubscribeOptions, Subscriber};
 //! let mut sub = Subscriber::connect(&SubscribeOptions::new("ws://127.0.0.1:8787")).await?;
 //! while let Some(frame) = sub.next_frame().await? {
 //!     let state = sub.state().expect("a frame was applied");
@@ -14,9 +17,16 @@
 //! # Ok(()) }
 //! ```
 
+mod tls;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, Stream, StreamExt};
+use phasecast_wire::{
+    codec::{self, ClientMessage, DecodeError, Encoding, Frame, FrameKind},
+    delta,
+    model::State,
+};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
     tungstenite::{
@@ -25,12 +35,7 @@ use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
 };
 
-use crate::{
-    codec::{self, ClientMessage, DecodeError, Encoding, Frame},
-    delta,
-    metrics::FrameKind,
-    model::State,
-};
+pub use tls::TlsConfig;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +63,9 @@ pub enum ClientError {
     /// A URL could not be built.
     #[error("invalid url: {0}")]
     Url(String),
+    /// A TLS root certificate could not be read.
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 /// How to subscribe.
@@ -80,6 +88,8 @@ pub struct SubscribeOptions {
     /// Other nodes serving the same streams: a [`Subscription`] that loses its
     /// connection tries the next URL in turn (`url` first, then these).
     pub fallback_urls: Vec<String>,
+    /// Roots trusted for `wss://`.
+    pub tls: TlsConfig,
 }
 
 impl SubscribeOptions {
@@ -94,6 +104,7 @@ impl SubscribeOptions {
             key: None,
             resume: None,
             fallback_urls: Vec::new(),
+            tls: TlsConfig::default(),
         }
     }
 
@@ -201,9 +212,14 @@ impl Subscriber {
             let value = HeaderValue::from_str(key).map_err(|e| ClientError::Url(e.to_string()))?;
             request.headers_mut().insert("x-api-key", value);
         }
-        let (socket, response) =
-            tokio_tungstenite::connect_async_with_config(request, Some(subscriber_config()), false)
-                .await?;
+        let connector = options.tls.connector();
+        let (socket, response) = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(subscriber_config()),
+            false,
+            Some(connector),
+        )
+        .await?;
         let encoding = options.encoding.unwrap_or_else(|| {
             response
                 .headers()
@@ -475,12 +491,24 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// A publisher to `base` (`http://host:port`), on `stream` (`None`: the default).
+    /// A publisher to `base` (`http://host:port` or `https://…`), on `stream` (`None`:
+    /// the default), trusting the system's TLS roots.
     pub fn new(
         base: &str,
         stream: Option<&str>,
         encoding: Encoding,
         key: Option<String>,
+    ) -> Publisher {
+        Publisher::with_tls(base, stream, encoding, key, &TlsConfig::default())
+    }
+
+    /// Like [`Publisher::new`], trusting the roots of `tls`.
+    pub fn with_tls(
+        base: &str,
+        stream: Option<&str>,
+        encoding: Encoding,
+        key: Option<String>,
+        tls: &TlsConfig,
     ) -> Publisher {
         let base = base.trim_end_matches('/');
         let url = match stream {
@@ -488,7 +516,7 @@ impl Publisher {
             Some(s) => format!("{base}/streams/{s}/state"),
         };
         Publisher {
-            http: reqwest::Client::new(),
+            http: tls.http_client(),
             url,
             encoding,
             key,
@@ -548,7 +576,10 @@ impl IngestPublisher {
             let value = HeaderValue::from_str(key).map_err(|e| ClientError::Url(e.to_string()))?;
             request.headers_mut().insert("x-api-key", value);
         }
-        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        let connector = TlsConfig::default().connector();
+        let (socket, _) =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
+                .await?;
         Ok(IngestPublisher { socket, encoding })
     }
 

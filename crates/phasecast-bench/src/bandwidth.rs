@@ -7,17 +7,18 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use crate::{
-    bench::{
-        chart::{self, Scale},
-        median,
-    },
+use phasecast::{
     codec::Encoding,
     config::StreamConfig,
     delta::Tolerance,
+    fanout::{Channel, Update},
     metrics::Metrics,
-    stream::{Stream, Update},
     workload::{Workload, NAMES},
+};
+
+use crate::{
+    chart::{self, Scale},
+    median,
 };
 
 /// `phasecast bandwidth` options.
@@ -80,8 +81,8 @@ fn bytes_per_frame(
         history: 4,
         max_streams: 1,
     };
-    let metrics = Metrics::new(false).map_err(|e| e.to_string())?;
-    let stream = Stream::new(workload.to_owned(), config, 4);
+    let metrics = Metrics::new(false, Default::default()).map_err(|e| e.to_string())?;
+    let stream = Channel::new(workload.to_owned(), &config, 4);
     let mut held: Option<Arc<Update>> = None;
     let mut total = 0usize;
     let mut oscillators = 0;

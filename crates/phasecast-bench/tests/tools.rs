@@ -1,16 +1,33 @@
 //! Smoke runs of the benchmark tools (seconds, few clients), so they cannot rot:
-//! `phasecast loadgen` against phasecast, its old API and nats-server, idle mode,
-//! `phasecast bench-report` on their output, and `phasecast bandwidth`.
+//! `loadgen` against phasecast, its old API and nats-server, idle mode, `bench-report`
+//! on their output, `bandwidth`, and the 30-second soak. `loadgen` and `soak` start the
+//! `phasecast` binary that cargo builds beside `phasecast-bench`
+//! (`cargo test --workspace` builds both).
+
+#![allow(missing_docs)]
 
 use std::process::Command;
 
-use crate::support::nats_available;
+/// Whether nats-server is installed; with `PHASECAST_REQUIRE_TOOLS` set it must be.
+fn nats_available() -> bool {
+    let found = Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found && std::env::var_os("PHASECAST_REQUIRE_TOOLS").is_some() {
+        panic!("nats-server is required (scripts/test.sh installs it)");
+    }
+    if !found {
+        eprintln!("skipping: nats-server is not installed (scripts/test.sh installs it)");
+    }
+    found
+}
 
 fn phasecast(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_phasecast"))
+    let out = Command::new(env!("CARGO_BIN_EXE_phasecast-bench"))
         .args(args)
         .output()
-        .expect("run phasecast");
+        .expect("run phasecast-bench");
     assert!(
         out.status.success(),
         "phasecast {args:?}: {}",
@@ -132,4 +149,62 @@ fn bandwidth_smoke() {
         "{table}"
     );
     assert!(table.contains("`kuramoto-32` | 32 |"), "{table}");
+}
+
+/// The 30-second soak (`phasecast soak`; the 10-minute run is in docs/benchmarks.md):
+/// churn, slow readers and readers that stop; at the end every steady subscriber is
+/// exact, every slow reader is exact or was dropped as too slow, the connection gauge
+/// matches the clients still connected, and descriptors are back down.
+#[test]
+fn thirty_second_soak() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phasecast-bench"))
+        .args([
+            "soak",
+            "--duration",
+            "30s",
+            "--steady",
+            "100",
+            "--slow",
+            "10",
+            "--json",
+        ])
+        .output()
+        .expect("run phasecast soak");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{r}");
+    assert_eq!(
+        r["steady_exact"], 100,
+        "every steady subscriber ends exact: {r}"
+    );
+    let slow = |k: &str| r[k].as_u64().unwrap();
+    assert_eq!(
+        slow("slow_exact") + slow("slow_dropped"),
+        10,
+        "a slow reader ends exact or dropped, never wrong: {r}"
+    );
+    assert_eq!(r["resyncs"], 0);
+    assert!(r["churned"].as_u64().unwrap() > 100, "{r}");
+    assert!(r["stuck"].as_u64().unwrap() >= 5, "{r}");
+    assert_eq!(
+        r["connections_end"][0], r["connections_end"][1],
+        "no connection left over: {r}"
+    );
+    assert_eq!(
+        r["tasks"][0], r["tasks"][1],
+        "as many server tasks after every client left as before the first: {r}"
+    );
+    assert!(
+        r["series"].as_array().unwrap().len() >= 3,
+        "a sample every 10 s: {r}"
+    );
+    let fds = &r["fds"];
+    assert!(
+        fds["end"].as_f64().unwrap() <= fds["start"].as_f64().unwrap() + 2.0,
+        "descriptors back down: {r}"
+    );
 }

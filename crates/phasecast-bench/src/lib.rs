@@ -1,17 +1,14 @@
-//! Benchmark tools behind `phasecast bandwidth`, `phasecast loadgen` (with its hostile
-//! clients),
-//! `phasecast bench-report` and `phasecast soak`: they drive the real stream, codec and server, and write
-//! the tables and charts in `docs/`.
+//! phasecast's measuring tools, behind the `phasecast-bench` binary: `bandwidth` (bytes
+//! per frame through the real stream and codec), `loadgen` (end-to-end load on real
+//! sockets, with hostile clients), `soak` (a bounded run under churn) and
+//! `bench-report` (the tables and charts in `docs/`). They measure the server from
+//! outside, as a user's clients would, so they live in a crate of their own.
 
-#[cfg(feature = "client")]
 pub mod attack;
 pub mod bandwidth;
 pub mod chart;
-#[cfg(feature = "client")]
 pub mod loadgen;
-#[cfg(feature = "client")]
 pub mod report;
-#[cfg(feature = "client")]
 pub mod soak;
 
 /// The median of the finite values (NaN when there are none): every figure in

@@ -3,18 +3,26 @@
 //! time the client drops its state, asks for a full frame, and never exposes a
 //! corrupt state.
 
+#![allow(missing_docs)]
+
+use std::{future::Future, time::Duration};
+
 use futures_util::{SinkExt, StreamExt};
-use phasecast::{
-    client::{SubscribeOptions, Subscriber},
-    codec::{self, ClientMessage, Encoding},
+use phasecast_client::{SubscribeOptions, Subscriber};
+use phasecast_wire::{
+    codec::{self, ClientMessage, Encoding, FrameKind},
     delta,
-    metrics::FrameKind,
     model::State,
 };
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::within;
+/// Fails the test instead of hanging when `fut` takes more than 30 s.
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
 
 fn state(step: u64) -> State {
     State {

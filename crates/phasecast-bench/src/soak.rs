@@ -20,17 +20,19 @@ use std::{
 use clap::Args;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
-use crate::{
-    bench::loadgen::{free_port, proc_sample, raise_fd_limit, wait_for_port, Spawned},
-    client::{IngestPublisher, SubscribeOptions, Subscriber},
-    codec::Encoding,
-    model::State,
-    workload::Workload,
+use phasecast::{codec::Encoding, model::State, workload::Workload};
+use phasecast_client::{IngestPublisher, SubscribeOptions, Subscriber};
+
+use crate::loadgen::{
+    free_port, proc_sample, raise_fd_limit, server_binary, wait_for_port, Spawned,
 };
 
 /// `phasecast soak` options.
 #[derive(Debug, Clone, Args)]
 pub struct SoakArgs {
+    /// The `phasecast` server binary to run (default: the one beside this tool).
+    #[arg(long)]
+    pub server_bin: Option<std::path::PathBuf>,
     /// How long the producer runs.
     #[arg(long, default_value = "10m")]
     pub duration: String,
@@ -167,7 +169,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakResult> {
     let duration = humantime::parse_duration(&args.duration)?;
     raise_fd_limit(args.steady + args.slow + 4096);
     let port = free_port()?;
-    let child = std::process::Command::new(std::env::current_exe()?)
+    let child = std::process::Command::new(server_binary(&args.server_bin)?)
         .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--producer-rate-limit", "0", "--connection-rate-limit", "0"])
         .args(["--socket-send-buffer", "64KiB"])

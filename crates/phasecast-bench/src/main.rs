@@ -1,0 +1,131 @@
+//! The `phasecast-bench` binary: the measuring tools behind `docs/benchmarks.md`.
+//!
+//! ```sh
+//! cargo run --release -p phasecast-bench -- bandwidth
+//! cargo build --release --workspace   # loadgen and soak start target/release/phasecast
+//! target/release/phasecast-bench loadgen --subscribers 1000 --format protobuf
+//! cargo run --release -p phasecast-bench -- bench-report target/bench/load.jsonl
+//! target/release/phasecast-bench soak --duration 30s
+//! ```
+//!
+//! `loadgen` and `soak` start the `phasecast` server binary that sits beside this one
+//! (build both: `cargo build --release --workspace`), or the one `--server-bin` names.
+
+use std::{io::IsTerminal, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use phasecast_bench::{bandwidth, loadgen, report, soak};
+use tracing_subscriber::EnvFilter;
+
+/// Measure phasecast: bytes per frame, end-to-end load, soak; report the results.
+#[derive(Parser)]
+#[command(name = "phasecast-bench", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print bytes per frame for every frame kind on the named workloads.
+    Bandwidth(bandwidth::BandwidthArgs),
+    /// Load a server (or nats-server) with a producer and many subscribers; report
+    /// latency, delivery, CPU and memory.
+    Loadgen(loadgen::LoadgenArgs),
+    /// Reduce `loadgen --out` results to medians, markdown tables and SVG charts.
+    BenchReport(report::ReportArgs),
+    /// Run a server for a while under churn, slow and stuck subscribers; check memory,
+    /// descriptors and every subscriber's final state.
+    Soak(soak::SoakArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // phasecast-client leaves reqwest without a crypto provider; plain clients here need one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+    let result = match cli.command {
+        Command::Bandwidth(args) => bandwidth(args),
+        Command::Loadgen(args) => loadgen(args),
+        Command::BenchReport(args) => bench_report(args),
+        Command::Soak(args) => soak(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("phasecast: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bandwidth(args: bandwidth::BandwidthArgs) -> anyhow::Result<()> {
+    let rows = bandwidth::measure(&args).map_err(anyhow::Error::msg)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", bandwidth::markdown(&rows, &args));
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, bandwidth::svg(&rows))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn loadgen(args: loadgen::LoadgenArgs) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let result = runtime.block_on(loadgen::run(&args))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!("{}", loadgen::summary(&result));
+    }
+    if let Some(path) = &args.out {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(file, "{}", serde_json::to_string(&result)?)?;
+    }
+    // Subscriber tasks may still be closing: do not wait for them.
+    runtime.shutdown_background();
+    Ok(())
+}
+
+fn bench_report(args: report::ReportArgs) -> anyhow::Result<()> {
+    let reports = report::load(&args.results)?;
+    print!("{}", report::markdown(&reports));
+    if let Some(dir) = &args.svg_dir {
+        report::write_charts(&reports, dir)?;
+    }
+    Ok(())
+}
+
+fn soak(args: soak::SoakArgs) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let result = runtime.block_on(soak::run(&args))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!("{}", soak::summary(&result));
+    }
+    runtime.shutdown_background();
+    Ok(())
+}
+
+/// The multi-threaded runtime every async subcommand runs on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}

@@ -1,0 +1,240 @@
+//! One subscriber's view of its stream: the slow-consumer policy, with no socket in
+//! it. Given what the subscriber holds, what it asked for ([`Wants`]: format, deltas,
+//! rate) and the updates waiting for it, a [`Feed`] returns the frames to write next:
+//!
+//! - **in step**: each update's shared in-step frame;
+//! - **several waiting**: all of them, to go out in one write;
+//! - **lagged past the outbox**: only the newest, as one catch-up delta from what the
+//!   subscriber holds (latest wins), the skipped states counted as conflated;
+//! - **`max_hz`**: at each slot, only the newest state, as a delta from what it holds;
+//! - **resync**: a full frame of the newest state;
+//! - **keyframes and shape changes**: full frames.
+//!
+//! The session (`transport/subscriber/session.rs`) only writes what it is given.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::extract::ws::Message;
+use tokio::{
+    sync::broadcast::{
+        self,
+        error::{RecvError, TryRecvError},
+    },
+    time::Instant,
+};
+
+use super::{Channel, Update};
+use crate::{
+    codec::{Encoding, FrameKind},
+    metrics::{DropReason, Metrics},
+};
+
+/// What a subscriber asked for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wants {
+    /// Frame encoding.
+    pub encoding: Encoding,
+    /// Deltas (`false`: full frames only).
+    pub deltas: bool,
+    /// Least time between frames (`max_hz`).
+    pub min_interval: Option<Duration>,
+}
+
+/// One frame to write.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The message (shared bytes).
+    pub message: Message,
+    /// Seq of the state it brings the subscriber to.
+    pub seq: u64,
+    /// Full or delta.
+    pub kind: FrameKind,
+    /// Its size in bytes.
+    pub len: usize,
+    /// When its state was accepted (for the broadcast latency, once written).
+    pub accepted_at: std::time::Instant,
+}
+
+/// Updates that arrived for a subscriber since it last looked.
+#[derive(Debug, Default)]
+pub struct Batch {
+    updates: Vec<Arc<Update>>,
+    /// Updates the subscriber fell too far behind to see (the ring overwrote them).
+    lagged: u64,
+}
+
+/// One subscriber's position in its stream and the policy that moves it.
+#[derive(Debug)]
+pub struct Feed {
+    channel: Arc<Channel>,
+    wants: Wants,
+    metrics: Arc<Metrics>,
+    /// This subscriber's cursor in the stream's broadcast ring.
+    updates: broadcast::Receiver<Arc<Update>>,
+    /// The update whose view the subscriber holds (after the frames handed out).
+    held: Option<Arc<Update>>,
+    /// The newest update seen.
+    newest: Option<Arc<Update>>,
+    /// The newest update seen but not yet sent (only with `max_hz`).
+    pending: Option<Arc<Update>>,
+    /// When the next frame may go (only with `max_hz`).
+    next_slot: Instant,
+    /// At most this many waiting updates are taken at once.
+    outbox: usize,
+}
+
+impl Feed {
+    /// Joins `channel` for a subscriber that wants `wants` and holds the state with
+    /// seq `resume`, if any. Counts the subscriber (and the resume, hit or miss).
+    pub fn join(
+        channel: Arc<Channel>,
+        wants: Wants,
+        resume: Option<u64>,
+        outbox: usize,
+        metrics: Arc<Metrics>,
+    ) -> Feed {
+        let joined = channel.join(resume);
+        metrics.subscriber_opened(resume.map(|_| joined.resume_from.is_some()));
+        Feed {
+            channel,
+            wants,
+            metrics,
+            updates: joined.updates,
+            held: joined.resume_from,
+            newest: joined.latest,
+            pending: None,
+            next_slot: Instant::now(),
+            outbox: outbox.max(1),
+        }
+    }
+
+    /// Seq of the state the subscriber holds once the frames handed out are written.
+    pub fn held_seq(&self) -> Option<u64> {
+        self.held.as_ref().map(|h| h.seq)
+    }
+
+    /// The first frame: the newest state at once (as a delta from a resumed state, or
+    /// full).
+    pub fn start(&mut self, now: Instant) -> Vec<Outgoing> {
+        let Some(latest) = self.newest.clone() else {
+            return Vec::new();
+        };
+        let frames = self.frames(&[latest]);
+        self.next_slot = self.after(now);
+        frames
+    }
+
+    /// Waits for the next updates (cancel-safe: for `select!`). `None` once the stream
+    /// is gone.
+    pub async fn recv(&mut self) -> Option<Batch> {
+        let mut batch = Batch::default();
+        match self.updates.recv().await {
+            Ok(u) => batch.updates.push(u),
+            Err(RecvError::Lagged(n)) => batch.lagged += n,
+            Err(RecvError::Closed) => return None,
+        }
+        // Everything else already waiting, up to the outbox, goes in the same write.
+        while batch.updates.len() < self.outbox {
+            match self.updates.try_recv() {
+                Ok(u) => batch.updates.push(u),
+                Err(TryRecvError::Lagged(n)) => batch.lagged += n,
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// The frames to write for `batch`, at `now`. Empty while a `max_hz` subscriber
+    /// waits for its slot ([`Feed::slot`]).
+    pub fn on_batch(&mut self, mut batch: Batch, now: Instant) -> Vec<Outgoing> {
+        if batch.lagged > 0 {
+            // Behind by more than the outbox: skip to the newest (latest wins).
+            let skipped = batch.lagged + batch.updates.len().saturating_sub(1) as u64;
+            self.metrics.dropped(DropReason::Conflated, skipped);
+            let keep = batch.updates.len().saturating_sub(1);
+            batch.updates.drain(..keep);
+        }
+        let Some(last) = batch.updates.last() else {
+            return Vec::new();
+        };
+        self.newest = Some(last.clone());
+        if self.wants.min_interval.is_some() {
+            // At the subscriber's own pace: only the newest state matters.
+            self.pending = batch.updates.pop();
+            if now < self.next_slot {
+                return Vec::new();
+            }
+            batch.updates.extend(self.pending.take());
+        }
+        let frames = self.frames(&batch.updates);
+        self.next_slot = self.after(now);
+        frames
+    }
+
+    /// When the state waiting for a `max_hz` slot is due, if one is waiting.
+    pub fn slot(&self) -> Option<Instant> {
+        self.pending.as_ref().map(|_| self.next_slot)
+    }
+
+    /// The slot came: the waiting state, if any.
+    pub fn on_slot(&mut self, now: Instant) -> Vec<Outgoing> {
+        let Some(due) = self.pending.take() else {
+            return Vec::new();
+        };
+        let frames = self.frames(&[due]);
+        self.next_slot = self.after(now);
+        frames
+    }
+
+    /// The subscriber asked for a full frame: forget what it holds and send the
+    /// newest state whole.
+    pub fn resync(&mut self) -> Vec<Outgoing> {
+        self.held = None;
+        match self.pending.take().or_else(|| self.newest.clone()) {
+            Some(latest) => self.frames(&[latest]),
+            None => Vec::new(),
+        }
+    }
+
+    fn after(&self, now: Instant) -> Instant {
+        now + self.wants.min_interval.unwrap_or_default()
+    }
+
+    /// The frames that bring the subscriber from what it holds through `updates`,
+    /// counted as sent; afterwards it holds the last of them.
+    fn frames(&mut self, updates: &[Arc<Update>]) -> Vec<Outgoing> {
+        let encoding = self.wants.encoding;
+        let mut out = Vec::with_capacity(updates.len());
+        for update in updates {
+            if self.held.as_ref().is_some_and(|h| h.seq >= update.seq) {
+                continue;
+            }
+            let frame = if self.wants.deltas {
+                update.frame_for(encoding, self.held.as_deref(), &self.metrics)
+            } else {
+                update.full(encoding, &self.metrics)
+            };
+            let full_len = self.channel.full_len(
+                encoding,
+                (frame.kind == FrameKind::Full).then_some(frame.len),
+            );
+            self.metrics
+                .frame_sent(encoding, frame.kind, frame.len, full_len);
+            out.push(Outgoing {
+                message: frame.message,
+                seq: update.seq,
+                kind: frame.kind,
+                len: frame.len,
+                accepted_at: update.accepted_at,
+            });
+            self.held = Some(update.clone());
+        }
+        out
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.channel.leave();
+    }
+}

@@ -1,0 +1,20 @@
+//! Fan-out: from one stream's sequenced states to the frames each subscriber writes.
+//!
+//! - [`Channel`] (`channel.rs`): one stream's lock, history ring and broadcast ring;
+//!   publishing never waits on a subscriber.
+//! - [`Update`] (`update.rs`): one accepted state, shared by every subscriber, with its
+//!   frames encoded once per format and kind and cached; the one place that decides
+//!   whether a delta is worth sending.
+//! - [`Feed`] (`feed.rs`): one subscriber's cursor and the slow-consumer policy (in
+//!   step, batching, conflation, `max_hz`, resync), with no socket in it.
+
+mod channel;
+mod feed;
+mod update;
+
+pub use channel::{Channel, Head, Joined};
+pub use feed::{Batch, Feed, Outgoing, Wants};
+pub use update::{message, Encoded, Update};
+
+#[cfg(test)]
+mod tests;

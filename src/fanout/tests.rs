@@ -1,0 +1,434 @@
+//! The slow-consumer policy and the shared encodings, without sockets: a real
+//! [`Channel`] publishes, a [`Feed`] decides, and the frames it hands out are decoded
+//! and applied as a client would.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::time::Instant;
+
+use super::*;
+use crate::{
+    codec::{self, Encoding, Frame, FrameKind},
+    config::StreamConfig,
+    delta::{self, Tolerance},
+    metrics::Metrics,
+    model::State,
+};
+
+fn config(eps: f64, keyframe_interval: u64, history: usize) -> StreamConfig {
+    StreamConfig {
+        tolerance: Tolerance::new(eps).unwrap(),
+        keyframe_interval,
+        history,
+        max_streams: 8,
+    }
+}
+
+/// A state in which the first eight phases move every step.
+fn state(step: u64, n: usize) -> State {
+    State {
+        step,
+        phases: (0..n)
+            .map(|i| i as f64 + if i < 8 { step as f64 * 0.01 } else { 0.0 })
+            .collect(),
+        spins: vec![1; n],
+        energy: step as f64,
+        timestamp: None,
+    }
+}
+
+fn metrics() -> Arc<Metrics> {
+    Arc::new(Metrics::new(true, tokio_util::task::TaskTracker::new()).unwrap())
+}
+
+/// A counter's value in the metrics scrape.
+fn counter(m: &Metrics, name_and_labels: &str) -> f64 {
+    m.render()
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// What a client holds after applying `frames` to `held`.
+fn apply(held: &mut Option<State>, frames: &[Outgoing], e: Encoding) {
+    for f in frames {
+        let bytes = f.message.clone().into_data();
+        match codec::decode_frame(e, &bytes).unwrap() {
+            Frame::Full { state, .. } => *held = Some(state),
+            Frame::Delta(d) => delta::apply(held.as_mut().unwrap(), &d).unwrap(),
+        }
+    }
+}
+
+fn wants(encoding: Encoding) -> Wants {
+    Wants {
+        encoding,
+        deltas: true,
+        min_interval: None,
+    }
+}
+
+struct Setup {
+    channel: Arc<Channel>,
+    metrics: Arc<Metrics>,
+}
+
+impl Setup {
+    fn new(eps: f64, keyframe_interval: u64, outbox: usize) -> Setup {
+        Setup {
+            channel: Arc::new(Channel::new(
+                "t".into(),
+                &config(eps, keyframe_interval, 64),
+                outbox,
+            )),
+            metrics: metrics(),
+        }
+    }
+
+    fn publish(&self, step: u64, n: usize) -> u64 {
+        self.channel.publish(state(step, n), &self.metrics)
+    }
+
+    fn feed(&self, wants: Wants, resume: Option<u64>, outbox: usize) -> Feed {
+        Feed::join(
+            self.channel.clone(),
+            wants,
+            resume,
+            outbox,
+            self.metrics.clone(),
+        )
+    }
+
+    fn view(&self, seq: u64) -> State {
+        let h = self.channel.history();
+        h.iter().find(|u| u.seq == seq).unwrap().view.clone()
+    }
+}
+
+/// Takes what is waiting now (the updates are already in the ring) and returns the
+/// frames the feed hands out for it at `now`.
+async fn take(feed: &mut Feed, now: Instant) -> Vec<Outgoing> {
+    let batch = tokio::time::timeout(Duration::from_secs(1), feed.recv())
+        .await
+        .expect("an update waits")
+        .expect("the stream is open");
+    feed.on_batch(batch, now)
+}
+
+#[tokio::test]
+async fn in_step_each_update_is_its_shared_delta() {
+    let s = Setup::new(1e-3, 1000, 64);
+    s.publish(0, 64);
+    for e in Encoding::ALL {
+        let mut feed = s.feed(wants(e), None, 64);
+        let mut held = None;
+        let first = feed.start(Instant::now());
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].kind, FrameKind::Full);
+        apply(&mut held, &first, e);
+        let mut other = s.feed(wants(e), None, 64);
+        other.start(Instant::now());
+        for _ in 0..5 {
+            let seq = s.publish(s.channel.head().seq + 1, 64);
+            let frames = take(&mut feed, Instant::now()).await;
+            let theirs = take(&mut other, Instant::now()).await;
+            assert_eq!(frames.len(), 1);
+            assert_eq!((frames[0].seq, frames[0].kind), (seq, FrameKind::Delta));
+            apply(&mut held, &frames, e);
+            assert_eq!(held.as_ref(), Some(&s.view(seq)));
+            // Two subscribers in step share the same bytes, not two encodings.
+            assert_eq!(
+                frames[0].message.clone().into_data().as_ptr(),
+                theirs[0].message.clone().into_data().as_ptr()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn several_waiting_go_out_in_one_batch() {
+    let s = Setup::new(1e-3, 1000, 64);
+    s.publish(0, 32);
+    let e = Encoding::Protobuf;
+    let mut feed = s.feed(wants(e), None, 64);
+    let mut held = None;
+    apply(&mut held, &feed.start(Instant::now()), e);
+    for step in 1..=5 {
+        s.publish(step, 32);
+    }
+    let frames = take(&mut feed, Instant::now()).await;
+    let seqs: Vec<u64> = frames.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
+    assert!(frames.iter().all(|f| f.kind == FrameKind::Delta));
+    apply(&mut held, &frames, e);
+    assert_eq!(held.unwrap(), s.view(6));
+    assert_eq!(
+        counter(
+            &s.metrics,
+            "mcp_pcc_messages_dropped_total{reason=\"conflated\"}"
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn lagged_past_the_outbox_skips_to_the_newest_with_one_catch_up_delta() {
+    let outbox = 4;
+    let s = Setup::new(1e-3, 1000, outbox);
+    s.publish(0, 64);
+    for e in Encoding::ALL {
+        let mut feed = s.feed(wants(e), None, outbox);
+        let mut held = None;
+        apply(&mut held, &feed.start(Instant::now()), e);
+        let from = s.channel.head().seq;
+        let before = counter(
+            &s.metrics,
+            "mcp_pcc_messages_dropped_total{reason=\"conflated\"}",
+        );
+        // Ten states while the subscriber does not read: the ring holds four.
+        for _ in 0..10 {
+            s.publish(s.channel.head().seq + 1, 64);
+        }
+        let newest = s.channel.head().seq;
+        let frames = take(&mut feed, Instant::now()).await;
+        assert_eq!(frames.len(), 1, "only the newest");
+        assert_eq!((frames[0].seq, frames[0].kind), (newest, FrameKind::Delta));
+        let bytes = frames[0].message.clone().into_data();
+        let Frame::Delta(d) = codec::decode_frame(e, &bytes).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(d.base_seq, from, "a catch-up delta from what it holds");
+        apply(&mut held, &frames, e);
+        assert_eq!(held.unwrap(), s.view(newest));
+        let after = counter(
+            &s.metrics,
+            "mcp_pcc_messages_dropped_total{reason=\"conflated\"}",
+        );
+        assert_eq!(after - before, 9.0, "the nine skipped states are counted");
+    }
+}
+
+#[tokio::test]
+async fn max_hz_sends_the_newest_state_at_each_slot() {
+    let s = Setup::new(1e-3, 1000, 64);
+    s.publish(0, 32);
+    let e = Encoding::Json;
+    let interval = Duration::from_millis(100);
+    let mut feed = s.feed(
+        Wants {
+            min_interval: Some(interval),
+            ..wants(e)
+        },
+        None,
+        64,
+    );
+    let t0 = Instant::now();
+    let mut held = None;
+    apply(&mut held, &feed.start(t0), e);
+    assert_eq!(feed.slot(), None, "nothing waits yet");
+    // Three states inside the first interval: nothing goes out, the newest waits.
+    for step in 1..=3 {
+        s.publish(step, 32);
+        let frames = take(&mut feed, t0 + Duration::from_millis(10 * step)).await;
+        assert!(frames.is_empty());
+    }
+    assert_eq!(feed.slot(), Some(t0 + interval));
+    let frames = feed.on_slot(t0 + interval);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        frames[0].seq, 4,
+        "the newest, as one delta over the skipped two"
+    );
+    apply(&mut held, &frames, e);
+    assert_eq!(held.as_ref(), Some(&s.view(4)));
+    assert_eq!(feed.slot(), None);
+    // A state after the slot has passed goes out at once.
+    s.publish(4, 32);
+    let later = t0 + interval * 3;
+    let frames = take(&mut feed, later).await;
+    assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![5]);
+    // States skipped for max_hz are not conflation drops.
+    assert_eq!(
+        counter(
+            &s.metrics,
+            "mcp_pcc_messages_dropped_total{reason=\"conflated\"}"
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn resync_sends_the_newest_state_whole() {
+    let s = Setup::new(1e-3, 1000, 64);
+    s.publish(0, 32);
+    let e = Encoding::Protobuf;
+    let mut feed = s.feed(wants(e), None, 64);
+    feed.start(Instant::now());
+    s.publish(1, 32);
+    take(&mut feed, Instant::now()).await;
+    let frames = feed.resync();
+    assert_eq!(frames.len(), 1);
+    assert_eq!((frames[0].seq, frames[0].kind), (2, FrameKind::Full));
+    let mut held = None;
+    apply(&mut held, &frames, e);
+    assert_eq!(held.unwrap(), s.view(2));
+    // And in step again from there.
+    s.publish(2, 32);
+    let frames = take(&mut feed, Instant::now()).await;
+    assert_eq!(frames[0].kind, FrameKind::Delta);
+}
+
+#[tokio::test]
+async fn keyframes_and_shape_changes_are_full_frames() {
+    let s = Setup::new(1e-3, 3, 64);
+    s.publish(0, 32);
+    let e = Encoding::Json;
+    let mut feed = s.feed(wants(e), None, 64);
+    let mut held = None;
+    apply(&mut held, &feed.start(Instant::now()), e);
+    let mut kinds = Vec::new();
+    for step in 1..=6 {
+        // Step 5 changes the number of oscillators.
+        s.publish(step, if step == 5 { 16 } else { 32 });
+        let frames = take(&mut feed, Instant::now()).await;
+        apply(&mut held, &frames, e);
+        assert_eq!(held.as_ref(), Some(&s.view(frames[0].seq)));
+        kinds.push((frames[0].seq, frames[0].kind));
+    }
+    use FrameKind::{Delta, Full};
+    // Seq 4: the schedule (every 3); 6: a shape change; 7: the change back.
+    assert_eq!(
+        kinds,
+        vec![
+            (2, Delta),
+            (3, Delta),
+            (4, Full),
+            (5, Delta),
+            (6, Full),
+            (7, Full)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn resume_starts_with_a_delta_from_the_state_held_and_full_frames_only_when_asked() {
+    let s = Setup::new(1e-3, 1000, 64);
+    for step in 0..10 {
+        s.publish(step, 32);
+    }
+    let e = Encoding::Protobuf;
+    let mut resumed = s.feed(wants(e), Some(4), 64);
+    let frames = resumed.start(Instant::now());
+    assert_eq!((frames[0].seq, frames[0].kind), (10, FrameKind::Delta));
+    let mut held = Some(s.view(4));
+    apply(&mut held, &frames, e);
+    assert_eq!(held.unwrap(), s.view(10));
+    let mut full_only = s.feed(
+        Wants {
+            deltas: false,
+            ..wants(e)
+        },
+        None,
+        64,
+    );
+    full_only.start(Instant::now());
+    s.publish(10, 32);
+    let frames = take(&mut full_only, Instant::now()).await;
+    assert_eq!(frames[0].kind, FrameKind::Full);
+    assert_eq!(
+        counter(&s.metrics, "phasecast_resumes_total{result=\"hit\"}"),
+        1.0
+    );
+}
+
+/// Subscribers in step share one encoding per format: a thousand of them get the
+/// same bytes, not a thousand encodings; catch-up deltas from one base are shared too.
+#[test]
+fn subscribers_in_step_share_one_encoding_per_format() {
+    let m = metrics();
+    let c = Channel::new("t".into(), &config(1e-3, 100, 8), 8);
+    c.publish(state(1, 64), &m);
+    let prev = c.latest().unwrap();
+    c.publish(state(2, 64), &m);
+    let next = c.latest().unwrap();
+    for e in Encoding::ALL {
+        let frames: Vec<_> = (0..1000)
+            .map(|_| next.frame_for(e, Some(&prev), &m))
+            .collect();
+        let first = frames[0].message.clone().into_data();
+        assert_eq!(frames[0].kind, FrameKind::Delta);
+        for f in &frames {
+            assert_eq!(f.message.clone().into_data().as_ptr(), first.as_ptr());
+        }
+        let a = next.full(e, &m);
+        let b = next.full(e, &m);
+        assert_eq!(
+            a.message.into_data().as_ptr(),
+            b.message.into_data().as_ptr()
+        );
+    }
+    c.publish(state(3, 64), &m);
+    let third = c.latest().unwrap();
+    for e in Encoding::ALL {
+        let a = third.frame_for(e, Some(&prev), &m);
+        let b = third.frame_for(e, Some(&prev), &m);
+        assert_eq!(a.kind, FrameKind::Delta);
+        assert_eq!(
+            a.message.into_data().as_ptr(),
+            b.message.into_data().as_ptr()
+        );
+    }
+}
+
+/// Where every phase moves (ε = 0), a delta is not smaller than the full frame: each
+/// encoding sends the full frame, decided once per update.
+#[test]
+fn a_delta_that_saves_nothing_is_sent_as_the_full_frame() {
+    let m = metrics();
+    let c = Channel::new("t".into(), &config(0.0, 100, 8), 8);
+    let dense = |step: u64| State {
+        phases: (0..32).map(|i| i as f64 + step as f64 * 0.37).collect(),
+        ..state(step, 32)
+    };
+    c.publish(dense(1), &m);
+    let prev = c.latest().unwrap();
+    c.publish(dense(2), &m);
+    let next = c.latest().unwrap();
+    for e in Encoding::ALL {
+        let f = next.frame_for(e, Some(&prev), &m);
+        assert_eq!(f.kind, FrameKind::Full, "{e}");
+        assert_eq!(
+            f.message.into_data().as_ptr(),
+            next.full(e, &m).message.into_data().as_ptr()
+        );
+    }
+}
+
+#[test]
+fn join_finds_resume_points_only_in_the_history() {
+    let m = metrics();
+    let c = Channel::new("t".into(), &config(0.0, 100, 4), 8);
+    for step in 1..=10 {
+        c.publish(state(step, 8), &m);
+    }
+    assert_eq!(c.join(Some(7)).resume_from.unwrap().seq, 7);
+    assert_eq!(c.join(Some(10)).resume_from.unwrap().seq, 10);
+    assert!(c.join(Some(6)).resume_from.is_none());
+    assert!(c.join(Some(11)).resume_from.is_none());
+    assert_eq!(c.head().seq, 10);
+}
+
+#[test]
+fn apply_ignores_duplicates_and_late_arrivals() {
+    let m = metrics();
+    let origin = Channel::new("t".into(), &config(0.0, 100, 8), 8);
+    let other = Channel::new("t".into(), &config(0.0, 100, 8), 8);
+    let mut sent = Vec::new();
+    origin.publish_and(state(1, 4), &m, |s| sent.push(s.clone()));
+    origin.publish_and(state(2, 4), &m, |s| sent.push(s.clone()));
+    assert!(other.apply(sent[0].clone(), &m));
+    assert!(!other.apply(sent[0].clone(), &m));
+    assert!(other.apply(sent[1].clone(), &m));
+    assert!(!other.apply(sent[0].clone(), &m));
+    assert_eq!(other.head().seq, 2);
+}

@@ -1,0 +1,279 @@
+//! What every WebSocket peer, subscriber or producer, shares: a [`Peer`] wraps the
+//! socket with its keep-alive clock (a ping every `PCC_PING_INTERVAL`; a peer silent
+//! for two intervals is closed), its message budget (`PCC_CLIENT_MESSAGE_RATE`), the
+//! shutdown token, read errors sorted by what the peer is told, and the close
+//! handshake. The subscriber and producer sessions only see the data messages.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use super::limit::Bucket;
+use crate::config::ConnectionConfig;
+
+/// Close reason (with 1008) for a peer silent for two ping intervals.
+const SILENT: &str = "no pong within two ping intervals";
+
+/// Close reason (with 1008) for a peer that sends more messages a second than allowed.
+const FLOODING: &str = "more messages a second than PCC_CLIENT_MESSAGE_RATE allows";
+
+/// Which of a peer's messages count against the client message rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Budget {
+    /// Every message (subscribers: they send only control messages).
+    AllMessages,
+    /// Pings and pongs only (producers: their states have a rate limit of their own).
+    ControlOnly,
+}
+
+/// How a peer's connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// The peer closed or went away.
+    Left,
+    /// The server is shutting down (the peer was sent 1001).
+    Shutdown,
+    /// Silent for two ping intervals (sent 1008).
+    Silent,
+    /// Over the message rate (sent 1008).
+    Flooding,
+    /// A message over the size limit (sent 1009).
+    TooBig,
+    /// A protocol violation (sent 1002).
+    Protocol,
+    /// A ping could not be written within the send timeout.
+    Unwritable,
+}
+
+/// What happened on a peer's side, from [`Peer::next`].
+#[derive(Debug)]
+pub(super) enum Event {
+    /// A data message (text or binary) within the budget.
+    Data(Message),
+    /// Keep-alive and control traffic was handled; nothing for the session.
+    Handled,
+    /// The connection is over (its close frame, if any, was sent).
+    Ended(Ending),
+}
+
+/// Something [`Peer::poll`] saw, before any I/O in answer to it.
+pub(super) enum Seen {
+    Shutdown,
+    Incoming(Option<Result<Message, axum::Error>>),
+    PingDue,
+}
+
+/// One WebSocket peer and what it owes the server.
+pub(super) struct Peer {
+    socket: WebSocket,
+    shutdown: CancellationToken,
+    send_timeout: Duration,
+    budget: Budget,
+    /// The reason given with 1009 when the peer sends a message over the size limit.
+    too_big: &'static str,
+    interval: Duration,
+    ping: tokio::time::Interval,
+    last_heard: Instant,
+    rate: u32,
+    bucket: Bucket,
+}
+
+impl Peer {
+    /// A peer that just connected: heard now, first ping one interval from now.
+    pub(super) fn new(
+        socket: WebSocket,
+        config: &ConnectionConfig,
+        shutdown: CancellationToken,
+        send_timeout: Duration,
+        budget: Budget,
+        too_big: &'static str,
+    ) -> Peer {
+        let interval = config.ping_interval;
+        Peer {
+            socket,
+            shutdown,
+            send_timeout,
+            budget,
+            too_big,
+            interval,
+            ping: tokio::time::interval_at(tokio::time::Instant::now() + interval, interval),
+            last_heard: Instant::now(),
+            rate: config.client_message_rate,
+            bucket: Bucket::new(config.client_message_rate),
+        }
+    }
+
+    /// The socket, for writing frames.
+    pub(super) fn socket(&mut self) -> &mut WebSocket {
+        &mut self.socket
+    }
+
+    /// The next event on the peer's side, its answer (a ping, a close handshake)
+    /// written. Not cancel-safe: where other work races the peer in `select!`, race
+    /// [`Peer::poll`] and [`Peer::answer`] what it saw in the arm.
+    pub(super) async fn next(&mut self) -> Event {
+        let seen = self.poll().await;
+        self.answer(seen).await
+    }
+
+    /// Waits for the shutdown, a message, or the ping slot. Cancel-safe: nothing is
+    /// written, and nothing seen is lost to a cancellation.
+    pub(super) async fn poll(&mut self) -> Seen {
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => Seen::Shutdown,
+            m = self.socket.recv() => Seen::Incoming(m),
+            _ = self.ping.tick() => Seen::PingDue,
+        }
+    }
+
+    /// Answers what [`Peer::poll`] saw: closes, pings, or hands on a data message.
+    pub(super) async fn answer(&mut self, seen: Seen) -> Event {
+        let message = match seen {
+            Seen::Shutdown => {
+                self.close(1001, "server shutting down").await;
+                return Event::Ended(Ending::Shutdown);
+            }
+            Seen::PingDue => return self.keep_alive().await,
+            Seen::Incoming(None) => return Event::Ended(Ending::Left),
+            Seen::Incoming(Some(Err(e))) => return self.refuse(ReadError::from(e)).await,
+            Seen::Incoming(Some(Ok(m))) => m,
+        };
+        self.last_heard = Instant::now();
+        if let Message::Close(_) = message {
+            let _ = timeout(Duration::from_secs(1), self.socket.flush()).await;
+            return Event::Ended(Ending::Left);
+        }
+        let control = matches!(message, Message::Ping(_) | Message::Pong(_));
+        let counted = control || self.budget == Budget::AllMessages;
+        if counted && !self.within_rate() {
+            tracing::debug!("peer over the client message rate");
+            self.close(1008, FLOODING).await;
+            return Event::Ended(Ending::Flooding);
+        }
+        if control {
+            Event::Handled
+        } else {
+            Event::Data(message)
+        }
+    }
+
+    /// The ping slot came: ping, or close a peer that has been silent for two.
+    async fn keep_alive(&mut self) -> Event {
+        if self.last_heard.elapsed() > self.interval * 2 {
+            tracing::debug!("peer silent for two ping intervals");
+            self.close(1008, SILENT).await;
+            return Event::Ended(Ending::Silent);
+        }
+        match timeout(
+            self.send_timeout,
+            self.socket.send(Message::Ping(Default::default())),
+        )
+        .await
+        {
+            Ok(Ok(())) => Event::Handled,
+            Ok(Err(_)) => Event::Ended(Ending::Left),
+            Err(_) => Event::Ended(Ending::Unwritable),
+        }
+    }
+
+    /// Counts one message against the rate; false when the peer is over it.
+    fn within_rate(&mut self) -> bool {
+        self.rate == 0 || self.bucket.take(self.rate, Instant::now()).is_ok()
+    }
+
+    /// Ends the connection after a read error: a message over the size limit gets
+    /// 1009, a protocol violation 1002; a peer that went away is just gone.
+    async fn refuse(&mut self, error: ReadError) -> Event {
+        tracing::debug!(%error, "peer read failed");
+        match error {
+            ReadError::TooBig(_) => {
+                self.close(1009, self.too_big).await;
+                Event::Ended(Ending::TooBig)
+            }
+            ReadError::Protocol(_) => {
+                self.close(1002, "protocol error").await;
+                Event::Ended(Ending::Protocol)
+            }
+            ReadError::Gone(_) => Event::Ended(Ending::Left),
+        }
+    }
+
+    /// Sends a close frame, waiting at most a second in all.
+    pub(super) async fn close(&mut self, code: u16, reason: &'static str) {
+        close_within(&mut self.socket, code, reason, Duration::from_secs(1)).await;
+    }
+
+    /// Sends a close frame to a peer whose socket is probably full, waiting `wait`.
+    pub(super) async fn close_briefly(&mut self, code: u16, reason: &'static str, wait: Duration) {
+        close_within(&mut self.socket, code, reason, wait).await;
+    }
+}
+
+/// Sends a close frame, then reads what the peer still sends until its own close, a
+/// pause, or a bounded number of messages, waiting at most `wait` in all. Dropping a
+/// socket with unread bytes in it resets the connection, and a peer that had just sent
+/// a few more messages would never read the close frame and its reason. A quiet peer
+/// costs at most the pause; a flood is read only so far, then reset.
+pub(super) async fn close_within(
+    socket: &mut WebSocket,
+    code: u16,
+    reason: &'static str,
+    wait: Duration,
+) {
+    const PAUSE: Duration = Duration::from_millis(100);
+    const MAX_DRAINED: usize = 256;
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = timeout(wait, async {
+        if socket.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        for _ in 0..MAX_DRAINED {
+            match timeout(PAUSE, socket.recv()).await {
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None | Some(Err(_))) | Err(_) => return,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    })
+    .await;
+}
+
+/// A failed read from a WebSocket, sorted by what the peer is told.
+#[derive(Debug)]
+enum ReadError {
+    /// A message over the size limit: close 1009.
+    TooBig(String),
+    /// A WebSocket protocol violation: close 1002.
+    Protocol(String),
+    /// The peer went away or the socket failed: nobody to tell.
+    Gone(String),
+}
+
+impl From<axum::Error> for ReadError {
+    fn from(error: axum::Error) -> ReadError {
+        match error.into_inner().downcast::<tungstenite::Error>() {
+            Ok(e) => match *e {
+                tungstenite::Error::Capacity(e) => ReadError::TooBig(e.to_string()),
+                tungstenite::Error::Protocol(e) => ReadError::Protocol(e.to_string()),
+                other => ReadError::Gone(other.to_string()),
+            },
+            Err(other) => ReadError::Gone(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::TooBig(e) => write!(f, "message too big: {e}"),
+            ReadError::Protocol(e) => write!(f, "protocol error: {e}"),
+            ReadError::Gone(e) => write!(f, "{e}"),
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The producer path: `POST /pcc_state` (the old API), `POST /streams/{name}/state`
+//! and the producer WebSocket `GET /ingest`. Each state is checked (key, rate, size),
+//! decoded, validated and published on its stream; the answer never waits on a
+//! subscriber. On `/ingest` accepted states get no answer, rejected ones a JSON text
+//! `{"ok":false,"error":…,"field":…,"step":…}`, and the connection stays open.
+
+use std::{net::SocketAddr, time::Instant};
+
+use axum::{
+    body::Bytes,
+    extract::{
+        rejection::{BytesRejection, QueryRejection},
+        ws::{Message, WebSocket, WebSocketUpgrade},
+        ConnectInfo, Path, Query, State,
+    },
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::{sync::OwnedSemaphorePermit, time::timeout};
+use tracing::info;
+
+use super::{
+    access::producer_authorized,
+    limit::Bucket,
+    peer::{Budget, Ending, Event, Peer},
+    ApiError, AppState,
+};
+use crate::{
+    codec::{self, Encoding},
+    hub::{validate_stream_name, Published, DEFAULT_STREAM},
+    metrics::RejectReason,
+};
+
+/// Decodes, validates and publishes one producer state; shared by the HTTP routes
+/// and the producer WebSocket.
+fn ingest_state(
+    app: &AppState,
+    stream: &str,
+    encoding: Encoding,
+    body: &[u8],
+) -> Result<(Published, u64), ApiError> {
+    let started = Instant::now();
+    let state = codec::decode_state(encoding, body)?;
+    state.validate(&app.config.producer.limits)?;
+    let step = state.step;
+    let published = app.hub.publish(stream, state)?;
+    app.metrics.state_received(started.elapsed());
+    Ok((published, step))
+}
+
+/// The encoding of a request body, from its content type (JSON unless it says protobuf).
+fn body_encoding(headers: &HeaderMap) -> Encoding {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let ct = ct.split(';').next().unwrap_or("").trim();
+    if ct.eq_ignore_ascii_case("application/x-protobuf")
+        || ct.eq_ignore_ascii_case("application/protobuf")
+        || ct.eq_ignore_ascii_case("application/vnd.google.protobuf")
+    {
+        Encoding::Protobuf
+    } else {
+        Encoding::Json
+    }
+}
+
+async fn publish(
+    app: AppState,
+    peer: SocketAddr,
+    stream: &str,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = (|| {
+        if !producer_authorized(app.config.producer.api_key.as_deref(), &headers) {
+            return Err(ApiError::Unauthorized);
+        }
+        app.http_rate
+            .check(peer.ip())
+            .map_err(|retry_after| ApiError::RateLimited {
+                rate: app.http_rate.rate(),
+                retry_after,
+            })?;
+        let body = body.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(app.config.producer.max_body_bytes)
+            } else {
+                ApiError::Malformed(format!("could not read the body: {r}"))
+            }
+        })?;
+        ingest_state(&app, stream, body_encoding(&headers), &body)
+    })();
+    match result {
+        Ok((published, step)) => Json(json!({
+            "ok": true,
+            "seq": published.seq,
+            "step": step,
+            "clients": published.subscribers,
+            "processing_time_ms": started.elapsed().as_secs_f64() * 1000.0,
+        }))
+        .into_response(),
+        Err(e) => {
+            if let Some(reason) = e.reject_reason() {
+                app.metrics.input_rejected(reason);
+            }
+            e.into_response()
+        }
+    }
+}
+
+/// `POST /pcc_state`: the old API, onto the default stream.
+pub(super) async fn publish_default(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    publish(app, peer, DEFAULT_STREAM, headers, body).await
+}
+
+/// `POST /streams/{name}/state`.
+pub(super) async fn publish_named(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    publish(app, peer, &name, headers, body).await
+}
+
+/// `/ingest` query parameters.
+#[derive(Debug, Deserialize)]
+pub(super) struct IngestQuery {
+    stream: Option<String>,
+}
+
+/// `GET /ingest`: checks the key, the stream name and the producer limit, then upgrades.
+pub(super) async fn connect(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<Query<IngestQuery>, QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let prepared = (|| {
+        if !producer_authorized(app.config.producer.api_key.as_deref(), &headers) {
+            return Err(ApiError::Unauthorized);
+        }
+        let Query(query) = query.map_err(|e| ApiError::BadParameter {
+            name: "query",
+            reason: e.body_text(),
+        })?;
+        let stream = query.stream.unwrap_or_else(|| DEFAULT_STREAM.to_owned());
+        validate_stream_name(&stream)?;
+        let permit = app
+            .producer_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                ApiError::Unavailable(format!(
+                    "producer limit of {} reached (PCC_MAX_PRODUCERS)",
+                    app.config.producer.max_producers
+                ))
+            })?;
+        Ok((stream, permit))
+    })();
+    let (stream, permit) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(reason) = e.reject_reason() {
+                app.metrics.input_rejected(reason);
+            }
+            return e.into_response();
+        }
+    };
+    let max = app.config.producer.max_body_bytes;
+    let tracker = app.tracker.clone();
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            tracker.track_future(
+                Producer {
+                    app,
+                    peer,
+                    stream,
+                    _permit: permit,
+                }
+                .run(socket),
+            )
+        })
+}
+
+/// One producer's connection.
+struct Producer {
+    app: AppState,
+    peer: SocketAddr,
+    stream: String,
+    /// A producer slot, released when the connection ends.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Producer {
+    async fn run(self, socket: WebSocket) {
+        info!(peer = %self.peer, stream = %self.stream, "producer connected");
+        self.app.metrics.producer_connected(true);
+        // Keep-alive: a producer silent (no state, no pong) for two intervals is closed,
+        // so a dead peer does not hold a producer slot. States have their own rate
+        // limit; pings and pongs count against the client message rate.
+        let mut peer = Peer::new(
+            socket,
+            &self.app.config.connection,
+            self.app.shutdown.clone(),
+            self.app.config.subscriber.send_timeout,
+            Budget::ControlOnly,
+            "message too big: over PCC_MAX_BODY_BYTES",
+        );
+        let accepted = self.drive(&mut peer).await;
+        self.app.metrics.producer_connected(false);
+        info!(peer = %self.peer, stream = %self.stream, accepted, "producer disconnected");
+    }
+
+    /// Returns how many states were accepted.
+    async fn drive(&self, peer: &mut Peer) -> u64 {
+        let rate = self.app.config.producer.rate_limit;
+        let mut bucket = Bucket::new(rate);
+        let mut accepted = 0;
+        let send_timeout = self.app.config.subscriber.send_timeout;
+        loop {
+            let (encoding, incoming) = match peer.next().await {
+                Event::Handled => continue,
+                Event::Ended(ending) => {
+                    if ending == Ending::TooBig {
+                        self.app.metrics.input_rejected(RejectReason::TooLarge);
+                    }
+                    return accepted;
+                }
+                Event::Data(Message::Text(t)) => (Encoding::Json, Bytes::from(t)),
+                Event::Data(Message::Binary(b)) => (Encoding::Protobuf, b),
+                Event::Data(_) => continue,
+            };
+            let result = if rate > 0 && bucket.take(rate, Instant::now()).is_err() {
+                Err(ApiError::RateLimited {
+                    rate,
+                    retry_after: Default::default(),
+                })
+            } else {
+                ingest_state(&self.app, &self.stream, encoding, &incoming)
+            };
+            match result {
+                Ok(_) => accepted += 1,
+                Err(e) => {
+                    if let Some(reason) = e.reject_reason() {
+                        self.app.metrics.input_rejected(reason);
+                    }
+                    let mut reply = e.body();
+                    // Name the rejected state's step when it could be read.
+                    if let Ok(state) = codec::decode_state(encoding, &incoming) {
+                        reply["step"] = state.step.into();
+                    }
+                    let reply = Message::Text(reply.to_string().into());
+                    // A producer that sends bad states and never reads the answers is
+                    // closed rather than left holding its slot.
+                    if !matches!(
+                        timeout(send_timeout, peer.socket().send(reply)).await,
+                        Ok(Ok(()))
+                    ) {
+                        return accepted;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_type_picks_the_body_encoding() {
+        let mut h = HeaderMap::new();
+        assert_eq!(body_encoding(&h), Encoding::Json);
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-protobuf".parse().unwrap(),
+        );
+        assert_eq!(body_encoding(&h), Encoding::Protobuf);
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        assert_eq!(body_encoding(&h), Encoding::Json);
+    }
+}

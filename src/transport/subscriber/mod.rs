@@ -1,0 +1,242 @@
+//! `GET /ws`: a subscriber's negotiation (origin, key, query parameters and
+//! subprotocol, the stream, a subscriber slot), then one [`session`] per socket.
+
+mod session;
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    extract::{rejection::QueryRejection, ws::WebSocketUpgrade, ConnectInfo, Query, State},
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use tracing::warn;
+
+use self::session::Session;
+use super::{
+    access::{origin_allowed, subscriber_authorized},
+    peer::close_within,
+    ApiError, AppState,
+};
+use crate::{codec::Encoding, fanout::Wants, hub::DEFAULT_STREAM};
+
+/// Read buffer per subscriber: they send only tiny control messages, and
+/// tungstenite's 128 KiB default would be held (and zeroed) for every socket.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Frames are gathered up to this many bytes before a write.
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
+/// `/ws` query parameters, all optional and checked by hand so that an error names
+/// the parameter.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct SubscribeQuery {
+    format: Option<String>,
+    delta: Option<String>,
+    max_hz: Option<String>,
+    resume: Option<String>,
+    stream: Option<String>,
+    key: Option<String>,
+}
+
+/// What a subscriber asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    /// Format, deltas and rate: what its feed needs.
+    pub wants: Wants,
+    /// Seq the subscriber holds.
+    pub resume: Option<u64>,
+    /// Stream name.
+    pub stream: String,
+}
+
+/// Parses a `/ws` query string (and the requested subprotocols) as the server does.
+///
+/// # Errors
+/// [`ApiError::BadParameter`] naming the parameter at fault.
+pub fn parse_subscription(
+    query: &str,
+    default: Encoding,
+    requested_protocols: &[String],
+) -> Result<Subscription, ApiError> {
+    let query: SubscribeQuery =
+        serde_urlencoded::from_str(query).map_err(|e| bad("query", e.to_string()))?;
+    query.into_subscription(default, requested_protocols)
+}
+
+fn bad(name: &'static str, reason: impl Into<String>) -> ApiError {
+    ApiError::BadParameter {
+        name,
+        reason: reason.into(),
+    }
+}
+
+impl SubscribeQuery {
+    fn into_subscription(
+        self,
+        default: Encoding,
+        requested_protocols: &[String],
+    ) -> Result<Subscription, ApiError> {
+        let encoding = match &self.format {
+            Some(f) => f.parse().map_err(|e| bad("format", format!("{e}")))?,
+            None => requested_protocols
+                .iter()
+                .find_map(|p| Encoding::from_subprotocol(p))
+                .unwrap_or(default),
+        };
+        let deltas = match self.delta.as_deref() {
+            None | Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(other) => return Err(bad("delta", format!("{other:?} is not true or false"))),
+        };
+        let min_interval = match &self.max_hz {
+            None => None,
+            Some(text) => match text.parse::<f64>() {
+                Ok(hz) if hz.is_finite() && hz >= MIN_MAX_HZ => {
+                    Some(Duration::from_secs_f64(1.0 / hz))
+                }
+                _ => {
+                    return Err(bad(
+                        "max_hz",
+                        format!("{text:?} is not a rate of at least {MIN_MAX_HZ} frames a second"),
+                    ))
+                }
+            },
+        };
+        let resume = match &self.resume {
+            None => None,
+            Some(text) => Some(
+                text.parse::<u64>()
+                    .map_err(|_| bad("resume", format!("{text:?} is not a seq")))?,
+            ),
+        };
+        Ok(Subscription {
+            wants: Wants {
+                encoding,
+                deltas,
+                min_interval,
+            },
+            resume,
+            stream: self.stream.unwrap_or_else(|| DEFAULT_STREAM.to_owned()),
+        })
+    }
+}
+
+/// The lowest `max_hz`: one frame every 100 s. (Far lower rates made an interval too
+/// long for a `Duration`, a panic the fuzzer found with `max_hz=5e-55`.)
+const MIN_MAX_HZ: f64 = 0.01;
+
+/// `GET /ws`: checks origin, key and parameters, then upgrades.
+pub(super) async fn subscribe(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<Query<SubscribeQuery>, QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let prepared = (|| {
+        origin_allowed(app.config.subscriber.allowed_origins.as_deref(), &headers)?;
+        let Query(query) = query.map_err(|e| bad("query", e.body_text()))?;
+        let expected = app.config.subscriber.subscribe_key.as_deref();
+        if !subscriber_authorized(expected, &headers, query.key.as_deref()) {
+            return Err(ApiError::Unauthorized);
+        }
+        let requested: Vec<String> = upgrade
+            .requested_protocols()
+            .filter_map(|p| p.to_str().ok())
+            .flat_map(|p| p.split(',').map(|s| s.trim().to_owned()))
+            .collect();
+        let subscription = query.into_subscription(app.config.wire_format, &requested)?;
+        let stream = app.hub.subscribe_to(&subscription.stream)?;
+        Ok((subscription, stream))
+    })();
+    let (subscription, stream) = match prepared {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let config = &app.config.subscriber;
+    let upgrade = upgrade
+        .protocols([subscription.wants.encoding.subprotocol()])
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(config.max_backlog_bytes.max(WRITE_BUFFER_BYTES + 1))
+        .max_message_size(config.max_client_message_bytes)
+        .max_frame_size(config.max_client_message_bytes);
+    let permit = app.subscriber_slots.clone().try_acquire_owned().ok();
+    let tracker = app.tracker.clone();
+    upgrade.on_upgrade(move |mut socket| {
+        tracker.track_future(async move {
+            let Some(permit) = permit else {
+                warn!(%peer, "subscriber refused: subscriber limit reached");
+                close_within(
+                    &mut socket,
+                    1013,
+                    "subscriber limit reached (PCC_MAX_SUBSCRIBERS)",
+                    Duration::from_secs(1),
+                )
+                .await;
+                return;
+            };
+            Session::new(app, peer, stream, subscription, permit)
+                .run(socket)
+                .await;
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> SubscribeQuery {
+        let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        serde_urlencoded::from_str(&text.join("&")).unwrap()
+    }
+
+    #[test]
+    fn parameters_are_parsed_and_errors_name_them() {
+        let s = query(&[
+            ("format", "proto"),
+            ("delta", "false"),
+            ("max_hz", "30"),
+            ("resume", "9"),
+            ("stream", "lab"),
+        ])
+        .into_subscription(Encoding::Json, &[])
+        .unwrap();
+        assert_eq!(s.wants.encoding, Encoding::Protobuf);
+        assert!(!s.wants.deltas);
+        assert_eq!(s.resume, Some(9));
+        assert_eq!(s.stream, "lab");
+        assert!((s.wants.min_interval.unwrap().as_secs_f64() - 1.0 / 30.0).abs() < 1e-9);
+
+        let d = query(&[])
+            .into_subscription(Encoding::Protobuf, &[])
+            .unwrap();
+        assert_eq!(
+            (d.wants.encoding, d.wants.deltas, d.stream.as_str()),
+            (Encoding::Protobuf, true, "default")
+        );
+
+        let via_protocol = query(&[])
+            .into_subscription(Encoding::Json, &["pcc.v1.protobuf".to_owned()])
+            .unwrap();
+        assert_eq!(via_protocol.wants.encoding, Encoding::Protobuf);
+
+        for (name, value) in [
+            ("format", "xml"),
+            ("delta", "maybe"),
+            ("max_hz", "0"),
+            ("max_hz", "fast"),
+            // Found by the fuzzer: the interval overflowed a Duration and panicked.
+            ("max_hz", "5e-55"),
+            ("max_hz", "0.009"),
+            ("resume", "-1"),
+        ] {
+            let err = query(&[(name, value)])
+                .into_subscription(Encoding::Json, &[])
+                .unwrap_err();
+            assert_eq!(err.field(), Some(name), "{name}={value}");
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! One subscriber socket: writes what its [`Feed`] hands out, in one flush per batch
+//! and within the send timeout, answers its control messages, and closes it with the
+//! right code when it leaves, floods, goes silent, or cannot keep up. Which frames to
+//! write is the feed's decision (`fanout/feed.rs`); this file does socket I/O only.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::SinkExt;
+use tokio::{
+    sync::OwnedSemaphorePermit,
+    time::{sleep_until, timeout, Instant},
+};
+use tracing::{debug, warn};
+
+use super::{AppState, Subscription};
+use crate::{
+    codec::{self, ClientMessage, Encoding},
+    fanout::{Channel, Feed, Outgoing},
+    metrics::{CloseReason, SlowReason},
+    transport::peer::{Budget, Ending, Event, Peer},
+};
+
+/// How long a too-slow subscriber gets to take its close frame: its socket is full,
+/// so this is a courtesy that usually fails.
+const SLOW_CLOSE_WAIT: Duration = Duration::from_millis(100);
+
+/// One subscriber's connection.
+pub(super) struct Session {
+    app: AppState,
+    peer: SocketAddr,
+    stream: Arc<Channel>,
+    subscription: Subscription,
+    /// A subscriber slot, released when the session ends.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Session {
+    pub(super) fn new(
+        app: AppState,
+        peer: SocketAddr,
+        stream: Arc<Channel>,
+        subscription: Subscription,
+        permit: OwnedSemaphorePermit,
+    ) -> Session {
+        Session {
+            app,
+            peer,
+            stream,
+            subscription,
+            _permit: permit,
+        }
+    }
+
+    pub(super) async fn run(self, socket: WebSocket) {
+        let s = &self.subscription;
+        debug!(peer = %self.peer, stream = self.stream.name(), format = %s.wants.encoding, deltas = s.wants.deltas, resume = ?s.resume, "subscriber connected");
+        let config = &self.app.config;
+        let mut peer = Peer::new(
+            socket,
+            &config.connection,
+            self.app.shutdown.clone(),
+            config.subscriber.send_timeout,
+            Budget::AllMessages,
+            "message too big: subscribers send only small control messages",
+        );
+        let mut feed = Feed::join(
+            self.stream.clone(),
+            s.wants,
+            s.resume,
+            config.subscriber.outbox_frames,
+            self.app.metrics.clone(),
+        );
+        let reason = self.drive(&mut peer, &mut feed).await;
+        drop(feed);
+        self.app.metrics.subscriber_closed(reason);
+        debug!(peer = %self.peer, reason = reason.as_str(), "subscriber disconnected");
+    }
+
+    async fn drive(&self, peer: &mut Peer, feed: &mut Feed) -> CloseReason {
+        let first = feed.start(Instant::now());
+        if let Err(reason) = self.write(peer, first).await {
+            return reason;
+        }
+        loop {
+            let slot = feed.slot();
+            let frames = tokio::select! {
+                biased;
+                seen = peer.poll() => match peer.answer(seen).await {
+                    Event::Handled => continue,
+                    Event::Ended(ending) => return self.ended(peer, ending).await,
+                    Event::Data(message) => match self.control(peer, &message).await {
+                        Ok(ClientMessage::Resync) => feed.resync(),
+                        Err(reason) => return reason,
+                    },
+                },
+                batch = feed.recv() => match batch {
+                    Some(batch) => feed.on_batch(batch, Instant::now()),
+                    None => {
+                        peer.close(1001, "stream closed").await;
+                        return CloseReason::Shutdown;
+                    }
+                },
+                _ = sleep_until(slot.unwrap_or_else(Instant::now)), if slot.is_some() => {
+                    feed.on_slot(Instant::now())
+                }
+            };
+            if let Err(reason) = self.write(peer, frames).await {
+                return reason;
+            }
+        }
+    }
+
+    /// A control message from the subscriber; anything else closes it with 1003.
+    async fn control(
+        &self,
+        peer: &mut Peer,
+        message: &Message,
+    ) -> Result<ClientMessage, CloseReason> {
+        let decoded = match message {
+            Message::Text(t) => codec::decode_client_message(Encoding::Json, t.as_bytes()),
+            Message::Binary(b) => codec::decode_client_message(Encoding::Protobuf, b),
+            _ => unreachable!("the peer hands on only text and binary messages"),
+        };
+        match decoded {
+            Ok(control) => Ok(control),
+            Err(e) => {
+                debug!(peer = %self.peer, error = %e, "subscriber sent an unknown message");
+                peer.close(
+                    1003,
+                    "unsupported message: send {\"op\":\"resync\"} or nothing",
+                )
+                .await;
+                Err(CloseReason::Policy)
+            }
+        }
+    }
+
+    /// Maps how the peer's side ended to the metric's reason.
+    async fn ended(&self, peer: &mut Peer, ending: Ending) -> CloseReason {
+        match ending {
+            Ending::Left => CloseReason::Client,
+            Ending::Shutdown => CloseReason::Shutdown,
+            Ending::Silent => CloseReason::PingTimeout,
+            Ending::Flooding | Ending::TooBig | Ending::Protocol => CloseReason::Policy,
+            Ending::Unwritable => self.drop_slow(peer, SlowReason::Timeout).await,
+        }
+    }
+
+    /// Writes `frames` in one flush bounded by the send timeout.
+    async fn write(&self, peer: &mut Peer, frames: Vec<Outgoing>) -> Result<(), CloseReason> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let metrics = &self.app.metrics;
+        let socket = peer.socket();
+        let written = async {
+            let mut accepted = Vec::with_capacity(frames.len());
+            for frame in frames {
+                accepted.push(frame.accepted_at);
+                socket.feed(frame.message).await?;
+            }
+            socket.flush().await.map(|()| accepted)
+        };
+        match timeout(self.app.config.subscriber.send_timeout, written).await {
+            Ok(Ok(accepted)) => {
+                for at in accepted {
+                    metrics.frames_written(at.elapsed());
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let backlog = e
+                    .into_inner()
+                    .downcast::<tungstenite::Error>()
+                    .is_ok_and(|e| matches!(*e, tungstenite::Error::WriteBufferFull(_)));
+                if backlog {
+                    Err(self.drop_slow(peer, SlowReason::Backlog).await)
+                } else {
+                    Err(CloseReason::Client)
+                }
+            }
+            Err(_) => Err(self.drop_slow(peer, SlowReason::Timeout).await),
+        }
+    }
+
+    /// Counts and logs a subscriber closed for being too slow, and offers it a close
+    /// frame (1008) it will most likely not read.
+    async fn drop_slow(&self, peer: &mut Peer, reason: SlowReason) -> CloseReason {
+        let why = match reason {
+            SlowReason::Timeout => "too slow: socket unwritable past PCC_SEND_TIMEOUT",
+            SlowReason::Backlog => "too slow: backlog over PCC_MAX_BACKLOG_BYTES",
+        };
+        warn!(peer = %self.peer, "subscriber closed: {why}");
+        self.app.metrics.slow_disconnect(reason);
+        peer.close_briefly(1008, why, SLOW_CLOSE_WAIT).await;
+        CloseReason::Slow
+    }
+}
