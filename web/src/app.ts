@@ -224,6 +224,8 @@ function subscribe(): void {
     url: ws,
     delta: settings.delta,
     reconnect: RECONNECT,
+    // A dashboard left open keeps trying while the server is down or restarting.
+    firstConnectTries: Infinity,
     WebSocket: tappedWebSocket(gen),
   };
   if (settings.format !== undefined) options.format = settings.format;

@@ -16,7 +16,7 @@ import pytest
 import wire
 from fake_ws import Conn, FakeServer
 
-from phasecast import Backoff, Event, State, Subscriber, SubscriptionRefused
+from phasecast import Backoff, Event, State, Subscriber, SubscriptionRefused, Update
 from phasecast.codec import resync_message
 from phasecast.model import same_bits
 
@@ -58,18 +58,19 @@ def fast_backoff() -> Backoff:
     return Backoff(initial=0.01, maximum=0.05, rng=random.Random(1))
 
 
-def run(scenario: Callable[[], Awaitable[T]], timeout: float = 10.0) -> T:
+def run(scenario: Callable[[], Awaitable[T]], timeout: float = 60.0) -> T:
     return asyncio.run(asyncio.wait_for(scenario(), timeout))
 
 
 async def collect(sub: Subscriber, until_seq: int) -> list[int]:
     """Seqs of the states yielded until ``until_seq``; checks each state's bits."""
     seqs = []
-    async for state in sub:
-        assert sub.seq is not None and sub.state is state
-        assert same_bits(state, STATES[sub.seq - 1]), f"wrong state at seq {sub.seq}"
-        seqs.append(sub.seq)
-        if sub.seq >= until_seq:
+    async for update in sub:
+        assert isinstance(update, Update)
+        assert sub.seq == update.seq and sub.state is update.state
+        assert same_bits(update.state, STATES[update.seq - 1]), f"wrong state at {update.seq}"
+        seqs.append(update.seq)
+        if update.seq >= until_seq:
             break
     return seqs
 
@@ -174,8 +175,9 @@ def test_truncated_protobuf_frame_resyncs() -> None:
 
     seqs, server, resyncs = run(scenario)
     assert seqs == [1, 4]
-    assert server.connections[0].received[0] == b"\x0a\x00"
-    assert resyncs == 2
+    # One resync: the text message arrives while the full frame is already asked for.
+    assert server.connections[0].received == [b"\x0a\x00"]
+    assert resyncs == 1
 
 
 def test_reconnects_with_resume_and_same_parameters() -> None:
@@ -211,8 +213,7 @@ def test_reconnects_after_an_abrupt_loss() -> None:
     async def script(conn: Conn) -> None:
         if len_connections() == 1:
             await conn.send(full("protobuf", 1))
-            await asyncio.sleep(0.05)
-            conn.ws.transport.abort()  # no close frame
+            await conn.abort_after_delivery()  # no close frame
             return
         assert conn.query.get("resume") == "1"
         await conn.send(delta("protobuf", 1, 2))
@@ -287,22 +288,59 @@ def test_backoff_grows_while_failing_and_resets_after_a_frame() -> None:
                 await collect(sub, 2)
 
     run(scenario)
-    delays = [e.detail for e in events if e.kind == "reconnecting"]
-    assert delays == ["in 0.010 s", "in 0.020 s", "in 0.040 s", "in 0.010 s"]
+    delays = [e.delay for e in events if e.kind == "reconnecting"]
+    assert delays == [0.01, 0.02, 0.04, 0.01]
+    assert all("close code 1011" in e.detail for e in events if e.kind == "reconnecting")
 
 
-def test_policy_close_is_final() -> None:
+@pytest.mark.parametrize("code", [1002, 1003, 1007, 1009, 1010])
+def test_permanent_close_codes_are_final(code: int) -> None:
     async def script(conn: Conn) -> None:
-        await conn.close(1008, "subscriber limit")
+        await conn.send(full("json", 1))
+        await conn.close(code, "protocol trouble")
 
-    async def scenario() -> None:
+    events: list[Event] = []
+
+    async def scenario() -> Subscriber:
         async with FakeServer(script) as server:
-            async with Subscriber(server.url, backoff=fast_backoff()) as sub:
-                await collect(sub, 1)
+            sub = Subscriber(server.url, backoff=fast_backoff(), on_event=events.append)
+            async with sub:
+                await collect(sub, 2)
+            return sub
 
     with pytest.raises(SubscriptionRefused) as err:
         run(scenario)
-    assert err.value.code == 1008
+    assert (err.value.code, err.value.reason) == (code, "protocol trouble")
+    assert [e.kind for e in events] == ["connecting", "connected", "closed"]
+    assert events[-1].code == code
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1008, 1011, 1012, 1013, 1014])
+def test_transient_close_codes_reconnect_and_resume(code: int) -> None:
+    async def script(conn: Conn) -> None:
+        if "resume" not in conn.query:
+            await conn.send(full("protobuf", 1))
+            await conn.close(code, "later")
+            return
+        await conn.send(delta("protobuf", int(conn.query["resume"]), 2))
+        await conn.wait_closed()
+
+    events: list[Event] = []
+
+    async def scenario() -> tuple[list[int], Subscriber]:
+        async with FakeServer(script) as server:
+            sub = Subscriber(
+                server.url, format="protobuf", backoff=fast_backoff(), on_event=events.append
+            )
+            async with sub:
+                seqs = await collect(sub, 2)
+            return seqs, sub
+
+    seqs, sub = run(scenario)
+    assert seqs == [1, 2]
+    (reconnecting,) = [e for e in events if e.kind == "reconnecting"]
+    assert (reconnecting.code, reconnecting.reason) == (code, "later")
+    assert sub.stats.reconnects == 1
 
 
 def test_refused_handshake_is_final() -> None:
@@ -325,10 +363,10 @@ def test_callback_style_full_frames_only() -> None:
         await conn.send(full("protobuf", 2))
         await conn.close(1000)
 
-    received: list[State] = []
+    received: list[Update] = []
 
-    async def on_update(state: State) -> None:
-        received.append(state)
+    async def on_update(update: Update) -> None:
+        received.append(update)
 
     async def scenario() -> FakeServer:
         async with FakeServer(script) as server:
@@ -346,6 +384,7 @@ def test_callback_style_full_frames_only() -> None:
 
     server = run(scenario)
     assert [s.step for s in received] == [100, 101]
+    assert [(u.seq, u.kind) for u in received] == [(1, "full"), (2, "full")]
     assert server.connections[0].query == {"format": "protobuf", "delta": "false"}
 
 

@@ -15,8 +15,12 @@
  *
  * ```text
  * node dist/conformance.js --url ws://127.0.0.1:PORT/ws --format json|protobuf \
- *   --delta true|false --until-seq S [--slow-ms MS] [--stream NAME] [--timeout SECONDS]
+ *   --delta true|false --until-seq S [--slow-ms MS] [--stream NAME] [--timeout SECONDS] [--key KEY]
  * ```
+ *
+ * `--key KEY` is the subscriber key, sent as the `X-API-Key` header. A permanent
+ * refusal (wrong key, path or parameter) exits 1 at once, with the server's reason
+ * on stderr.
  *
  * `--slow-ms MS` makes it a slow reader: after each frame it pauses the subscriber
  * for MS milliseconds. Pausing stops reading the TCP socket (`ws`'s `pause()`,
@@ -43,7 +47,7 @@ export function stateLine(seq: number, state: State): string {
 
 const USAGE =
   "usage: conformance --url ws://HOST:PORT/ws --format json|protobuf --delta true|false " +
-  "--until-seq S [--slow-ms MS] [--stream NAME] [--timeout SECONDS]";
+  "--until-seq S [--slow-ms MS] [--stream NAME] [--timeout SECONDS] [--key KEY]";
 
 interface Args {
   url: string;
@@ -52,6 +56,7 @@ interface Args {
   untilSeq: number;
   slowMs: number;
   stream: string | undefined;
+  key: string | undefined;
   timeoutS: number;
 }
 
@@ -65,6 +70,7 @@ function parse(argv: string[]): Args {
       "until-seq": { type: "string" },
       "slow-ms": { type: "string", default: "0" },
       stream: { type: "string" },
+      key: { type: "string" },
       timeout: { type: "string", default: "30" },
     },
     strict: true,
@@ -79,7 +85,7 @@ function parse(argv: string[]): Args {
   if (!Number.isSafeInteger(untilSeq) || untilSeq < 0) throw new Error("--until-seq: a seq is required");
   if (!(slowMs >= 0)) throw new Error(`--slow-ms: ${values["slow-ms"]}`);
   if (!(timeoutS > 0)) throw new Error(`--timeout: ${values.timeout}`);
-  return { url: values.url, format, delta: values.delta === "true", untilSeq, slowMs, stream: values.stream, timeoutS };
+  return { url: values.url, format, delta: values.delta === "true", untilSeq, slowMs, stream: values.stream, key: values.key, timeoutS };
 }
 
 function main(): void {
@@ -99,6 +105,7 @@ function main(): void {
     format: args.format,
     delta: args.delta,
     ...(args.stream === undefined ? {} : { stream: args.stream }),
+    ...(args.key === undefined ? {} : { key: args.key }),
     preferWsPackage: true,
     reconnect: { initialMs: 100, maxMs: 2_000 },
   });
@@ -132,13 +139,13 @@ function main(): void {
   sub.on("resync", (reason, error) => log(`resync (${reason})${error ? `: ${error.message}` : ""}`));
   sub.on("open", () => log(`connected: ${sub.stats.connections}`));
   sub.on("close", (code, reason) => log(`closed: ${code}${reason ? ` ${reason}` : ""}`));
-  sub.on("reconnect", (attempt, delay) =>
-    log(`reconnect #${attempt} in ${Math.round(delay)} ms (resume=${sub.seq ?? "none"})`),
+  sub.on("reconnect", (attempt, delay, error) =>
+    log(`reconnect #${attempt} in ${Math.round(delay)} ms (resume=${sub.seq ?? "none"}): ${error.message}`),
   );
-  sub.on("error", (error) => log(`error: ${error.message}`));
+  sub.on("status", ({ status, previous }) => log(`status: ${previous} -> ${status}`));
   sub.on("end", () => {
     if (!finished) {
-      log("subscriber ended");
+      log(`subscriber ended${sub.error ? `: ${sub.error.message}` : ""}`);
       finish(1);
     }
   });

@@ -6,6 +6,9 @@
  *   the codec, for those who bring their own transport (`codec.ts`).
  * - `pb`: the generated protobuf types and schemas (`pcc.v1`).
  *
+ * The React hook `usePccStream` is the separate entry point `@phasecast/client/react`
+ * (so that this one never loads React).
+ *
  * @module
  */
 

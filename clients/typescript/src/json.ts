@@ -123,7 +123,10 @@ export function decodeJsonFrame(text: string): Frame {
       energy,
     };
     if (timestamp !== undefined) state.timestamp = timestamp;
-    return { kind: "full", seq, state };
+    const epoch = obj["epoch"];
+    if (epoch === undefined || epoch === null || epoch === "") return { kind: "full", seq, state };
+    if (typeof epoch !== "string") fail(`"epoch" must be a string, got ${JSON.stringify(epoch)}`);
+    return { kind: "full", seq, state, epoch };
   }
 
   const baseSeq = uint(obj, "base_seq");

@@ -47,6 +47,12 @@ export interface FullFrame {
   readonly kind: "full";
   readonly seq: number;
   readonly state: State;
+  /**
+   * The stream's epoch: an opaque id that changes whenever the stream's seq numbering
+   * could start again (a server restart). Absent when the server does not send one
+   * (servers before `Frame.epoch`, or an empty string on the wire).
+   */
+  readonly epoch?: string;
 }
 
 /**

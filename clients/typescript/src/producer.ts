@@ -4,7 +4,7 @@
  * WebSocket (`/ingest?stream=NAME`).
  *
  * ```ts
- * const producer = new Producer({ url: "http://localhost:8080", stream: "lab1" });
+ * const producer = new Producer({ url: "http://localhost:8787", stream: "lab1" });
  * const { seq } = await producer.publish({ step: 1, phases: [0.1, 0.2], energy: -1 });
  * const ingest = await producer.connect();
  * ingest.onReject((r) => console.warn(r.error, r.field));
@@ -17,28 +17,24 @@
 import { contentType, encodeState } from "./codec.js";
 import { Emitter } from "./events.js";
 import type { Format, StateInput } from "./model.js";
-import {
-  OPEN,
-  resolveWebSocket,
-  toWebSocketUrl,
-  type WebSocketConstructor,
-  type WebSocketLike,
-} from "./websocket.js";
+import { Connection, parseErrorBody, parseRetryAfter } from "./connection.js";
+import type { ConnectError } from "./errors.js";
+import { isNode, isWsPackage, resolveWebSocket, toWebSocketUrl, type WebSocketConstructor } from "./websocket.js";
 
 /** Options of a {@link Producer}. Only `url` is required. */
 export interface ProducerOptions {
-  /** The server's base URL, e.g. `http://localhost:8080` (a path prefix is kept). */
+  /** The server's base URL, e.g. `http://localhost:8787` (a path prefix is kept). */
   readonly url: string | URL;
   /** The stream to publish to. Default: the server's `default` (`POST /pcc_state`). */
-  readonly stream?: string;
+  readonly stream?: string | undefined;
   /** Body encoding. Default `json`. */
-  readonly format?: Format;
-  /** API key, sent as `X-API-Key`. */
-  readonly key?: string;
+  readonly format?: Format | undefined;
+  /** Producer API key (`MCP_API_KEY`), always sent as the `X-API-Key` header. */
+  readonly key?: string | undefined;
   /** `fetch` implementation. Default: the global one (browsers, Node >= 18). */
-  readonly fetch?: typeof fetch;
+  readonly fetch?: typeof fetch | undefined;
   /** WebSocket implementation for {@link Producer.connect}. */
-  readonly WebSocket?: WebSocketConstructor;
+  readonly WebSocket?: WebSocketConstructor | undefined;
 }
 
 /** The server's answer to an accepted state. */
@@ -65,8 +61,13 @@ export class PublishError extends Error {
     readonly field: string | undefined,
     /** Seconds to wait (`Retry-After`, with 429). */
     readonly retryAfter: number | undefined,
+    /** The step of the state that was refused. */
+    readonly step?: number,
   ) {
-    super(`HTTP ${status}: ${error}${field === undefined ? "" : ` (${field})`}`);
+    super(
+      `HTTP ${status}: ${error}${field === undefined ? "" : ` (${field})`}` +
+        (retryAfter === undefined ? "" : ` (retry after ${retryAfter} s)`),
+    );
   }
 }
 
@@ -84,8 +85,8 @@ export interface IngestEvents {
   reject: [rejection: IngestRejection];
   /** The socket closed; an `IngestStream` does not reconnect. */
   close: [code: number, reason: string];
-  /** A transport error. */
-  error: [error: Error];
+  /** The server or the network ended the connection (before `close`). */
+  error: [error: ConnectError];
 }
 
 /** Publishes states. Stateless: one instance may be used from many places. */
@@ -115,7 +116,8 @@ export class Producer {
   }
 
   /**
-   * POSTs one state.
+   * POSTs one state. Uses `fetch`, which keeps one HTTP/1.1 connection alive across
+   * calls (no connection per state).
    *
    * @returns the server's answer (`seq` etc.).
    * @throws {PublishError} when the server answers with an error status.
@@ -134,81 +136,128 @@ export class Producer {
       ...(init.signal === undefined ? {} : { signal: init.signal }),
     });
     const text = await response.text();
-    let parsed: Record<string, unknown> | undefined;
-    try {
-      const value: unknown = JSON.parse(text);
-      if (typeof value === "object" && value !== null) parsed = value as Record<string, unknown>;
-    } catch {
-      parsed = undefined;
+    if (response.ok) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      if (typeof parsed === "object" && parsed !== null && (parsed as { ok?: unknown }).ok === true) {
+        return parsed as PublishResult;
+      }
     }
-    if (response.ok && parsed?.["ok"] === true) return parsed as unknown as PublishResult;
-    const error = typeof parsed?.["error"] === "string" ? parsed["error"] : text || response.statusText;
-    const field = typeof parsed?.["field"] === "string" ? parsed["field"] : undefined;
-    const retry = Number(response.headers.get("Retry-After") ?? NaN);
-    throw new PublishError(response.status, error, field, Number.isFinite(retry) ? retry : undefined);
+    const { error, field } = parseErrorBody(text);
+    throw new PublishError(
+      response.status,
+      error ?? response.statusText,
+      field,
+      parseRetryAfter(response.headers.get("Retry-After")),
+      state.step,
+    );
   }
 
   /**
-   * Opens the producer WebSocket. Resolves once it is open.
+   * Opens the producer WebSocket (`/ingest`). Resolves once it is open.
    *
-   * The key goes as an `X-API-Key` header where the WebSocket implementation can
-   * send headers (the `ws` package); browsers cannot.
+   * The key goes as the `X-API-Key` header, which needs a WebSocket that can send
+   * headers: Node's (the `ws` package, or Node's global one). A browser cannot, and
+   * the server does not take the producer key in a URL: publish with
+   * {@link Producer.publish} there.
+   *
+   * @throws {ConnectError} when the upgrade is refused (401 wrong key, 429 rate
+   *   limited, with `retryAfter`; 503 producer limit reached: `status` and the
+   *   server's `error`) or the connection fails or times out. There is no retry.
    */
-  async connect(): Promise<IngestStream> {
+  async connect(options: { timeoutMs?: number | undefined } = {}): Promise<IngestStream> {
     const Impl = await resolveWebSocket(this.#options.WebSocket);
     const key = this.#options.key;
-    const socket =
-      key === undefined ? new Impl(this.ingestUrl) : new Impl(this.ingestUrl, [], { headers: { "X-API-Key": key } });
-    socket.binaryType = "arraybuffer";
-    const stream = new IngestStream(socket, this.#options.format ?? "json");
-    await new Promise<void>((resolve, reject) => {
-      socket.addEventListener("open", () => resolve());
-      socket.addEventListener("close", (event) =>
-        reject(new Error(`ingest connection closed before opening (${event.code ?? 1006})`)),
+    if (key !== undefined && !isNode() && !isWsPackage(Impl)) {
+      throw new Error(
+        "a browser cannot send the X-API-Key header on a WebSocket, and the server does not take the producer key in the URL: use publish() (HTTP POST) instead",
+      );
+    }
+    const format = this.#options.format ?? "json";
+    return new Promise<IngestStream>((resolve, reject) => {
+      let stream: IngestStream | undefined;
+      const conn: Connection = new Connection(
+        {
+          WebSocket: Impl,
+          url: this.ingestUrl,
+          headers: key === undefined ? undefined : { "X-API-Key": key },
+          timeoutMs: options.timeoutMs ?? 4000,
+        },
+        {
+          open: () => {
+            stream = new IngestStream(conn, format);
+            resolve(stream);
+          },
+          message: (data) => stream?.[RECEIVE](data),
+          end: (error, opened) => {
+            if (opened) stream?.[END](error);
+            else reject(error);
+          },
+        },
       );
     });
-    return stream;
   }
 }
+
+const RECEIVE = Symbol("receive");
+const END = Symbol("end");
 
 /**
  * An open producer WebSocket. The server answers only rejected states; listen with
  * {@link IngestStream.onReject}.
  */
 export class IngestStream {
-  readonly #socket: WebSocketLike;
+  readonly #conn: Connection;
   readonly #format: Format;
   readonly #events = new Emitter<IngestEvents>();
+  #error: ConnectError | undefined;
+  #ended = false;
 
-  constructor(socket: WebSocketLike, format: Format) {
-    this.#socket = socket;
+  /** @internal Made by {@link Producer.connect}. */
+  constructor(conn: Connection, format: Format) {
+    this.#conn = conn;
     this.#format = format;
-    socket.addEventListener("message", (event) => {
-      if (typeof event.data !== "string") return;
-      let value: unknown;
-      try {
-        value = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      if (typeof value === "object" && value !== null && (value as { ok?: unknown }).ok === false) {
-        this.#events.emit("reject", value as IngestRejection);
-      }
-    });
-    socket.addEventListener("close", (event) => this.#events.emit("close", event.code ?? 1006, event.reason ?? ""));
-    socket.addEventListener("error", (event) =>
-      this.#events.emit("error", event.error instanceof Error ? event.error : new Error(event.message ?? "WebSocket error")),
-    );
+  }
+
+  /** @internal A message from the server: a rejection. */
+  [RECEIVE](data: unknown): void {
+    if (typeof data !== "string") return;
+    let value: unknown;
+    try {
+      value = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (typeof value === "object" && value !== null && (value as { ok?: unknown }).ok === false) {
+      this.#events.emit("reject", value as IngestRejection);
+    }
+  }
+
+  /** @internal The connection ended (not by `close()`). */
+  [END](error: ConnectError): void {
+    this.#ended = true;
+    this.#error = error;
+    this.#events.emit("error", error);
+    this.#events.emit("close", error.code ?? 1006, error.reason ?? "");
   }
 
   /** Whether the socket is open. */
   get open(): boolean {
-    return this.#socket.readyState === OPEN;
+    return !this.#ended && this.#conn.isOpen;
+  }
+
+  /** Why the connection ended, when the server or the network ended it. */
+  get error(): ConnectError | undefined {
+    return this.#error;
   }
 
   /** Bytes queued in the socket: a producer far ahead of the network can slow down. */
   get bufferedAmount(): number {
-    return this.#socket.bufferedAmount;
+    return this.#conn.socket.bufferedAmount;
   }
 
   /**
@@ -219,7 +268,7 @@ export class IngestStream {
    */
   send(state: StateInput): void {
     if (!this.open) throw new Error("ingest socket is not open");
-    this.#socket.send(encodeState(state, this.#format));
+    this.#conn.socket.send(encodeState(state, this.#format));
   }
 
   /** Calls `listener` for every state the server rejects; returns a function to stop. */
@@ -232,8 +281,11 @@ export class IngestStream {
     return this.#events.on(event, listener);
   }
 
-  /** Closes the socket. */
+  /** Closes the socket; `close` is emitted with 1000. */
   close(): void {
-    this.#socket.close(1000, "producer closed");
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#conn.close(1000, "producer closed");
+    this.#events.emit("close", 1000, "producer closed");
   }
 }

@@ -151,8 +151,11 @@ export function decodeProtobufFrame(bytes: Uint8Array): Frame {
     fail((err as Error).message, err);
   }
   switch (frame.body.case) {
-    case "full":
-      return { kind: "full", seq: safe(frame.seq, "seq"), state: fullState(frame, frame.body.value) };
+    case "full": {
+      const full = { kind: "full", seq: safe(frame.seq, "seq"), state: fullState(frame, frame.body.value) } as const;
+      // proto3: an absent epoch is the empty string.
+      return frame.epoch === "" ? full : { ...full, epoch: frame.epoch };
+    }
     case "delta":
       return deltaFrame(frame, frame.body.value);
     default:

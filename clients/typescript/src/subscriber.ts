@@ -3,20 +3,26 @@
  * verified state or none.
  *
  * ```ts
- * const sub = new Subscriber({ url: "ws://localhost:8080/ws", format: "protobuf" });
+ * const sub = new Subscriber({ url: "ws://localhost:8787/ws", format: "protobuf" });
  * sub.onUpdate((state, { seq }) => draw(state));
  * // or: for await (const state of sub) draw(state);
  * ```
  *
- * What it does, per docs/protocol.md:
+ * What it does, per docs/protocol.md and docs/clients.md:
  *
+ * - Connection states `connecting` → `connected` → (`reconnecting` → `connected`)* →
+ *   `closed`, each transition a `status` event with its reason.
+ * - Permanent refusals (HTTP 400/401/403/404, an answer that is not a WebSocket,
+ *   close 1002/1003/1007/1009/1010) close it at once with a {@link ConnectError}.
+ *   Transient ones are retried with capped, jittered back-off: the first connect a
+ *   bounded number of tries, later ones without limit (unless `maxReconnects`).
  * - A full frame replaces the state held. A delta is applied to a copy of it when its
  *   `base_seq` is the seq held, and kept only when the checksum matches.
  * - On a delta for another base, a checksum mismatch or an undecodable frame it drops
  *   the state (`state` becomes `undefined`), sends a resync request once, and ignores
  *   deltas until the next full frame. No unverified state is ever exposed.
- * - When the connection drops it reconnects with exponential back-off and jitter,
- *   asking `?resume=SEQ` for the state it holds, so the first frame can be a delta.
+ * - It reconnects with `?resume=SEQ&epoch=EPOCH` of the state it holds, so the first
+ *   frame can be a delta.
  *
  * @module
  */
@@ -31,39 +37,75 @@ import {
   messageSize,
   type MessageData,
 } from "./codec.js";
+import { Connection, redactUrl } from "./connection.js";
+import { ConnectError } from "./errors.js";
 import { Emitter } from "./events.js";
 import type { Format, Frame, State } from "./model.js";
-import {
-  OPEN,
-  resolveWebSocket,
-  toWebSocketUrl,
-  type WebSocketConstructor,
-  type WebSocketEventLike,
-  type WebSocketLike,
-} from "./websocket.js";
+import { subscriptionUrl, withResume } from "./url.js";
+import { isNode, resolveWebSocket, type WebSocketConstructor } from "./websocket.js";
+
+/** Where the subscriber key goes: an `X-API-Key` header, or `?key=` in the URL. */
+export type KeyTransport = "header" | "query";
+
+/** A `console`-like logger: retries at `warn`, connects at `info`, frames at `debug`. */
+export interface Logger {
+  debug(message: string, ...args: unknown[]): void;
+  info(message: string, ...args: unknown[]): void;
+  warn(message: string, ...args: unknown[]): void;
+  error(message: string, ...args: unknown[]): void;
+}
 
 /** Options of a {@link Subscriber}. Only `url` is required. */
 export interface SubscriberOptions {
-  /** The server's `/ws` endpoint, e.g. `ws://localhost:8080/ws` (`http(s)` is accepted). */
+  /**
+   * The server's `/ws` endpoint, e.g. `ws://localhost:8787/ws`. `http(s)://` is
+   * accepted; an empty path or `/` becomes `/ws`. Query parameters are kept (the
+   * options below replace those of the same name).
+   */
   readonly url: string | URL;
   /** Frame encoding (`?format=`). Default: the server's (`PCC_WIRE_FORMAT`). */
-  readonly format?: Format;
-  /** `false` asks for full frames only (`?delta=false`). Default `true`. */
-  readonly delta?: boolean;
+  readonly format?: Format | undefined;
+  /** `false` asks for full frames only (`?delta=false`). Default: the server's (deltas). */
+  readonly delta?: boolean | undefined;
   /** At most this many frames a second (`?max_hz=`). */
-  readonly maxHz?: number;
+  readonly maxHz?: number | undefined;
   /** The stream to follow (`?stream=`). Default: the server's `default`. */
-  readonly stream?: string;
-  /** Subscriber key (`?key=`; browsers cannot set WebSocket headers). */
-  readonly key?: string;
-  /** WebSocket implementation. Default: global `WebSocket`, else the `ws` package. */
-  readonly WebSocket?: WebSocketConstructor;
-  /** Reconnect delays, or `false` not to reconnect. */
-  readonly reconnect?: BackoffOptions | false;
-  /** Ask to resume from the state held on reconnect (`?resume=SEQ`). Default `true`. */
-  readonly resume?: boolean;
-  /** Load the `ws` package even where a global WebSocket exists (Node tools). */
-  readonly preferWsPackage?: boolean;
+  readonly stream?: string | undefined;
+  /**
+   * Subscriber key (`PCC_SUBSCRIBE_KEY`). Sent as the `X-API-Key` header in Node;
+   * browsers cannot send WebSocket headers, so there it goes in the URL as `?key=`.
+   */
+  readonly key?: string | undefined;
+  /** Override where the key goes (default: `header` in Node, `query` elsewhere). */
+  readonly keyIn?: KeyTransport | undefined;
+  /** More query parameters, URL-encoded; the named options win over these. */
+  readonly params?: Readonly<Record<string, string | number | boolean>> | undefined;
+  /**
+   * WebSocket implementation. Default: in Node the `ws` package (a dependency; it
+   * sends headers and shows the HTTP status of a refusal), else the global one.
+   */
+  readonly WebSocket?: WebSocketConstructor | undefined;
+  /** Retry delays (default 250 ms doubling to 10 s, ±50 % jitter), or `false` never to retry. */
+  readonly reconnect?: BackoffOptions | false | undefined;
+  /** Tries for the first connection before giving up with the last error. Default 5. */
+  readonly firstConnectTries?: number | undefined;
+  /** Each try's TCP connect plus WebSocket handshake must finish within this. Default 4000 ms. */
+  readonly connectTimeoutMs?: number | undefined;
+  /**
+   * Once connected, at most this many reconnect tries in a row (a connection that
+   * delivers a frame restarts the count). Default: no limit.
+   */
+  readonly maxReconnects?: number | undefined;
+  /** Resume from the state held on reconnect (`?resume=SEQ&epoch=EPOCH`). Default `true`. */
+  readonly resume?: boolean | undefined;
+  /** Load the `ws` package even where a global WebSocket exists. Default: in Node. */
+  readonly preferWsPackage?: boolean | undefined;
+  /** Log through this (`console` will do). Default: silent. */
+  readonly logger?: Logger | undefined;
+  /** Called with every event, before the listeners registered with `on`. */
+  readonly onEvent?: ((event: SubscriberEvent) => void) | undefined;
+  /** Closes the subscriber when aborted. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** What `onUpdate` listeners get besides the state. */
@@ -72,6 +114,8 @@ export interface UpdateInfo {
   readonly seq: number;
   /** The kind of frame that produced it. */
   readonly kind: Frame["kind"];
+  /** The stream's epoch, from the latest full frame; `undefined` when the server sends none. */
+  readonly epoch: string | undefined;
   /** `Date.now()/1000 - state.timestamp` on arrival, when the state has a timestamp. */
   readonly latency: number | undefined;
 }
@@ -95,6 +139,25 @@ export type ResyncReason =
   /** The checksum after applying did not match. */
   | "checksum";
 
+/** The connection states: `connecting` → `connected` → (`reconnecting` → `connected`)* → `closed`. */
+export type ConnectionStatus = "connecting" | "connected" | "reconnecting" | "closed";
+
+/** A transition between {@link ConnectionStatus}es, with its reason. */
+export interface StatusChange {
+  /** The new status. */
+  readonly status: ConnectionStatus;
+  /** The status before. */
+  readonly previous: ConnectionStatus;
+  /** The URL of the connection (a `key` parameter hidden). */
+  readonly url: string;
+  /**
+   * Why: for `reconnecting` the error that ended the connection (close code and
+   * reason, network error); for `closed` the permanent error, or `undefined` when
+   * `close()` was called. A {@link ConnectError} for connection problems.
+   */
+  readonly error: Error | undefined;
+}
+
 /** Counters for a dashboard. A snapshot: read `subscriber.stats` again for new values. */
 export interface SubscriberStats {
   /** Messages received (every frame, also those ignored). */
@@ -113,7 +176,7 @@ export interface SubscriberStats {
   readonly resyncs: number;
   /** Connections opened (the first one included). */
   readonly connections: number;
-  /** Reconnects scheduled. */
+  /** Retries scheduled (after a failed try or a lost connection). */
   readonly reconnects: number;
   /** `Date.now()` when the last frame arrived. */
   readonly lastFrameAt: number | undefined;
@@ -130,26 +193,52 @@ export interface SubscriberEvents {
   update: [state: State, info: UpdateInfo];
   /** The state was dropped and a full frame requested. */
   resync: [reason: ResyncReason, error: Error | undefined];
+  /** The connection status changed (every transition). */
+  status: [change: StatusChange];
+  /** The same transitions, one event per target status. */
+  connected: [change: StatusChange];
+  reconnecting: [change: StatusChange];
+  closed: [change: StatusChange];
   /** A connection opened. */
   open: [];
-  /** A connection closed (a reconnect follows unless closed by `close()`). */
+  /** An open connection closed (a retry follows unless the subscriber closes). */
   close: [code: number, reason: string];
-  /** A reconnect is scheduled in `delayMs`. */
-  reconnect: [attempt: number, delayMs: number];
-  /** A transport error (the connection closes after it) or a fatal setup error. */
+  /** A retry is scheduled in `delayMs`, after `error` (first connect tries included). */
+  reconnect: [attempt: number, delayMs: number, error: Error];
+  /** A connection error (a retry follows), or the permanent error that closes the subscriber. */
   error: [error: Error];
-  /** `close()` was called, or a fatal error ended the subscriber. */
+  /** The subscriber is closed (`close()`, or a permanent error). */
   end: [];
 }
 
+/** One event as `onEvent` gets it: its name and its listener arguments. */
+export type SubscriberEvent = {
+  [K in keyof SubscriberEvents]: { readonly type: K; readonly args: SubscriberEvents[K] };
+}[keyof SubscriberEvents];
+
 type MutableStats = { -readonly [K in keyof SubscriberStats]: SubscriberStats[K] };
+
+/** A promise that is never reported as unhandled (callers may not await it). */
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
 
 /**
  * Follows a stream. Connects on construction; call {@link Subscriber.close} to stop.
+ * `await Subscriber.connect(options)` (or `await sub.ready()`) to know the first
+ * connection succeeded.
  */
 export class Subscriber implements AsyncIterable<State> {
   readonly #options: SubscriberOptions;
   readonly #baseUrl: URL;
+  readonly #headers: Record<string, string> | undefined;
   readonly #events = new Emitter<SubscriberEvents>();
   readonly #stats: MutableStats = {
     framesReceived: 0,
@@ -164,27 +253,88 @@ export class Subscriber implements AsyncIterable<State> {
     lastFrameAt: undefined,
     lastLatency: undefined,
   };
+  readonly #ready = deferred<void>();
+  readonly #closed = deferred<Error | undefined>();
 
+  #status: ConnectionStatus = "connecting";
   #state: State | undefined;
   #seq: number | undefined;
+  #epoch: string | undefined;
   /** A resync was sent on this connection; deltas are ignored until a full frame. */
   #resyncPending = false;
   /** The encoding of the last frame, for the resync message. */
   #wireFormat: Format;
 
-  #socket: WebSocketLike | undefined;
-  #queue: { socket: WebSocketLike; data: MessageData }[] = [];
+  #Impl: WebSocketConstructor | undefined;
+  #conn: Connection | undefined;
+  #queue: { conn: Connection; data: MessageData }[] = [];
   #paused = false;
+  /** Back-off exponent: retries since the last connection that delivered a frame. */
   #attempt = 0;
+  /** Tries of the first connection (until one opens). */
+  #tries = 0;
+  #everConnected = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #ended = false;
   #fatal: Error | undefined;
 
+  /**
+   * @throws {TypeError} for a URL that does not parse, is not ws/wss/http/https, or
+   *   carries `resume`/`epoch` (the client sets those itself).
+   */
   constructor(options: SubscriberOptions) {
     this.#options = options;
-    this.#baseUrl = toWebSocketUrl(new URL(options.url));
+    const keyIn = options.keyIn ?? (isNode() ? "header" : "query");
+    const key = options.key;
+    this.#baseUrl = subscriptionUrl(options.url, {
+      format: options.format,
+      delta: options.delta,
+      maxHz: options.maxHz,
+      stream: options.stream,
+      params: options.params,
+      queryKey: key !== undefined && keyIn === "query" ? key : undefined,
+      dropUrlKey: key !== undefined,
+    });
+    this.#headers = key !== undefined && keyIn === "header" ? { "X-API-Key": key } : undefined;
     this.#wireFormat = options.format ?? "json";
-    void this.#connect();
+    const signal = options.signal;
+    if (signal?.aborted) {
+      queueMicrotask(() => this.close());
+    } else {
+      signal?.addEventListener("abort", () => this.close(), { once: true });
+      queueMicrotask(() => void this.#start());
+    }
+  }
+
+  /**
+   * Creates a subscriber and waits for its first connection.
+   *
+   * @throws {ConnectError} when the server refuses (at once for a permanent refusal;
+   *   after `firstConnectTries` tries for transient failures). The subscriber is
+   *   closed then.
+   */
+  static async connect(options: SubscriberOptions): Promise<Subscriber> {
+    const sub = new Subscriber(options);
+    await sub.ready();
+    return sub;
+  }
+
+  /**
+   * Resolves once the first connection is open; rejects with the error that closed
+   * the subscriber before that (a {@link ConnectError}, or an `Error` for `close()`).
+   */
+  ready(): Promise<void> {
+    return this.#ready.promise;
+  }
+
+  /** Resolves when the subscriber is closed: with the permanent error, or `undefined` after `close()`. */
+  closed(): Promise<Error | undefined> {
+    return this.#closed.promise;
+  }
+
+  /** The connection status. */
+  get status(): ConnectionStatus {
+    return this.#status;
   }
 
   /** The verified state held, or `undefined` (before the first frame, after a drop). */
@@ -197,6 +347,11 @@ export class Subscriber implements AsyncIterable<State> {
     return this.#seq;
   }
 
+  /** The stream's epoch for the state held (from its full frame), when the server sends one. */
+  get epoch(): string | undefined {
+    return this.#epoch;
+  }
+
   /** A snapshot of the counters. */
   get stats(): SubscriberStats {
     return { ...this.#stats };
@@ -204,27 +359,23 @@ export class Subscriber implements AsyncIterable<State> {
 
   /** Whether a connection is open now. */
   get connected(): boolean {
-    return this.#socket?.readyState === OPEN;
+    return this.#status === "connected";
   }
 
-  /** Whether `close()` was called (or a fatal error ended the subscriber). */
+  /** Whether the subscriber is closed (`close()`, or a permanent error). */
   get ended(): boolean {
     return this.#ended;
   }
 
-  /** The URL the next connection will open (with `resume` when a state is held). */
+  /** The permanent error that closed the subscriber, if one did. */
+  get error(): Error | undefined {
+    return this.#fatal;
+  }
+
+  /** The URL the next connection opens (with `resume`/`epoch` when a state is held). */
   connectUrl(): string {
-    const url = new URL(this.#baseUrl.href);
-    const q = url.searchParams;
-    const o = this.#options;
-    if (o.format !== undefined) q.set("format", o.format);
-    if (o.delta === false) q.set("delta", "false");
-    if (o.maxHz !== undefined) q.set("max_hz", String(o.maxHz));
-    if (o.stream !== undefined) q.set("stream", o.stream);
-    if (o.key !== undefined) q.set("key", o.key);
-    q.delete("resume");
-    if (o.resume !== false && this.#seq !== undefined) q.set("resume", String(this.#seq));
-    return url.href;
+    const resume = this.#options.resume !== false;
+    return withResume(this.#baseUrl, resume ? this.#seq : undefined, resume ? this.#epoch : undefined);
   }
 
   /** Listens to an event; returns a function that stops listening. */
@@ -248,14 +399,14 @@ export class Subscriber implements AsyncIterable<State> {
    */
   pause(): void {
     this.#paused = true;
-    this.#socket?.pause?.();
+    this.#conn?.socket.pause?.();
   }
 
   /** Handles the frames that waited, then reads the socket again. */
   resume(): void {
     this.#paused = false;
     this.#drain();
-    if (!this.#paused) this.#socket?.resume?.();
+    if (!this.#paused) this.#conn?.socket.resume?.();
   }
 
   /** Drops the state held and asks the server for a full frame. */
@@ -263,30 +414,15 @@ export class Subscriber implements AsyncIterable<State> {
     this.#drop("manual", undefined, true);
   }
 
-  /** Closes the connection for good. Async iterators end. */
+  /** Closes the connection for good. Async iterators end; `ready()` rejects if not yet connected. */
   close(): void {
-    if (this.#ended) return;
-    this.#ended = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const socket = this.#socket;
-    this.#socket = undefined;
-    this.#queue = [];
-    if (socket) {
-      try {
-        socket.resume?.();
-        socket.close(1000, "client closed");
-      } catch {
-        // already closing
-      }
-    }
-    this.#events.emit("end");
+    this.#shutdown(undefined);
   }
 
   /**
    * Iterates over the states: the state held first (if any), then each new one. A
    * consumer slower than the stream gets the newest state each time, not a backlog.
-   * Ends when the subscriber is closed; throws when it ended on a fatal error.
+   * Ends when the subscriber is closed; throws when it closed on a permanent error.
    */
   [Symbol.asyncIterator](): AsyncIterator<State> {
     let pending: State | undefined = this.#state;
@@ -338,74 +474,155 @@ export class Subscriber implements AsyncIterable<State> {
     };
   }
 
-  // --- connection -------------------------------------------------------------
+  // --- events -----------------------------------------------------------------
 
-  async #connect(): Promise<void> {
-    let Impl: WebSocketConstructor;
-    try {
-      Impl = await resolveWebSocket(this.#options.WebSocket, this.#options.preferWsPackage);
-    } catch (err) {
-      this.#fail(err as Error);
-      return;
+  #emit<K extends keyof SubscriberEvents>(event: K, ...args: SubscriberEvents[K]): void {
+    const onEvent = this.#options.onEvent;
+    if (onEvent) {
+      try {
+        onEvent({ type: event, args } as SubscriberEvent);
+      } catch (err) {
+        setTimeout(() => {
+          throw err;
+        }, 0);
+      }
     }
-    if (this.#ended) return;
-    let socket: WebSocketLike;
-    try {
-      socket = new Impl(this.connectUrl());
-    } catch (err) {
-      this.#fail(err as Error);
-      return;
-    }
-    socket.binaryType = "arraybuffer";
-    this.#socket = socket;
-    this.#resyncPending = false;
-    socket.addEventListener("open", () => {
-      if (socket !== this.#socket) return;
-      this.#stats.connections++;
-      if (this.#paused) socket.pause?.();
-      this.#events.emit("open");
-    });
-    socket.addEventListener("message", (event) => {
-      if (socket !== this.#socket) return;
-      const data = event.data as MessageData;
-      if (this.#paused || this.#queue.length > 0) this.#queue.push({ socket, data });
-      else this.#handle(data);
-    });
-    socket.addEventListener("error", (event) => {
-      if (socket !== this.#socket) return;
-      this.#events.emit("error", toError(event));
-    });
-    socket.addEventListener("close", (event) => {
-      if (socket !== this.#socket) return;
-      this.#socket = undefined;
-      // Frames still waiting are from a connection that is gone: the reconnect
-      // resumes from the state held, so they would only be stale.
-      this.#queue = this.#queue.filter((m) => m.socket !== socket);
-      this.#events.emit("close", event.code ?? 1006, event.reason ?? "");
-      this.#scheduleReconnect();
-    });
+    this.#events.emit(event, ...args);
   }
 
-  #scheduleReconnect(): void {
-    const options = this.#options.reconnect;
-    if (this.#ended || options === false) {
-      if (!this.#ended && options === false) this.close();
+  #log(level: keyof Logger, message: string): void {
+    this.#options.logger?.[level](`phasecast: ${message}`);
+  }
+
+  #setStatus(status: ConnectionStatus, url: string, error: Error | undefined): void {
+    // `closed` is final (a listener may have closed the subscriber meanwhile).
+    if (this.#status === status || this.#status === "closed") return;
+    const change: StatusChange = { status, previous: this.#status, url: redactUrl(url), error };
+    this.#status = status;
+    this.#emit("status", change);
+    if (status !== "connecting") this.#emit(status, change);
+  }
+
+  // --- connection -------------------------------------------------------------
+
+  async #start(): Promise<void> {
+    if (this.#ended) return;
+    try {
+      this.#Impl = await resolveWebSocket(this.#options.WebSocket, this.#options.preferWsPackage);
+    } catch (err) {
+      this.#fail(err as Error);
       return;
     }
-    const delay = backoffDelay(this.#attempt, options);
+    this.#connect();
+  }
+
+  #connect(): void {
+    if (this.#ended || this.#Impl === undefined) return;
+    const url = this.connectUrl();
+    let conn: Connection | undefined;
+    try {
+      conn = new Connection(
+        {
+          WebSocket: this.#Impl,
+          url,
+          headers: this.#headers,
+          timeoutMs: this.#options.connectTimeoutMs ?? 4000,
+        },
+        {
+          open: () => this.#onOpen(conn!),
+          message: (data) => this.#onMessage(conn!, data),
+          end: (error, opened) => this.#onEnd(conn!, error, opened),
+        },
+      );
+    } catch (err) {
+      this.#fail(err as Error);
+      return;
+    }
+    if (!this.#everConnected) this.#tries++;
+    this.#conn = conn;
+    this.#resyncPending = false;
+    this.#log("debug", `connecting to ${redactUrl(url)}`);
+  }
+
+  #onOpen(conn: Connection): void {
+    if (conn !== this.#conn) return;
+    this.#stats.connections++;
+    this.#everConnected = true;
+    if (this.#paused) conn.socket.pause?.();
+    this.#log("info", `connected to ${redactUrl(conn.url)}`);
+    this.#emit("open");
+    if (conn !== this.#conn) return; // a listener closed it
+    this.#setStatus("connected", conn.url, undefined);
+    this.#ready.resolve();
+  }
+
+  #onMessage(conn: Connection, data: MessageData): void {
+    if (conn !== this.#conn) return;
+    if (this.#paused || this.#queue.length > 0) this.#queue.push({ conn, data });
+    else this.#handle(data);
+  }
+
+  #onEnd(conn: Connection, error: ConnectError, opened: boolean): void {
+    if (conn !== this.#conn) return;
+    this.#conn = undefined;
+    // Frames still waiting are from a connection that is gone: the reconnect
+    // resumes from the state held, so they would only be stale.
+    this.#queue = this.#queue.filter((m) => m.conn !== conn);
+    if (opened) this.#emit("close", error.code ?? 1006, error.reason ?? "");
+    if (error.permanent || this.#options.reconnect === false) {
+      this.#fail(error);
+      return;
+    }
+    if (!this.#everConnected) {
+      const tries = Math.max(1, this.#options.firstConnectTries ?? 5);
+      if (this.#tries >= tries) {
+        this.#fail(withTries(error, this.#tries));
+        return;
+      }
+    } else if (this.#attempt >= (this.#options.maxReconnects ?? Infinity)) {
+      this.#fail(withTries(error, this.#attempt));
+      return;
+    }
+    this.#emit("error", error);
+    this.#retry(error, conn.url);
+  }
+
+  #retry(error: ConnectError, url: string): void {
+    let delay = backoffDelay(this.#attempt, this.#options.reconnect || {});
+    if (error.retryAfter !== undefined) delay = Math.max(delay, error.retryAfter * 1000);
     this.#attempt++;
     this.#stats.reconnects++;
-    this.#events.emit("reconnect", this.#attempt, delay);
+    if (this.#everConnected) this.#setStatus("reconnecting", url, error);
+    this.#log("warn", `${error.message}; retry #${this.#attempt} in ${Math.round(delay)} ms`);
+    this.#emit("reconnect", this.#attempt, delay, error);
+    if (this.#ended) return; // a listener closed it
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      void this.#connect();
+      this.#connect();
     }, delay);
   }
 
   #fail(error: Error): void {
+    if (this.#ended) return;
     this.#fatal = error;
-    this.#events.emit("error", error);
-    this.close();
+    this.#log("error", error.message);
+    this.#emit("error", error);
+    this.#shutdown(error);
+  }
+
+  #shutdown(error: Error | undefined): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const conn = this.#conn;
+    this.#conn = undefined;
+    this.#queue = [];
+    conn?.close(1000, "client closed");
+    this.#setStatus("closed", conn?.url ?? this.connectUrl(), error);
+    this.#ready.reject(error ?? new Error("the subscriber was closed before it connected"));
+    this.#closed.resolve(error);
+    this.#emit("end");
   }
 
   #drain(): void {
@@ -433,7 +650,7 @@ export class Subscriber implements AsyncIterable<State> {
     }
     if (frame.kind === "full") {
       stats.fullFrames++;
-      this.#accept(frame.state, frame.seq, "full");
+      this.#accept(frame.state, frame.seq, "full", frame.epoch);
       return;
     }
     stats.deltaFrames++;
@@ -451,17 +668,19 @@ export class Subscriber implements AsyncIterable<State> {
       this.#drop(reason, err as Error);
       return;
     }
-    this.#accept(next, frame.seq, "delta");
+    this.#accept(next, frame.seq, "delta", this.#epoch);
   }
 
-  #accept(state: State, seq: number, kind: Frame["kind"]): void {
+  #accept(state: State, seq: number, kind: Frame["kind"], epoch: string | undefined): void {
     this.#state = state;
     this.#seq = seq;
+    this.#epoch = epoch;
     this.#resyncPending = false;
     this.#attempt = 0;
     const latency = state.timestamp === undefined ? undefined : Date.now() / 1000 - state.timestamp;
     this.#stats.lastLatency = latency;
-    this.#events.emit("update", state, { seq, kind, latency });
+    this.#options.logger?.debug(`phasecast: ${kind} frame, seq ${seq}`);
+    this.#emit("update", state, { seq, kind, epoch, latency });
   }
 
   /**
@@ -471,25 +690,33 @@ export class Subscriber implements AsyncIterable<State> {
   #drop(reason: ResyncReason, error: Error | undefined, force = false): void {
     this.#state = undefined;
     this.#seq = undefined;
+    this.#epoch = undefined;
     if (this.#resyncPending && !force) {
       if (reason !== "decode") this.#stats.ignoredDeltas++;
       return;
     }
     this.#resyncPending = true;
     this.#stats.resyncs++;
-    const socket = this.#socket;
-    if (socket && socket.readyState === OPEN) {
-      try {
-        socket.send(encodeResync(this.#wireFormat));
-      } catch {
-        // The connection is going; the reconnect brings a full frame.
-      }
-    }
-    this.#events.emit("resync", reason, error);
+    // When the connection is going, the reconnect brings a full frame.
+    this.#conn?.send(encodeResync(this.#wireFormat));
+    this.#log("warn", `state dropped (${reason})${error ? `: ${error.message}` : ""}; resync requested`);
+    this.#emit("resync", reason, error);
   }
 }
 
-function toError(event: WebSocketEventLike): Error {
-  if (event.error instanceof Error) return event.error;
-  return new Error(event.message ?? "WebSocket error");
+/** `error` again, saying how many tries were made. */
+function withTries(error: ConnectError, tries: number): ConnectError {
+  return new ConnectError(`${error.message} (gave up after ${tries} ${tries === 1 ? "try" : "tries"})`, {
+    kind: error.kind,
+    url: error.url,
+    permanent: error.permanent,
+    status: error.status,
+    error: error.error,
+    field: error.field,
+    retryAfter: error.retryAfter,
+    code: error.code,
+    reason: error.reason,
+    tries,
+    cause: error,
+  });
 }

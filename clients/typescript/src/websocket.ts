@@ -27,6 +27,11 @@ export interface WebSocketLike {
   pause?(): void;
   /** `ws` only: read from the socket again. */
   resume?(): void;
+  /** `ws` only: drop the connection at once (no close handshake). */
+  terminate?(): void;
+  /** `ws` only (a Node EventEmitter): `unexpected-response` gives the HTTP answer. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  on?(event: string, listener: (...args: any[]) => void): unknown;
 }
 
 /**
@@ -44,17 +49,30 @@ export type WebSocketConstructor = new (
 /** `WebSocket.OPEN`: the same number in every implementation. */
 export const OPEN = 1;
 
+/** Whether this runs in Node (or a runtime that says it is Node, like Bun). */
+export function isNode(): boolean {
+  const proc = (globalThis as { process?: { versions?: { node?: unknown } } }).process;
+  return typeof proc?.versions?.node === "string";
+}
+
+/** Whether `Impl` is the `ws` package's class (it can send headers, pause, terminate). */
+export function isWsPackage(Impl: WebSocketConstructor): boolean {
+  const proto = (Impl as { prototype?: { terminate?: unknown; on?: unknown } }).prototype;
+  return typeof proto?.terminate === "function" && typeof proto.on === "function";
+}
+
 /**
- * The WebSocket implementation to use: the one given, else the global one (browsers,
- * Node >= 22, Deno, Bun), else the `ws` package, loaded on demand (Node 20).
+ * The WebSocket implementation to use: the one given; else, in Node, the `ws` package
+ * (a dependency of this package: it sends the key as a header, shows the HTTP status
+ * of a refused upgrade and can pause the socket), falling back to Node's global
+ * WebSocket; elsewhere (browsers, Deno) the global one.
  *
- * @param preferPackage load `ws` first even where a global exists (Node-only tools
- *   that want `pause()`).
+ * @param preferPackage load `ws` first even where a global exists (default: in Node).
  * @throws {Error} when none is available.
  */
 export async function resolveWebSocket(
   given?: WebSocketConstructor,
-  preferPackage = false,
+  preferPackage = isNode(),
 ): Promise<WebSocketConstructor> {
   if (given) return given;
   const global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
@@ -78,6 +96,25 @@ export async function resolveWebSocket(
   }
   if (global) return global;
   throw new Error("the `ws` package has no WebSocket export");
+}
+
+/**
+ * Opens a WebSocket, with `headers` where the implementation can send them: the `ws`
+ * package takes `{ headers }` as its third argument, Node's global (undici) one as
+ * its second; browsers cannot send any (callers put the key in the URL there).
+ */
+export function openWebSocket(
+  Impl: WebSocketConstructor,
+  url: string,
+  headers: Record<string, string> | undefined,
+): WebSocketLike {
+  if (headers === undefined || Object.keys(headers).length === 0) return new Impl(url);
+  const global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  if (!isWsPackage(Impl) && Impl === global && isNode()) {
+    // undici's WebSocketInit: { protocols, headers }.
+    return new (Impl as unknown as new (url: string, init: object) => WebSocketLike)(url, { headers });
+  }
+  return new Impl(url, [], { headers });
 }
 
 /** `http(s)://` becomes `ws(s)://`; `ws(s)://` is kept. */

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { after, describe, test } from "node:test";
-import { FakeServer, type FakeConnection } from "./support/fake-server.js";
+import { FakeServer } from "./support/fake-server.js";
 import { makeState, rng, sameState } from "./support/encoder.js";
 
 // build/test/conformance.test.js -> dist/conformance.js
@@ -20,9 +20,13 @@ interface Run {
 
 /**
  * Runs the conformance runner to its end, or until `stopWhen(lines)` holds (checked
- * after each line; the process is then killed).
+ * after each line; the process is then killed). `onLine` sees each line as it comes.
  */
-function run(args: string[], stopWhen?: (lines: Run["lines"]) => boolean): Promise<Run> {
+function run(
+  args: string[],
+  stopWhen?: (lines: Run["lines"]) => boolean,
+  onLine?: (line: Run["lines"][number]) => void,
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [RUNNER, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     const lines: Run["lines"] = [];
@@ -32,8 +36,10 @@ function run(args: string[], stopWhen?: (lines: Run["lines"]) => boolean): Promi
       partial += chunk;
       let end: number;
       while ((end = partial.indexOf("\n")) >= 0) {
-        lines.push(JSON.parse(partial.slice(0, end)) as Run["lines"][number]);
+        const line = JSON.parse(partial.slice(0, end)) as Run["lines"][number];
+        lines.push(line);
         partial = partial.slice(end + 1);
+        onLine?.(line);
         if (stopWhen?.(lines)) child.kill();
       }
     });
@@ -79,7 +85,7 @@ describe("conformance runner", () => {
       srv.publish(makeState(0, [0.5, -0, 2], [1, -1, 1], -1.25, 1764000000.5));
       const stop = publishing(srv, 16, 3, 7);
       const until = srv.seq + 150;
-      const result = await run(["--url", srv.url, "--format", format, "--delta", "true", "--until-seq", String(until), "--timeout", "10"]);
+      const result = await run(["--url", srv.url, "--format", format, "--delta", "true", "--until-seq", String(until), "--timeout", "60"]);
       stop();
       assert.equal(result.code, 0, result.stderr);
       // In step: one line per seq from the one it joined at.
@@ -110,39 +116,66 @@ describe("conformance runner", () => {
   });
 
   test("--slow-ms makes a slow reader: the server skips frames, the states stay exact", async () => {
-    const srv = await FakeServer.start({ slowBytes: 32 * 1024, history: 100_000 });
+    // Deterministic by events: the fake server skips a frame whenever the runner has
+    // not yet printed the last frame sent to it (it is "behind"), and each line the
+    // runner prints makes the test publish three states. So every frame after the
+    // second is a delta over two skipped seqs, whatever the machine's speed or the
+    // kernel's socket buffers. A runner that printed too early (did not pause) or
+    // never caught up would show in the lines and the pause lower bound below.
+    let printed = 0;
+    const srv = await FakeServer.start({
+      history: 10_000,
+      isBehind: (conn) => printed < (conn.sent.at(-1)?.seq ?? 0),
+    });
     servers.push(srv);
-    // Frames of 8000 phases (64 KB) published every 2 ms, read one per 10 ms: once
-    // the socket buffers are full (Linux grows them to many MB) the server skips.
-    srv.publish(makeState(0, new Array(8000).fill(1), [], 0));
-    const stop = publishing(srv, 8000, 2, 9);
-    const conn = (): FakeConnection | undefined => srv.history[0];
-    /** The first delta the server sent from an older base (it skipped frames before it). */
-    const skipDelta = (): FakeConnection["sent"][number] | undefined =>
-      conn()?.sent.find((f) => f.kind === "delta" && f.baseSeq! < f.seq - 1);
+    const r = rng(9);
+    const publish = (): void => {
+      const step = srv.seq + 1;
+      const phases = Array.from({ length: 64 }, (_, i) => (i % 4 === 0 ? -0 : r() * 6));
+      const spins = Array.from({ length: 64 }, () => (r() < 0.5 ? 1 : -1));
+      srv.publish(makeState(step, phases, spins, -step / 7, step % 3 === 0 ? undefined : 1_764_000_000 + step / 100));
+    };
+    publish();
+    const slowMs = 40;
+    const until = 61;
+    const arrivals: number[] = [];
     const result = await run(
-      ["--url", srv.url, "--format", "protobuf", "--delta", "true", "--until-seq", "1000000", "--slow-ms", "10", "--timeout", "15"],
-      (lines) => {
-        const skip = skipDelta();
-        return skip !== undefined && lines[lines.length - 1]!.seq >= skip.seq;
+      ["--url", srv.url, "--format", "protobuf", "--delta", "true", "--until-seq", String(until), "--slow-ms", String(slowMs), "--timeout", "60"],
+      undefined,
+      (line) => {
+        arrivals.push(performance.now());
+        printed = line.seq;
+        if (line.seq < until) for (let k = 0; k < 3; k++) publish();
       },
     );
-    stop();
-    assert.notEqual(result.code, 2, `timed out: ${result.stderr}`);
-    assert.ok(conn()!.skipped > 0, "the server saw back-pressure");
-    const skip = skipDelta()!;
+    assert.equal(result.code, 0, `exit ${result.code}: ${result.stderr}`);
+    const conn = srv.history[0]!;
     const seqs = result.lines.map((l) => l.seq);
-    assert.ok(seqs.includes(skip.seq) && !seqs.includes(skip.seq - 1), `a gap before seq ${skip.seq}`);
+    // Every frame the server sent became a line, in order, and nothing else did.
+    assert.deepEqual(seqs, conn.sent.map((f) => f.seq));
+    assert.equal(seqs[0], 1);
+    assert.ok(seqs.at(-1)! >= until);
+    // After the first delta, each frame skips two seqs: the base is three behind.
+    const skips = conn.sent.filter((f) => f.kind === "delta" && f.baseSeq! < f.seq - 1);
+    assert.ok(skips.length >= 15, `skip deltas: ${skips.length}`);
+    assert.ok(conn.skipped >= 2 * skips.length, `frames skipped: ${conn.skipped}`);
+    for (const f of skips) assert.equal(f.baseSeq, f.seq - 3, `delta to ${f.seq} from ${f.baseSeq}`);
+    assert.ok(seqs.some((seq, k) => k > 0 && seq > seqs[k - 1]! + 1), "gaps in the seqs printed");
     checkLines(srv, result.lines);
+    // The runner paused --slow-ms after each frame before it took the next: a lower
+    // bound (halved for pipe delays), which a loaded machine can only exceed.
+    const span = arrivals.at(-1)! - arrivals[0]!;
+    assert.ok(span >= ((seqs.length - 1) * slowMs) / 2, `${seqs.length} lines in ${Math.round(span)} ms`);
   });
 
   test("exits 2 on timeout, 1 on bad arguments", async () => {
     const srv = await FakeServer.start();
     servers.push(srv);
     srv.publish(makeState(0, [1], [], 0));
-    const timeout = await run(["--url", srv.url, "--format", "json", "--delta", "true", "--until-seq", "99", "--timeout", "0.5"]);
+    const timeout = await run(["--url", srv.url, "--format", "json", "--delta", "true", "--until-seq", "99", "--timeout", "1"]);
     assert.equal(timeout.code, 2);
-    assert.equal(timeout.lines.length, 1);
+    // Seq 1 is all there is (printed if it arrived within the second).
+    assert.ok(timeout.lines.every((l) => l.seq === 1) && timeout.lines.length <= 1);
     assert.match(timeout.stderr, /timeout/);
     const bad = await run(["--url", srv.url, "--format", "xml", "--until-seq", "1"]);
     assert.equal(bad.code, 1);

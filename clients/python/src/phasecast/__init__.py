@@ -1,23 +1,33 @@
 """Python client for phasecast: subscribe to PCC state streams and publish states.
 
-Subscribing::
+Subscribing (asyncio; :class:`SyncSubscriber` is the same without an event loop)::
 
-    async with Subscriber("ws://127.0.0.1:8080/ws", format="protobuf") as sub:
-        async for state in sub:
-            print(sub.seq, state.step, state.energy)
+    async with Subscriber("ws://127.0.0.1:8787/ws") as sub:
+        async for update in sub:
+            print(update.seq, update.kind, update.step, update.energy)
 
-Publishing::
+Publishing (:class:`SyncProducer` for blocking code)::
 
-    producer = Producer("http://127.0.0.1:8080", key="...")
-    await producer.publish(State(step=1, phases=[0.1, 0.2], spins=[1, -1], energy=-0.5))
+    async with Producer("http://127.0.0.1:8787", key="...") as producer:
+        await producer.publish(State(step=1, phases=[0.1, 0.2], spins=[1, -1], energy=-0.5))
 
-The wire protocol is described in the server's ``docs/protocol.md``.
+The behaviour (retries, errors, events, stats) follows the server's
+``docs/clients.md``; the wire protocol is its ``docs/protocol.md``. Logs go to the
+``phasecast`` logger: failed tries and reconnects at WARNING (shown by Python's
+default handler when the application set up no logging), connects at INFO, frames at
+DEBUG.
 """
 
-import logging as _logging
-
-from .client import Backoff, Event, Subscriber, SubscriptionRefused
+from ._core import Backoff, ConnectionState, Event, Stats, Update
+from .client import Subscriber
 from .codec import DecodeError, decode_frame, encode_state, resync_message
+from .errors import (
+    ConnectError,
+    IngestRejected,
+    PhasecastError,
+    PublishError,
+    SubscriptionRefused,
+)
 from .model import (
     ChecksumMismatch,
     Delta,
@@ -29,16 +39,27 @@ from .model import (
     apply_delta,
     checksum,
 )
-from .producer import IngestRejected, IngestStream, Producer, PublishError, PublishResult
+from .producer import (
+    IngestStream,
+    Producer,
+    ProducerStats,
+    PublishResult,
+    SyncIngestStream,
+    SyncProducer,
+)
+from .sync import SyncSubscriber
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-# A library logs to "phasecast" and leaves output to the application's logging setup.
-_logging.getLogger("phasecast").addHandler(_logging.NullHandler())
+# No NullHandler: an application that configures no logging still sees the WARNING
+# records (a wrong port, a server that went away) on stderr, through Python's
+# last-resort handler, instead of a client that retries in silence.
 
 __all__ = [
     "Backoff",
     "ChecksumMismatch",
+    "ConnectError",
+    "ConnectionState",
     "DecodeError",
     "Delta",
     "DeltaError",
@@ -48,12 +69,19 @@ __all__ = [
     "IndexOutOfRange",
     "IngestRejected",
     "IngestStream",
+    "PhasecastError",
     "Producer",
+    "ProducerStats",
     "PublishError",
     "PublishResult",
     "State",
+    "Stats",
     "Subscriber",
     "SubscriptionRefused",
+    "SyncIngestStream",
+    "SyncProducer",
+    "SyncSubscriber",
+    "Update",
     "__version__",
     "apply_delta",
     "checksum",

@@ -20,9 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
+from typing import Any
 
-from .client import Event, Subscriber, SubscriptionRefused
+from ._core import Event
+from .client import Subscriber
+from .errors import ConnectError, SubscriptionRefused
 from .model import State
 
 EXIT_OK = 0
@@ -32,14 +36,16 @@ EXIT_TIMEOUT = 3
 
 def state_line(seq: int, state: State) -> str:
     """The JSON line printed for a state held at ``seq``."""
+    phases: Any = state.phases
+    spins: Any = state.spins
     return json.dumps(
         {
             "seq": seq,
             "step": state.step,
             "energy": state.energy,
             "timestamp": state.timestamp,
-            "phases": state.phases,
-            "spins": state.spins,
+            "phases": phases if isinstance(phases, list) else phases.tolist(),
+            "spins": spins if isinstance(spins, list) else spins.tolist(),
         },
         separators=(",", ":"),
     )
@@ -69,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-hz", type=float, default=None)
     parser.add_argument("--key", default=None, help="subscriber key (X-API-Key)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    parser.add_argument(
+        "--numpy", action="store_true", help="hold phases as a numpy array (phasecast[numpy])"
+    )
     return parser.parse_args(argv)
 
 
@@ -85,18 +94,18 @@ async def run(args: argparse.Namespace) -> int:
     subscriber = Subscriber(
         args.url,
         format=args.format,
-        delta=args.delta,
+        delta=None if args.delta else False,  # deltas are the default: ask only for none
         max_hz=args.max_hz,
         stream=args.stream,
         key=args.key,
+        numpy=args.numpy,
         on_event=_log_event,
     )
     async with subscriber as sub:
-        async for state in sub:
-            assert sub.seq is not None
-            sys.stdout.write(state_line(sub.seq, state) + "\n")
+        async for update in sub:
+            sys.stdout.write(state_line(update.seq, update.state) + "\n")
             sys.stdout.flush()
-            if sub.seq >= args.until_seq:
+            if update.seq >= args.until_seq:
                 return EXIT_OK
             if args.slow_ms > 0:
                 await asyncio.sleep(args.slow_ms / 1000.0)
@@ -114,9 +123,11 @@ async def _run_with_timeout(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Events are printed by _log_event; keep the library's log records off stderr.
+    logging.getLogger("phasecast").addHandler(logging.NullHandler())
     try:
         return asyncio.run(_run_with_timeout(args))
-    except SubscriptionRefused as err:
+    except (SubscriptionRefused, ConnectError) as err:
         _log(str(err))
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
+
+from ._np import is_ndarray
 
 __all__ = [
     "ChecksumMismatch",
@@ -28,28 +31,63 @@ __all__ = [
 ]
 
 
-@dataclass
+#: A list of numbers, or (with the numpy extra) a 1-D ``numpy.ndarray``.
+Values = Union[Sequence[float], Sequence[int], Any]
+
+
+@dataclass(eq=False)
 class State:
     """One state of the phase-coupled computation (PCC).
 
+    ``phases`` and ``spins`` are lists, or numpy arrays: a producer may pass
+    ``numpy.ndarray`` values (any float dtype for phases, any integer or float dtype
+    holding +1/-1 for spins), and a subscriber made with ``numpy=True`` holds a
+    read-only ``float64`` array of phases and an ``int8`` array of spins.
+
     The library never changes a ``State`` it has handed out: applying a delta makes a
-    new one. Treat the states you receive as read-only.
+    new one. Treat the states you receive as read-only (:meth:`copy` gives one you may
+    change).
     """
 
     #: The producer's step counter.
     step: int
-    #: Oscillator phases in radians.
-    phases: list[float]
-    #: Spins, each ``1`` or ``-1``: none, or one per phase.
-    spins: list[int]
+    #: Oscillator phases in radians: a list of floats or a numpy array.
+    phases: Values
+    #: Spins, each ``1`` or ``-1``: none, or one per phase (a list or a numpy array).
+    spins: Values
     #: Energy of the state.
     energy: float
     #: The producer's clock (seconds since the Unix epoch), when it sent one.
     timestamp: float | None = None
 
     def copy(self) -> State:
-        """A copy whose lists can be changed without touching this state."""
-        return State(self.step, list(self.phases), list(self.spins), self.energy, self.timestamp)
+        """A copy whose lists (or arrays) can be changed without touching this state."""
+        return State(
+            self.step, _copy_seq(self.phases), _copy_seq(self.spins), self.energy, self.timestamp
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, State):
+            return NotImplemented
+        return (
+            self.step == other.step
+            and self.energy == other.energy
+            and self.timestamp == other.timestamp
+            and _as_list(self.phases) == _as_list(other.phases)
+            and _as_list(self.spins) == _as_list(other.spins)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _copy_seq(values: Any) -> Any:
+    if is_ndarray(values):
+        return values.copy()  # a writable copy, also of a read-only array
+    return list(values)
+
+
+def _as_list(values: Any) -> list[Any]:
+    return values.tolist() if is_ndarray(values) else list(values)
 
 
 @dataclass(frozen=True)
@@ -58,6 +96,8 @@ class Full:
 
     seq: int
     state: State
+    #: The stream's epoch, when the server sent one (``Frame.epoch``, JSON ``"epoch"``).
+    epoch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,11 +162,15 @@ def apply_delta(state: State, delta: Delta) -> State:
     """Applies ``delta`` to ``state`` and verifies the result against its checksum.
 
     Returns a new state; ``state`` is not changed. The caller checks that
-    ``delta.base_seq`` is the seq of ``state`` before calling.
+    ``delta.base_seq`` is the seq of ``state`` before calling. A state holding numpy
+    arrays gives one holding (read-only) numpy arrays, with the same bits as the list
+    arithmetic.
 
     :raises IndexOutOfRange: the delta names an index the state does not have.
     :raises ChecksumMismatch: the result is not the state the server meant.
     """
+    if is_ndarray(state.phases):
+        return _apply_delta_numpy(state, delta)
     phases = list(state.phases)
     spins = list(state.spins)
     if delta.steps:
@@ -150,6 +194,44 @@ def apply_delta(state: State, delta: Delta) -> State:
     if actual != delta.checksum:
         raise ChecksumMismatch(delta.seq, delta.checksum, actual)
     return result
+
+
+def _apply_delta_numpy(state: State, delta: Delta) -> State:
+    """:func:`apply_delta` on arrays: the same operations, vectorised.
+
+    Indices within one list are strictly increasing (gaps) or unique (JSON keys), so
+    a fancy-indexed assignment does what the loop over them does.
+    """
+    np = sys.modules["numpy"]
+    phases = np.array(state.phases, dtype=np.float64)  # a writable copy
+    spins = np.array(state.spins, dtype=np.int8)
+    if delta.steps:
+        index = _indices(np, "phases", [i for i, _ in delta.steps], len(phases))
+        quanta = np.array([q for _, q in delta.steps], dtype=np.float64)
+        # float64 multiplication by an exact power of two, then one rounded addition.
+        phases[index] = phases[index] + quanta * math.ldexp(1.0, delta.quantum_exp)
+    if delta.values:
+        index = _indices(np, "phases", [i for i, _ in delta.values], len(phases))
+        phases[index] = np.array([v for _, v in delta.values], dtype=np.float64)
+    if delta.flips:
+        index = _indices(np, "spins", list(delta.flips), len(spins))
+        spins[index] = -spins[index]
+    if delta.spin_values:
+        index = _indices(np, "spins", [i for i, _ in delta.spin_values], len(spins))
+        spins[index] = np.array([s for _, s in delta.spin_values], dtype=np.int8)
+    phases.flags.writeable = False
+    spins.flags.writeable = False
+    result = State(delta.step, phases, spins, delta.energy, delta.timestamp)
+    actual = checksum(result)
+    if actual != delta.checksum:
+        raise ChecksumMismatch(delta.seq, delta.checksum, actual)
+    return result
+
+
+def _indices(np: Any, what: str, indices: list[int], length: int) -> Any:
+    for index in (min(indices), max(indices)):
+        _check_index(what, index, length)
+    return np.array(indices, dtype=np.intp)
 
 
 def _check_index(what: str, index: int, length: int) -> None:
@@ -178,23 +260,22 @@ def checksum(state: State) -> int:
     words.extend(_double_bits(state.phases))
     spins = state.spins
     words.append(len(spins))
-    for start in range(0, len(spins), 64):
-        word = 0
-        for bit, spin in enumerate(spins[start : start + 64]):
-            if spin > 0:
-                word |= 1 << bit
-        words.append(word)
+    words.extend(_spin_words(spins))
     words.append(struct.unpack("<Q", struct.pack("<d", state.energy))[0])
 
     h = _SEED
+    multiplier, mask = _MULTIPLIER, _MASK  # locals: this loop is the hot spot
     for w in words:
-        h = ((h ^ w) * _MULTIPLIER) & _MASK
+        h = ((h ^ w) * multiplier) & mask
         h ^= h >> 29
     return h
 
 
-def _double_bits(values: Sequence[float]) -> array:  # type: ignore[type-arg]
+def _double_bits(values: Any) -> Any:
     """The IEEE-754 bits of each value, as unsigned 64-bit integers."""
+    if is_ndarray(values):
+        np = sys.modules["numpy"]
+        return np.ascontiguousarray(values, dtype="<f8").view("<u8").tolist()
     bits = array("Q")
     if bits.itemsize != 8:  # pragma: no cover - no mainstream platform
         return array("Q", (struct.unpack("<Q", struct.pack("<d", v))[0] for v in values))
@@ -202,20 +283,46 @@ def _double_bits(values: Sequence[float]) -> array:  # type: ignore[type-arg]
     return bits
 
 
+def _spin_words(spins: Any) -> list[int]:
+    """The spins 64 to a word, bit j of word g set when spin 64*g + j is +1."""
+    if is_ndarray(spins):
+        np = sys.modules["numpy"]
+        packed = np.packbits(np.asarray(spins) > 0, bitorder="little").tobytes()
+        return [int.from_bytes(packed[i : i + 8], "little") for i in range(0, len(packed), 8)]
+    words = []
+    for start in range(0, len(spins), 64):
+        word = 0
+        for bit, spin in enumerate(spins[start : start + 64]):
+            if spin > 0:
+                word |= 1 << bit
+        words.append(word)
+    return words
+
+
 def same_bits(a: State, b: State) -> bool:
-    """Whether two states are equal bit for bit (``==`` treats 0.0 and -0.0 as equal)."""
+    """Whether two states are equal bit for bit (``==`` treats 0.0 and -0.0 as equal).
+
+    Lists and numpy arrays compare by value: a list state and an array state with the
+    same bits are the same.
+    """
     timestamps = [t for t in (a.timestamp, b.timestamp) if t is not None]
     timestamps_equal = len(timestamps) != 1 and (
         not timestamps or _bits(timestamps[:1]) == _bits(timestamps[1:])
     )
     return (
         a.step == b.step
-        and a.spins == b.spins
+        and _as_list(a.spins) == _as_list(b.spins)
         and _bits(a.phases) == _bits(b.phases)
         and _bits([a.energy]) == _bits([b.energy])
         and timestamps_equal
     )
 
 
-def _bits(values: Sequence[float]) -> bytes:
-    return array("d", values).tobytes()
+def _bits(values: Any) -> bytes:
+    if is_ndarray(values):
+        np = sys.modules["numpy"]
+        return bytes(np.ascontiguousarray(values, dtype="<f8").tobytes())
+    doubles = array("d", values)
+    if sys.byteorder == "big":  # pragma: no cover - compare little-endian bytes
+        doubles.byteswap()
+    return doubles.tobytes()

@@ -114,8 +114,9 @@ function scalars(step: number, energy: number, timestamp: number | undefined): s
 }
 
 /** A JSON full frame. */
-export function jsonFull(seq: number, state: State): string {
-  return `{"seq":${seq}${scalars(state.step, state.energy, state.timestamp)},"phases":${formatJsonArray(state.phases)},"spins":${formatJsonArray(state.spins)}}`;
+export function jsonFull(seq: number, state: State, epoch?: string): string {
+  const e = epoch === undefined ? "" : `,"epoch":${JSON.stringify(epoch)}`;
+  return `{"seq":${seq}${e}${scalars(state.step, state.energy, state.timestamp)},"phases":${formatJsonArray(state.phases)},"spins":${formatJsonArray(state.spins)}}`;
 }
 
 /** A JSON delta frame: new values keyed by index. */
@@ -156,9 +157,10 @@ function varintLen(v: number): number {
 }
 
 /** A protobuf full frame. */
-export function pbFull(seq: number, state: State): Uint8Array {
+export function pbFull(seq: number, state: State, epoch?: string): Uint8Array {
   const frame = create(pb.FrameSchema, {
     seq: BigInt(seq),
+    epoch: epoch ?? "",
     step: BigInt(state.step),
     energy: state.energy,
     body: {

@@ -2,12 +2,14 @@
  * A small stand-in for the phasecast server's `/ws` endpoint, on 127.0.0.1 and a
  * free port: it sequences published states, keeps their views (the states
  * subscribers hold, within ε), and sends each subscriber full and delta frames as
- * docs/protocol.md describes — first frame, resume, resync, keyframes, `delta=false`,
- * skipping frames for slow readers. Faults can be injected into the next frame.
+ * docs/protocol.md describes — first frame, resume (with epoch), resync, keyframes,
+ * `delta=false`, skipping frames for slow readers. Faults can be injected into the
+ * next frame; upgrades can be refused with any HTTP answer, like the real server's
+ * 401/404/429.
  */
 
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer, STATUS_CODES, type IncomingHttpHeaders, type Server } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { toState, type State, type StateInput } from "@phasecast/client";
 import { advance, diff, jsonDelta, jsonFull, pbDelta, pbFull, quantumExpFor } from "./encoder.js";
@@ -19,6 +21,8 @@ export type Fault = "checksum" | "base_seq" | "truncate" | "garbage";
 export interface FakeConnection {
   readonly socket: WebSocket;
   readonly query: URLSearchParams;
+  /** The upgrade request's headers. */
+  readonly headers: IncomingHttpHeaders;
   readonly format: "json" | "protobuf";
   readonly delta: boolean;
   /** Seq of the state the subscriber holds if it applied everything sent (0: none). */
@@ -48,6 +52,29 @@ export interface FakeServerOptions {
   slowBytes?: number;
   /** Listen on this port (default: any free one). */
   port?: number;
+  /** The stream's epoch, sent on full frames (default: none, like servers before it). */
+  epoch?: string;
+  /**
+   * Decides when a subscriber is too far behind and must skip (instead of its socket's
+   * `bufferedAmount` passing `slowBytes`): a test that knows what the subscriber has
+   * handled makes skipping depend on events, not on kernel buffers and timing.
+   */
+  isBehind?: (conn: FakeConnection) => boolean;
+}
+
+/** An HTTP answer to an upgrade, instead of 101. */
+export interface Refusal {
+  status: number;
+  /** JSON body (an object is serialised), e.g. `{ ok: false, error: "…" }`. */
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+/** One upgrade request, accepted or not. */
+export interface UpgradeRequest {
+  readonly url: URL;
+  readonly headers: IncomingHttpHeaders;
+  readonly refused: Refusal | undefined;
 }
 
 export class FakeServer {
@@ -62,18 +89,48 @@ export class FakeServer {
   readonly #keyframe: number;
   readonly #keep: number;
   readonly #slowBytes: number;
+  readonly #isBehind: ((conn: FakeConnection) => boolean) | undefined;
   #seq = 0;
+  /** The stream's epoch on full frames; change it to play a restarted server. */
+  epoch: string | undefined;
+  /** Answers for the next upgrades, first the next one. */
+  readonly refusals: Refusal[] = [];
+  /** Answer every upgrade with this (after `refusals`), while set. */
+  refuseAll: Refusal | undefined;
+  /** Every upgrade request. */
+  readonly upgrades: UpgradeRequest[] = [];
+  readonly #raw = new Set<Socket>();
 
   private constructor(options: FakeServerOptions) {
     this.#epsilon = options.epsilon ?? 0;
     this.#keyframe = options.keyframeInterval ?? 200;
     this.#keep = options.history ?? 1024;
     this.#slowBytes = options.slowBytes ?? 256 * 1024;
+    this.#isBehind = options.isBehind;
+    this.epoch = options.epoch;
     this.http = createServer((_req, res) => {
-      res.writeHead(404).end();
+      res.writeHead(200, { "Content-Type": "text/html" }).end("<!doctype html><p>a page, not the WebSocket</p>");
     });
-    this.wss = new WebSocketServer({ server: this.http, path: "/ws" });
-    this.wss.on("connection", (socket, request) => this.#accept(socket, new URL(request.url ?? "/", "http://x").searchParams));
+    this.http.on("connection", (socket: Socket) => {
+      this.#raw.add(socket);
+      socket.on("close", () => this.#raw.delete(socket));
+    });
+    this.wss = new WebSocketServer({ noServer: true });
+    this.http.on("upgrade", (request, socket: Socket, head: Buffer) => {
+      const url = new URL(request.url ?? "/", "http://x");
+      const notFound: Refusal | undefined =
+        url.pathname === "/ws" ? undefined : { status: 404, body: { ok: false, error: "no such endpoint; see GET / for the list" } };
+      const refused = this.refusals.shift() ?? this.refuseAll ?? notFound;
+      this.upgrades.push({ url, headers: request.headers, refused });
+      if (refused) {
+        const body = refused.body === undefined ? "" : typeof refused.body === "string" ? refused.body : JSON.stringify(refused.body);
+        const headers = { "Content-Type": "application/json", "Content-Length": String(Buffer.byteLength(body)), Connection: "close", ...refused.headers };
+        const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("");
+        socket.end(`HTTP/1.1 ${refused.status} ${STATUS_CODES[refused.status] ?? "Status"}\r\n${lines}\r\n${body}`);
+        return;
+      }
+      this.wss.handleUpgrade(request, socket, head, (ws) => this.#accept(ws, url.searchParams, request.headers));
+    });
   }
 
   /** Starts a server on 127.0.0.1. */
@@ -126,8 +183,13 @@ export class FakeServer {
     for (const conn of this.connections) conn.socket.terminate();
   }
 
+  /** Closes every subscriber connection with a close frame. */
+  closeAll(code: number, reason = ""): void {
+    for (const conn of this.connections) conn.socket.close(code, reason);
+  }
+
   /** Waits until `predicate` holds (polling), or fails after `ms`. */
-  async until(predicate: () => boolean, ms = 3000, what = "condition"): Promise<void> {
+  async until(predicate: () => boolean, ms = 15_000, what = "condition"): Promise<void> {
     const end = Date.now() + ms;
     while (!predicate()) {
       if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -138,15 +200,17 @@ export class FakeServer {
   /** Stops the server and closes every connection. */
   async stop(): Promise<void> {
     for (const conn of this.connections) conn.socket.terminate();
+    for (const socket of this.#raw) socket.destroy();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
   }
 
-  #accept(socket: WebSocket, query: URLSearchParams): void {
+  #accept(socket: WebSocket, query: URLSearchParams, headers: IncomingHttpHeaders): void {
     const format = query.get("format") === "protobuf" || query.get("format") === "proto" ? "protobuf" : "json";
     const conn: FakeConnection = {
       socket,
       query,
+      headers,
       format,
       delta: query.get("delta") !== "false",
       heldSeq: 0,
@@ -158,7 +222,9 @@ export class FakeServer {
       deaf: false,
     };
     const resume = Number(query.get("resume") ?? NaN);
-    if (conn.delta && Number.isSafeInteger(resume) && this.views[resume] !== undefined) {
+    // A resume from another epoch (a restarted server) gets a full frame.
+    const sameEpoch = !query.has("epoch") || query.get("epoch") === this.epoch;
+    if (conn.delta && sameEpoch && Number.isSafeInteger(resume) && this.views[resume] !== undefined) {
       conn.heldSeq = resume;
       conn.needFull = false;
     }
@@ -182,7 +248,10 @@ export class FakeServer {
     const seq = this.#seq;
     const target = this.views[seq]!;
     if (conn.socket.readyState !== conn.socket.OPEN) return;
-    if (!conn.needFull && conn.socket.bufferedAmount > this.#slowBytes) {
+    // A subscriber that resumed from the newest state gets it again, as a full frame.
+    if (conn.heldSeq === seq) conn.needFull = true;
+    const behind = this.#isBehind ? this.#isBehind(conn) : conn.socket.bufferedAmount > this.#slowBytes;
+    if (!conn.needFull && behind) {
       conn.skipped++;
       return;
     }
@@ -197,7 +266,7 @@ export class FakeServer {
     const fault = conn.faults.shift();
     let frame: string | Uint8Array;
     if (full) {
-      frame = conn.format === "json" ? jsonFull(seq, target) : pbFull(seq, target);
+      frame = conn.format === "json" ? jsonFull(seq, target, this.epoch) : pbFull(seq, target, this.epoch);
       conn.sent.push({ kind: "full", seq });
     } else {
       const d = diff(base, conn.heldSeq, target, seq, quantumExpFor(this.#epsilon));
