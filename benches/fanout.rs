@@ -40,7 +40,7 @@ fn fanout(c: &mut Criterion) {
         let mut subscribers: Vec<_> = (0..SUBSCRIBERS)
             .map(|_| {
                 let joined = stream.join(None);
-                (joined.updates, joined.latest.expect("published"))
+                (joined.updates, joined.latest.expect("published").held())
             })
             .collect();
         group.bench_function(BenchmarkId::new("shared", encoding), |b| {
@@ -49,7 +49,7 @@ fn fanout(c: &mut Criterion) {
                 for (updates, held) in subscribers.iter_mut() {
                     let update: Arc<Update> = updates.try_recv().expect("an update");
                     black_box(update.frame_for(encoding, Some(held), &metrics));
-                    *held = update;
+                    *held = update.held();
                 }
             })
         });
@@ -66,7 +66,7 @@ fn fanout(c: &mut Criterion) {
                         Some(-9),
                     );
                     black_box(codec::encode_delta(encoding, &d, &update.view));
-                    *held = update;
+                    *held = update.held();
                 }
             })
         });

@@ -6,108 +6,101 @@
 //! cargo run --release -- serve                      # in one terminal
 //! cargo run --release --example publish -- --hz 200 --oscillators 32 --via ingest
 //! cargo run --release --example publish -- --via http --format protobuf --count 1000
+//! cargo run --release --example publish -- --help   # every option
 //! ```
-//! Options: `--url http://127.0.0.1:8787`, `--stream NAME`, `--key KEY` (or MCP_API_KEY),
-//! `--workload kuramoto-N|sparse|static|random`, `--seed N`.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
 use phasecast::{codec::Encoding, workload::Workload};
 use phasecast_client::{IngestPublisher, Publisher};
 
-struct Args {
-    url: String,
-    hz: f64,
-    count: Option<u64>,
-    via_ingest: bool,
-    encoding: Encoding,
-    stream: Option<String>,
-    key: Option<String>,
-    workload: Workload,
+/// How states travel to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Via {
+    /// The producer WebSocket, for 200 Hz and more.
+    Ingest,
+    /// One `POST` per state, over one kept-alive connection.
+    Http,
 }
 
-fn parse() -> anyhow::Result<Args> {
-    let mut args = Args {
-        url: "http://127.0.0.1:8787".into(),
-        hz: 200.0,
-        count: None,
-        via_ingest: true,
-        encoding: Encoding::Json,
-        stream: None,
-        key: std::env::var("MCP_API_KEY").ok().filter(|k| !k.is_empty()),
-        workload: Workload::kuramoto(32, 1),
-    };
-    let (mut workload, mut seed, mut oscillators) = (None, 1, 32);
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--url" => args.url = value()?,
-            "--hz" => args.hz = value()?.parse()?,
-            "--count" => args.count = Some(value()?.parse()?),
-            "--via" => {
-                args.via_ingest = match value()?.as_str() {
-                    "ingest" => true,
-                    "http" => false,
-                    other => bail!("--via {other}: use http or ingest"),
-                }
-            }
-            "--format" => args.encoding = value()?.parse()?,
-            "--stream" => args.stream = Some(value()?),
-            "--key" => args.key = Some(value()?),
-            "--workload" => workload = Some(value()?),
-            "--seed" => seed = value()?.parse()?,
-            "--oscillators" => oscillators = value()?.parse()?,
-            other => bail!("unknown option {other} (see the header of examples/publish.rs)"),
-        }
-    }
-    if !args.hz.is_finite() || args.hz <= 0.0 {
-        bail!("--hz must be above 0");
-    }
-    args.workload = match workload {
-        Some(name) => Workload::named(&name, seed).map_err(anyhow::Error::msg)?,
-        None => Workload::kuramoto(oscillators, seed),
-    };
-    Ok(args)
+/// Stream a simulation to phasecast.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8787")]
+    url: String,
+    /// States per second.
+    #[arg(long, default_value_t = 200.0)]
+    hz: f64,
+    /// Stop after this many states.
+    #[arg(long)]
+    count: Option<u64>,
+    /// How to send.
+    #[arg(long, value_enum, default_value = "ingest")]
+    via: Via,
+    /// Encoding: json or protobuf.
+    #[arg(long, default_value = "json")]
+    format: Encoding,
+    /// Stream name (default: the default stream).
+    #[arg(long)]
+    stream: Option<String>,
+    /// Producer key.
+    #[arg(long, env = "MCP_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Workload: kuramoto-N, sparse, static, random (default kuramoto with --oscillators).
+    #[arg(long)]
+    workload: Option<String>,
+    /// Oscillators of the default kuramoto workload.
+    #[arg(long, default_value_t = 32)]
+    oscillators: usize,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = parse()?;
-    let ws_url = args.url.replacen("http", "ws", 1);
-    let mut ingest = if args.via_ingest {
-        Some(
+    let args = Args::parse();
+    anyhow::ensure!(args.hz.is_finite() && args.hz > 0.0, "--hz must be above 0");
+    let mut workload = match &args.workload {
+        Some(name) => Workload::named(name, args.seed).map_err(anyhow::Error::msg)?,
+        None => Workload::kuramoto(args.oscillators, args.seed),
+    };
+    let key = args.key.clone().filter(|k| !k.is_empty());
+    let mut ingest = match args.via {
+        Via::Ingest => Some(
             IngestPublisher::connect(
-                &ws_url,
+                &args.url.replacen("http", "ws", 1),
                 args.stream.as_deref(),
-                args.encoding,
-                args.key.as_deref(),
+                args.format,
+                key.as_deref(),
             )
             .await
             .context("connecting to /ingest")?,
-        )
-    } else {
-        None
+        ),
+        Via::Http => None,
     };
-    let http = Publisher::new(
-        &args.url,
-        args.stream.as_deref(),
-        args.encoding,
-        args.key.clone(),
-    );
+    let mut http = Publisher::builder(&args.url)
+        .encoding(args.format)
+        .key_opt(key);
+    if let Some(stream) = &args.stream {
+        http = http.stream(stream);
+    }
+    let http = http.build();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.hz));
     let started = Instant::now();
     let mut sent = 0u64;
     println!(
-        "publishing {} at {} Hz via {}",
-        args.workload.name(),
+        "publishing {} at {} Hz via {:?}",
+        workload.name(),
         args.hz,
-        if args.via_ingest { "/ingest" } else { "POST" }
+        args.via
     );
     loop {
         tick.tick().await;
-        let mut state = args.workload.next_state();
+        let mut state = workload.next_state();
         state.timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .ok()

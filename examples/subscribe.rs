@@ -1,59 +1,86 @@
-//! A subscriber: connects to `/ws`, keeps the live state from full and delta frames
-//! (resuming after disconnections), and prints one line a second: seq, step, energy,
-//! the Kuramoto order parameter r, and frames and bytes received.
+//! A subscriber: keeps the live state of a stream from full and delta frames, resumes
+//! after disconnections (restart the server while it runs: it reconnects and carries
+//! on from the seq it holds), and prints one line a second: seq, step, energy, the
+//! Kuramoto order parameter r, and frames and bytes received.
 //!
 //! ```sh
 //! cargo run --release -- serve --demo               # in one terminal
 //! cargo run --release --example subscribe -- --format protobuf
-//! cargo run --release --example subscribe -- --url ws://127.0.0.1:8787 --stream default --full
+//! cargo run --release --example subscribe -- --url ws://127.0.0.1:8787/ws --stream default --full
+//! cargo run --release --example subscribe -- --help # every option
 //! ```
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use phasecast::workload::order_parameter;
-use phasecast_client::{SubscribeOptions, Subscriber};
+use clap::Parser;
+use phasecast::{codec::Encoding, workload::order_parameter};
+use phasecast_client::{Event, SubscribeOptions, Subscription};
+
+/// Watch a phasecast stream.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The server's `/ws` URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8787/ws")]
+    url: String,
+    /// Encoding: json or protobuf (default: the server's).
+    #[arg(long)]
+    format: Option<Encoding>,
+    /// Stream name.
+    #[arg(long)]
+    stream: Option<String>,
+    /// At most this many frames a second.
+    #[arg(long)]
+    max_hz: Option<f64>,
+    /// Subscriber key.
+    #[arg(long, env = "PCC_SUBSCRIBE_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Full frames only.
+    #[arg(long)]
+    full: bool,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut options = SubscribeOptions::new("ws://127.0.0.1:8787");
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--url" => options.url = value()?,
-            "--format" => options.encoding = Some(value()?.parse()?),
-            "--stream" => options.stream = Some(value()?),
-            "--max-hz" => options.max_hz = Some(value()?.parse()?),
-            "--key" => options.key = Some(value()?),
-            "--full" => options.deltas = false,
-            other => bail!("unknown option {other} (see the header of examples/subscribe.rs)"),
-        }
-    }
-    let mut sub = Subscriber::connect(&options)
-        .await
-        .with_context(|| format!("connecting to {}", options.ws_url()))?;
-    println!("subscribed to {}", options.ws_url());
-    let (mut frames, mut bytes, mut last_print) = (0u64, 0u64, Instant::now());
-    while let Some(frame) = sub.next_frame().await? {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut options = SubscribeOptions::new(&args.url)
+        .deltas(!args.full)
+        .on_event(|event| {
+            if let Event::Connected { url } = event {
+                println!("connected to {url}");
+            }
+        });
+    options.encoding = args.format;
+    options.stream = args.stream;
+    options.max_hz = args.max_hz;
+    options.key = args.key.filter(|k| !k.is_empty());
+    let mut subscription = Subscription::new(options);
+    let (mut frames, mut bytes_then, mut last_print) = (0u64, 0u64, Instant::now());
+    while let Some(update) = subscription.next().await {
+        // Permanent errors (a wrong key, a wrong path) and a server that cannot be
+        // reached for the first connection end here, with the server's reason.
+        let update = update?;
+        let stats = subscription.stats();
         frames += 1;
-        bytes += frame.bytes as u64;
         if last_print.elapsed() >= Duration::from_secs(1) {
-            let state = sub.state().expect("a frame was applied");
-            let (r, _) = order_parameter(&state.phases);
+            let kb = (stats.bytes - bytes_then) as f64 / 1000.0;
+            let (r, _) = order_parameter(&update.state.phases);
             println!(
-                "seq {} step {} energy {:.4} r {:.3} | {frames} frames/s, {:.1} KB/s, {} B/frame ({})",
-                frame.seq,
-                state.step,
-                state.energy,
+                "seq {} step {} energy {:.4} r {:.3} | {frames} frames/s, {kb:.1} KB/s | {} full, {} delta, {} reconnects in all",
+                update.seq,
+                update.state.step,
+                update.state.energy,
                 r,
-                bytes as f64 / 1000.0,
-                bytes / frames.max(1),
-                sub.encoding(),
+                stats.full,
+                stats.delta,
+                stats.reconnects,
             );
-            (frames, bytes, last_print) = (0, 0, Instant::now());
+            (frames, bytes_then, last_print) = (0, stats.bytes, Instant::now());
         }
     }
-    println!("the server closed the connection");
     Ok(())
 }

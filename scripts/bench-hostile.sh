@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --quiet --bin phasecast --bin phasecast-bench
+cargo build --release --quiet --workspace --bins
 bin=target/release/phasecast-bench
 out=${1:-target/bench/hostile.jsonl}
 runs=${RUNS:-3}

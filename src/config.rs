@@ -71,7 +71,8 @@ pub struct ProducerConfig {
 /// Subscriber-side settings.
 #[derive(Debug, Clone)]
 pub struct SubscriberConfig {
-    /// Origins allowed to open `/ws` (browser `Origin` header); `None` allows all.
+    /// Browser origins allowed (`Origin` header): the CORS answers of every HTTP route,
+    /// and who may open `/ws`; `None` allows all (CORS mirrors any origin).
     pub allowed_origins: Option<Vec<String>>,
     /// Key subscribers must present, if any.
     pub subscribe_key: Option<String>,
@@ -267,7 +268,8 @@ pub struct ServeArgs {
     /// Default wire format for subscribers: json or protobuf (alias proto).
     #[arg(long, env = "PCC_WIRE_FORMAT", default_value = "json")]
     pub wire_format: String,
-    /// Comma-separated origins allowed to open /ws from a browser; unset or * allows all.
+    /// Comma-separated browser origins allowed: CORS answers on every HTTP route
+    /// (POST /pcc_state, /health…), and who may open /ws; unset or * allows all.
     #[arg(long, env = "ALLOWED_ORIGINS")]
     pub allowed_origins: Option<String>,
     /// Key subscribers must send (X-API-Key or ?key=). Unset: anyone may subscribe.

@@ -85,8 +85,11 @@ label_enum! {
 label_enum! {
     /// Why a subscriber connection ended.
     pub enum CloseReason {
-        /// The client closed it or went away.
+        /// The client closed it with a close frame.
         Client => "client",
+        /// The client went away without a close frame: a TCP FIN or reset (a browser
+        /// tab closed, a process killed, a network gone). A departure, not a violation.
+        Reset => "reset",
         /// Closed for being too slow (send timeout or backlog).
         Slow => "slow",
         /// No pong within the keep-alive window.
@@ -95,7 +98,8 @@ label_enum! {
         Shutdown => "shutdown",
         /// A protocol or I/O error.
         Error => "error",
-        /// Refused by policy (a limit, a bad message).
+        /// Refused by policy: a flood, an oversized message, a WebSocket protocol
+        /// violation, or a control message naming an unknown op.
         Policy => "policy",
     }
 }
@@ -176,6 +180,9 @@ pub struct Metrics {
     rejected_inputs: Counter<u64>,
     opened: Counter<u64>,
     closed: Counter<u64>,
+    old_connections: Counter<u64>,
+    old_disconnections: Counter<u64>,
+    ignored_messages: Counter<u64>,
     keyframes: Counter<u64>,
     slow_disconnects: Counter<u64>,
     resumes: Counter<u64>,
@@ -184,8 +191,10 @@ pub struct Metrics {
     bus_received: Counter<u64>,
     bus_dropped: Counter<u64>,
     refused: Counter<u64>,
-    message_size: Histogram<u64>,
+    state_size: Histogram<u64>,
+    frame_size: Histogram<u64>,
     processing: Histogram<f64>,
+    decode: Histogram<f64>,
     latency: Histogram<f64>,
 }
 
@@ -208,6 +217,27 @@ impl Metrics {
     pub fn new(
         enabled: bool,
         tasks: TaskTracker,
+    ) -> Result<Metrics, opentelemetry_sdk::error::OTelSdkError> {
+        Metrics::build(enabled, tasks, None)
+    }
+
+    /// [`Metrics::new`] for a server whose default subscriber format is `wire_format`:
+    /// `mcp_service_info` (the old server's info metric) carries it as a label.
+    ///
+    /// # Errors
+    /// When the Prometheus exporter cannot be built.
+    pub fn for_server(
+        enabled: bool,
+        tasks: TaskTracker,
+        wire_format: Encoding,
+    ) -> Result<Metrics, opentelemetry_sdk::error::OTelSdkError> {
+        Metrics::build(enabled, tasks, Some(wire_format))
+    }
+
+    fn build(
+        enabled: bool,
+        tasks: TaskTracker,
+        wire_format: Option<Encoding>,
     ) -> Result<Metrics, opentelemetry_sdk::error::OTelSdkError> {
         let registry = prometheus::Registry::new();
         let provider = if enabled {
@@ -238,6 +268,18 @@ impl Metrics {
             .with_description("Build of the running server; always 1")
             .with_callback(|o| o.observe(1, &[KeyValue::new("version", env!("CARGO_PKG_VERSION"))]))
             .build();
+        let mut info = vec![
+            KeyValue::new("service", "phasecast"),
+            KeyValue::new("version", env!("CARGO_PKG_VERSION")),
+        ];
+        if let Some(format) = wire_format {
+            info.push(KeyValue::new("wire_format", format.as_str()));
+        }
+        meter
+            .u64_observable_gauge("mcp_service_info")
+            .with_description("The service (the old server's info metric); always 1")
+            .with_callback(move |o| o.observe(1, &info))
+            .build();
         let counter = |name: &'static str, description: &'static str| {
             meter
                 .u64_counter(name)
@@ -258,6 +300,18 @@ impl Metrics {
             closed: counter(
                 "phasecast_ws_connections_closed",
                 "Subscriber WebSocket connections closed, by reason",
+            ),
+            old_connections: counter(
+                "mcp_ws_connections",
+                "Subscriber WebSocket connections accepted (the old server's name)",
+            ),
+            old_disconnections: counter(
+                "mcp_ws_disconnections",
+                "Subscriber WebSocket connections ended, for any reason (the old server's name)",
+            ),
+            ignored_messages: counter(
+                "phasecast_client_messages_ignored",
+                "Text messages from subscribers that are not control messages (keep-alives and the like), read and ignored",
             ),
             keyframes: counter("phasecast_keyframes", "Keyframes produced by streams"),
             slow_disconnects: counter(
@@ -288,17 +342,31 @@ impl Metrics {
                 .i64_up_down_counter("phasecast_streams")
                 .with_description("Streams known")
                 .build(),
-            message_size: meter
+            state_size: meter
                 .u64_histogram("mcp_pcc_message_size")
                 .with_description(
-                    "Size of each encoded frame (once per encoding, not per subscriber)",
+                    "Size of each producer state accepted, as received (the JSON body, or the protobuf one)",
+                )
+                .with_unit("By")
+                .with_boundaries(SIZE_BUCKETS.to_vec())
+                .build(),
+            frame_size: meter
+                .u64_histogram("phasecast_frame_encoded_size")
+                .with_description(
+                    "Size of each encoded outgoing frame (once per encoding, not per subscriber)",
                 )
                 .with_unit("By")
                 .with_boundaries(SIZE_BUCKETS.to_vec())
                 .build(),
             processing: meter
                 .f64_histogram("mcp_pcc_message_processing")
-                .with_description("Time to decode, validate and sequence one producer state")
+                .with_description("Time to process one producer state and hand it off to the subscribers' fan-out (what the reply's processing_time_ms reports)")
+                .with_unit("s")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            decode: meter
+                .f64_histogram("phasecast_state_decode")
+                .with_description("Time to decode and validate one producer state")
                 .with_unit("s")
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
@@ -321,6 +389,9 @@ impl Metrics {
         let label = |k: &'static str, v: &'static str| [KeyValue::new(k, v)];
         self.received.add(0, &[]);
         self.opened.add(0, &[]);
+        self.old_connections.add(0, &[]);
+        self.old_disconnections.add(0, &[]);
+        self.ignored_messages.add(0, &[]);
         self.keyframes.add(0, &[]);
         self.streams.add(0, &[]);
         for r in RejectReason::ALL {
@@ -391,10 +462,26 @@ impl Metrics {
         prometheus::TEXT_FORMAT
     }
 
-    /// A producer's state was accepted after `processing`.
+    /// A producer's state was accepted and handed off to the fan-out, `processing`
+    /// after its request (or ingest message) was taken up.
     pub fn state_received(&self, processing: Duration) {
         self.received.add(1, &[]);
         self.processing.record(processing.as_secs_f64(), &[]);
+    }
+
+    /// A producer's state of `bytes` (as received) was accepted.
+    pub fn state_size(&self, bytes: usize) {
+        self.state_size.record(bytes as u64, &[]);
+    }
+
+    /// A producer's state was decoded and validated in `took`.
+    pub fn state_decoded(&self, took: Duration) {
+        self.decode.record(took.as_secs_f64(), &[]);
+    }
+
+    /// A subscriber sent a text message that is not a control message; it was ignored.
+    pub fn client_message_ignored(&self) {
+        self.ignored_messages.add(1, &[]);
     }
 
     /// A producer's input was refused.
@@ -416,7 +503,7 @@ impl Metrics {
 
     /// A frame was encoded (once per encoding and kind, shared by its subscribers).
     pub fn frame_encoded(&self, encoding: Encoding, kind: FrameKind, bytes: usize) {
-        self.message_size.record(
+        self.frame_size.record(
             bytes as u64,
             &[
                 KeyValue::new("format", encoding.as_str()),
@@ -451,6 +538,7 @@ impl Metrics {
     /// the state it held was still known.
     pub fn subscriber_opened(&self, resumed: Option<bool>) {
         self.opened.add(1, &[]);
+        self.old_connections.add(1, &[]);
         self.hot.connections.fetch_add(1, Relaxed);
         if let Some(hit) = resumed {
             let result = if hit { "hit" } else { "miss" };
@@ -462,6 +550,7 @@ impl Metrics {
     pub fn subscriber_closed(&self, reason: CloseReason) {
         self.closed
             .add(1, &[KeyValue::new("reason", reason.as_str())]);
+        self.old_disconnections.add(1, &[]);
         self.hot.connections.fetch_sub(1, Relaxed);
     }
 

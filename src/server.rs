@@ -49,7 +49,11 @@ pub async fn run(
     // feeds, then the transport.
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let metrics = Arc::new(Metrics::new(config.metrics, tracker.clone())?);
+    let metrics = Arc::new(Metrics::for_server(
+        config.metrics,
+        tracker.clone(),
+        config.wire_format,
+    )?);
     let (bus, inbound) = match config.bus.clone() {
         Some(bus_config) => {
             let (bus, queued) = Bus::new(bus_config.queue, metrics.clone());

@@ -2,6 +2,12 @@
 //! the resulting [`Update`] joins a bounded history (for resuming subscribers) and the
 //! broadcast ring every subscriber's [`Feed`](super::Feed) reads from. Publishing never
 //! waits on a subscriber.
+//!
+//! The history keeps each state in its compact form (seq and view). Only the newest
+//! updates, as many as the broadcast ring holds, keep their encoded frames: older ones
+//! serve only as the base of a catch-up delta, which is encoded on the newest update
+//! when a subscriber resumes. So a retained state costs its view, not every encoding
+//! ever made of it.
 
 use std::{
     collections::VecDeque,
@@ -13,7 +19,7 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use super::Update;
+use super::{Held, Update};
 use crate::{
     codec::Encoding,
     config::StreamConfig,
@@ -21,6 +27,12 @@ use crate::{
     model::State,
     stream::{Sequenced, Sequencer},
 };
+
+/// Bytes of encoded frames a stream keeps for its newest updates, past the two newest:
+/// older updates in the window release theirs (subscribers still reading them get
+/// frames encoded for them alone). Large states then cost a few frames, not a ring of
+/// them.
+const FRAME_CACHE_BYTES: usize = 16 << 20;
 
 /// Seq and shape of a stream's newest state, for `/health`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +50,8 @@ pub struct Head {
 pub struct Channel {
     name: String,
     history_len: usize,
+    /// How many of the newest updates keep their frames: the broadcast ring's size.
+    window: usize,
     /// Sequencing state and history; held briefly per state, never across I/O.
     inner: Mutex<Inner>,
     /// Every update, to every subscriber's receiver. Its capacity is the outbox: a
@@ -51,7 +65,16 @@ pub struct Channel {
 #[derive(Debug)]
 struct Inner {
     sequencer: Sequencer,
-    history: VecDeque<Arc<Update>>,
+    /// Oldest first; the newest `window` entries also hold their update.
+    history: VecDeque<Entry>,
+}
+
+/// One retained state.
+#[derive(Debug)]
+struct Entry {
+    held: Held,
+    /// The update with its encoded frames, while it is among the newest `window`.
+    update: Option<Arc<Update>>,
 }
 
 /// What a subscriber gets when it joins a stream.
@@ -59,8 +82,8 @@ struct Inner {
 pub struct Joined {
     /// The newest update, if the stream has one.
     pub latest: Option<Arc<Update>>,
-    /// The update the subscriber asked to resume from, if still in the history.
-    pub resume_from: Option<Arc<Update>>,
+    /// The state the subscriber asked to resume from, if still in the history.
+    pub resume_from: Option<Held>,
     /// Receives every update after `latest`.
     pub updates: broadcast::Receiver<Arc<Update>>,
 }
@@ -72,6 +95,7 @@ impl Channel {
         Channel {
             name,
             history_len: config.history.max(1),
+            window: outbox_frames.max(1),
             inner: Mutex::new(Inner {
                 sequencer: Sequencer::new(config),
                 history: VecDeque::new(),
@@ -122,20 +146,52 @@ impl Channel {
 
     fn push(&self, inner: &mut Inner, sequenced: Sequenced, metrics: &Metrics) {
         let quantum_exp = inner.sequencer.tolerance().quantum_exp();
-        let update = Arc::new(Update::new(
-            sequenced,
-            inner.history.back().map(|p| p.as_ref()),
-            quantum_exp,
-        ));
+        let prev = inner.history.back().and_then(|e| e.update.as_deref());
+        let update = Arc::new(Update::new(sequenced, prev, quantum_exp));
         if update.keyframe {
             metrics.keyframe();
         }
         if inner.history.len() >= self.history_len {
             inner.history.pop_front();
         }
-        inner.history.push_back(update.clone());
+        // The update that just left the window keeps only its view.
+        if inner.history.len() >= self.window {
+            let i = inner.history.len() - self.window;
+            if let Some(old) = inner.history[i].update.take() {
+                old.release();
+            }
+        }
+        inner.history.push_back(Entry {
+            held: update.held(),
+            update: Some(update.clone()),
+        });
+        Self::bound_frames(&mut inner.history);
         // No receivers is fine: nobody is subscribed.
         let _ = self.updates.send(update);
+    }
+
+    /// Releases the frames of updates in the window past [`FRAME_CACHE_BYTES`] (the
+    /// two newest always keep theirs).
+    fn bound_frames(history: &mut VecDeque<Entry>) {
+        let mut kept = 0;
+        for (age, entry) in history.iter_mut().rev().enumerate() {
+            let Some(update) = &entry.update else { break };
+            kept += update.cached_bytes();
+            if age >= 2 && kept > FRAME_CACHE_BYTES {
+                update.release();
+                entry.update = None;
+            }
+        }
+    }
+
+    /// Bytes of encoded frames the stream keeps.
+    pub fn cached_bytes(&self) -> usize {
+        self.lock()
+            .history
+            .iter()
+            .filter_map(|e| e.update.as_ref())
+            .map(|u| u.cached_bytes())
+            .sum()
     }
 
     /// Joins the stream: the newest update, the update to resume from (when
@@ -145,11 +201,11 @@ impl Channel {
         let inner = self.lock();
         // Subscribing under the lock: no update can fall between `latest` and the receiver.
         let updates = self.updates.subscribe();
-        let latest = inner.history.back().cloned();
+        let latest = inner.history.back().and_then(|e| e.update.clone());
         let resume_from = resume.and_then(|seq| {
-            let first = inner.history.front()?.seq;
+            let first = inner.history.front()?.held.seq;
             let i = usize::try_from(seq.checked_sub(first)?).ok()?;
-            inner.history.get(i).cloned()
+            inner.history.get(i).map(|e| e.held.clone())
         });
         self.subscribers.fetch_add(1, Relaxed);
         Joined {
@@ -171,7 +227,23 @@ impl Channel {
 
     /// The newest update, if any.
     pub fn latest(&self) -> Option<Arc<Update>> {
-        self.lock().history.back().cloned()
+        self.lock().history.back().and_then(|e| e.update.clone())
+    }
+
+    /// The view at `seq`, while it is in the history.
+    pub fn view(&self, seq: u64) -> Option<Arc<crate::model::State>> {
+        let inner = self.lock();
+        let first = inner.history.front()?.held.seq;
+        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
+        inner.history.get(i).map(|e| e.held.view.clone())
+    }
+
+    /// How many retained states still hold their encoded frames (at most the ring's
+    /// size) and how many are kept in all.
+    pub fn retained(&self) -> (usize, usize) {
+        let inner = self.lock();
+        let with_frames = inner.history.iter().filter(|e| e.update.is_some()).count();
+        (with_frames, inner.history.len())
     }
 
     /// Seq, step and size of the newest state.
@@ -179,10 +251,10 @@ impl Channel {
         self.lock()
             .history
             .back()
-            .map_or(Head::default(), |u| Head {
-                seq: u.seq,
-                step: u.view.step,
-                oscillators: u.view.len(),
+            .map_or(Head::default(), |e| Head {
+                seq: e.held.seq,
+                step: e.held.view.step,
+                oscillators: e.held.view.len(),
             })
     }
 
@@ -201,10 +273,5 @@ impl Channel {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("stream lock poisoned")
-    }
-
-    /// Every update in the history, oldest first (for tests and tools).
-    pub fn history(&self) -> Vec<Arc<Update>> {
-        self.lock().history.iter().cloned().collect()
     }
 }

@@ -23,7 +23,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::{Channel, Update};
+use super::{Channel, Held, Update};
 use crate::{
     codec::{Encoding, FrameKind},
     metrics::{DropReason, Metrics},
@@ -71,8 +71,9 @@ pub struct Feed {
     metrics: Arc<Metrics>,
     /// This subscriber's cursor in the stream's broadcast ring.
     updates: broadcast::Receiver<Arc<Update>>,
-    /// The update whose view the subscriber holds (after the frames handed out).
-    held: Option<Arc<Update>>,
+    /// The state the subscriber holds (after the frames handed out): its seq and view,
+    /// not the update, so an old state held keeps no encoded frames alive.
+    held: Option<Held>,
     /// The newest update seen.
     newest: Option<Arc<Update>>,
     /// The newest update seen but not yet sent (only with `max_hz`).
@@ -210,7 +211,7 @@ impl Feed {
                 continue;
             }
             let frame = if self.wants.deltas {
-                update.frame_for(encoding, self.held.as_deref(), &self.metrics)
+                update.frame_for(encoding, self.held.as_ref(), &self.metrics)
             } else {
                 update.full(encoding, &self.metrics)
             };
@@ -227,7 +228,7 @@ impl Feed {
                 len: frame.len,
                 accepted_at: update.accepted_at,
             });
-            self.held = Some(update.clone());
+            self.held = Some(update.held());
         }
         out
     }

@@ -14,7 +14,7 @@ mod update;
 
 pub use channel::{Channel, Head, Joined};
 pub use feed::{Batch, Feed, Outgoing, Wants};
-pub use update::{message, Encoded, Update};
+pub use update::{message, Encoded, Held, Update};
 
 #[cfg(test)]
 mod tests;

@@ -100,8 +100,7 @@ impl Setup {
     }
 
     fn view(&self, seq: u64) -> State {
-        let h = self.channel.history();
-        h.iter().find(|u| u.seq == seq).unwrap().view.clone()
+        self.channel.view(seq).unwrap().as_ref().clone()
     }
 }
 
@@ -353,7 +352,7 @@ fn subscribers_in_step_share_one_encoding_per_format() {
     let next = c.latest().unwrap();
     for e in Encoding::ALL {
         let frames: Vec<_> = (0..1000)
-            .map(|_| next.frame_for(e, Some(&prev), &m))
+            .map(|_| next.frame_for(e, Some(&prev.held()), &m))
             .collect();
         let first = frames[0].message.clone().into_data();
         assert_eq!(frames[0].kind, FrameKind::Delta);
@@ -370,8 +369,8 @@ fn subscribers_in_step_share_one_encoding_per_format() {
     c.publish(state(3, 64), &m);
     let third = c.latest().unwrap();
     for e in Encoding::ALL {
-        let a = third.frame_for(e, Some(&prev), &m);
-        let b = third.frame_for(e, Some(&prev), &m);
+        let a = third.frame_for(e, Some(&prev.held()), &m);
+        let b = third.frame_for(e, Some(&prev.held()), &m);
         assert_eq!(a.kind, FrameKind::Delta);
         assert_eq!(
             a.message.into_data().as_ptr(),
@@ -395,7 +394,7 @@ fn a_delta_that_saves_nothing_is_sent_as_the_full_frame() {
     c.publish(dense(2), &m);
     let next = c.latest().unwrap();
     for e in Encoding::ALL {
-        let f = next.frame_for(e, Some(&prev), &m);
+        let f = next.frame_for(e, Some(&prev.held()), &m);
         assert_eq!(f.kind, FrameKind::Full, "{e}");
         assert_eq!(
             f.message.into_data().as_ptr(),
@@ -412,6 +411,7 @@ fn join_finds_resume_points_only_in_the_history() {
         c.publish(state(step, 8), &m);
     }
     assert_eq!(c.join(Some(7)).resume_from.unwrap().seq, 7);
+    assert_eq!(c.view(7).unwrap().step, 7);
     assert_eq!(c.join(Some(10)).resume_from.unwrap().seq, 10);
     assert!(c.join(Some(6)).resume_from.is_none());
     assert!(c.join(Some(11)).resume_from.is_none());
@@ -431,4 +431,78 @@ fn apply_ignores_duplicates_and_late_arrivals() {
     assert!(other.apply(sent[1].clone(), &m));
     assert!(!other.apply(sent[0].clone(), &m));
     assert_eq!(other.head().seq, 2);
+}
+
+/// Only the newest updates, as many as the ring holds, keep their encoded frames;
+/// older states are kept as views and still serve a resume with a delta.
+#[test]
+fn states_past_the_ring_keep_only_their_view_and_still_serve_a_resume() {
+    let m = metrics();
+    let c = Channel::new("t".into(), &config(1e-3, 1000, 32), 4);
+    for step in 1..=20 {
+        c.publish(state(step, 64), &m);
+    }
+    assert_eq!(c.retained(), (4, 20));
+    let oldest = c
+        .join(Some(1))
+        .resume_from
+        .expect("seq 1 is in the history");
+    let latest = c.latest().unwrap();
+    let frame = latest.frame_for(Encoding::Protobuf, Some(&oldest), &m);
+    assert_eq!(frame.kind, FrameKind::Delta);
+    let mut held = Some(oldest.view.as_ref().clone());
+    let out = Outgoing {
+        message: frame.message,
+        seq: latest.seq,
+        kind: frame.kind,
+        len: frame.len,
+        accepted_at: latest.accepted_at,
+    };
+    apply(&mut held, &[out], Encoding::Protobuf);
+    assert_eq!(held.as_ref(), Some(latest.view.as_ref()));
+}
+
+/// Large states keep frames for a few updates only: the frames kept stay near the
+/// budget of the window however many states go by, and the updates that released
+/// theirs still serve subscribers, in step or catching up.
+#[tokio::test]
+async fn the_frames_kept_for_large_states_are_bounded_in_bytes() {
+    let s = Setup::new(1e-3, 1000, 64);
+    // Every phase moves every step: each update's frame is a full frame of 1.3 MB.
+    let dense = |step: u64| State {
+        phases: (0..65_536)
+            .map(|i| i as f64 * 1e-4 + step as f64 * 0.37)
+            .collect(),
+        ..state(step, 65_536)
+    };
+    s.channel.publish(dense(0), &s.metrics);
+    let e = Encoding::Json;
+    let mut feed = s.feed(wants(e), None, 64);
+    let mut held = None;
+    apply(&mut held, &feed.start(Instant::now()), e);
+    for step in 1..=40 {
+        s.channel.publish(dense(step), &s.metrics);
+        let frames = take(&mut feed, Instant::now()).await;
+        apply(&mut held, &frames, e);
+    }
+    let newest = s.channel.head().seq;
+    assert_eq!(
+        held.as_ref(),
+        Some(&s.view(newest)),
+        "exact through releases"
+    );
+    let full = s.channel.latest().unwrap().full(e, &s.metrics).len;
+    let kept = s.channel.cached_bytes();
+    assert!(
+        kept <= (16 << 20) + 2 * full,
+        "{kept} bytes kept for frames of {full}"
+    );
+    let (with_frames, all) = s.channel.retained();
+    assert!(with_frames < 40, "{with_frames} of {all} keep their frames");
+    // A subscriber that resumes from an old state gets one delta to the newest.
+    let mut late = s.feed(wants(e), Some(3), 64);
+    let frames = late.start(Instant::now());
+    let mut resumed = Some(s.view(3));
+    apply(&mut resumed, &frames, e);
+    assert_eq!(resumed, Some(s.view(newest)));
 }

@@ -7,7 +7,7 @@
 //! the full frame.
 
 use std::{
-    sync::{Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::Instant,
 };
 
@@ -18,8 +18,20 @@ use crate::{
     codec::{self, Encoding, FrameKind},
     delta::{self, Delta},
     metrics::Metrics,
+    model::State,
     stream::Sequenced,
 };
+
+/// What a subscriber holds: the seq of its state and the view at that seq (shared,
+/// never copied). Enough to build the frame that brings it to any newer state, without
+/// keeping the frames encoded for that older state alive.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// The seq.
+    pub seq: u64,
+    /// The view subscribers held at that seq.
+    pub view: Arc<State>,
+}
 
 /// A frame ready to write: the WebSocket message (text for JSON, binary for
 /// protobuf; cloning shares the bytes), its size and its kind.
@@ -61,95 +73,152 @@ pub fn message(encoding: Encoding, bytes: Bytes) -> Message {
 /// per subscriber.
 const CATCH_UP_CACHE: usize = 8;
 
+/// The frames an update has encoded so far.
+#[derive(Debug, Default)]
+struct Frames {
+    full: [Option<Encoded>; 2],
+    /// The frame for subscribers in step, per encoding: the delta, or the full frame
+    /// where that is not bigger.
+    in_step: [Option<Encoded>; 2],
+    /// Frames for subscribers that skipped frames, by (base seq, encoding). Bounded.
+    catch_up: Vec<(u64, Encoding, Encoded)>,
+    /// Released to bound memory: frames are still made, but no longer kept.
+    released: bool,
+}
+
+impl Frames {
+    /// Bytes held, counting a frame shared by two slots once.
+    fn bytes(&self) -> usize {
+        let full: usize = self.full.iter().flatten().map(|f| f.len).sum();
+        let deltas: usize = self
+            .in_step
+            .iter()
+            .flatten()
+            .chain(self.catch_up.iter().map(|(_, _, f)| f))
+            .filter(|f| f.kind == FrameKind::Delta)
+            .map(|f| f.len)
+            .sum();
+        full + deltas
+    }
+}
+
 /// One accepted state, shared by every subscriber.
 #[derive(Debug)]
 pub struct Update {
     /// Seq of this state.
     pub seq: u64,
     /// The view subscribers in step hold at this seq.
-    pub view: crate::model::State,
+    pub view: Arc<State>,
     /// Full frames only at this seq (a scheduled keyframe, a shape change, or a gap
     /// before it on this node).
     pub keyframe: bool,
     /// When the state was accepted (for the broadcast latency).
     pub accepted_at: Instant,
-    /// The delta from the previous seq's view, for subscribers in step; `None` at a
-    /// keyframe.
-    step_delta: Option<Delta>,
+    /// The previous seq's view, for the in-step delta; `None` at a keyframe. (Only the
+    /// view: the delta is made when a subscriber in step first needs it.)
+    prev: Option<Held>,
     quantum_exp: Option<i32>,
-    full: [OnceLock<Encoded>; 2],
-    /// The frame for subscribers in step, per encoding: the delta, or the full frame
-    /// where that is not bigger.
-    in_step: [OnceLock<Encoded>; 2],
-    /// Frames for subscribers that skipped frames, by (base seq, encoding). Bounded.
-    catch_up: Mutex<Vec<(u64, Encoding, Encoded)>>,
+    frames: Mutex<Frames>,
 }
 
 impl Update {
     /// The update for `s`, following `prev` (the update before it on this node, if
     /// any). Without a `prev` one seq before and of the same shape, it is a keyframe.
     pub fn new(s: Sequenced, prev: Option<&Update>, quantum_exp: Option<i32>) -> Update {
-        let step_delta = match prev {
+        let prev = match prev {
             Some(p) if !s.keyframe && p.seq + 1 == s.seq && p.view.same_shape(&s.view) => {
-                Some(delta::diff(&p.view, p.seq, &s.view, s.seq, quantum_exp))
+                Some(p.held())
             }
             _ => None,
         };
         Update {
             seq: s.seq,
-            keyframe: s.keyframe || step_delta.is_none(),
-            view: s.view,
+            keyframe: s.keyframe || prev.is_none(),
+            view: Arc::new(s.view),
             accepted_at: Instant::now(),
-            step_delta,
+            prev,
             quantum_exp,
-            full: Default::default(),
-            in_step: Default::default(),
-            catch_up: Mutex::new(Vec::new()),
+            frames: Mutex::new(Frames::default()),
         }
+    }
+
+    /// What a subscriber sent this update holds.
+    pub fn held(&self) -> Held {
+        Held {
+            seq: self.seq,
+            view: self.view.clone(),
+        }
+    }
+
+    fn frames(&self) -> std::sync::MutexGuard<'_, Frames> {
+        self.frames.lock().expect("frame cache poisoned")
+    }
+
+    /// Bytes of the frames this update keeps.
+    pub fn cached_bytes(&self) -> usize {
+        self.frames().bytes()
+    }
+
+    /// Drops the frames kept and keeps none from now on: the update has fallen out of
+    /// the window where subscribers in step share them. A subscriber still reading it
+    /// gets its frame encoded for it alone.
+    pub fn release(&self) {
+        let mut frames = self.frames();
+        *frames = Frames {
+            released: true,
+            ..Frames::default()
+        };
     }
 
     /// The full frame of this state.
     pub fn full(&self, encoding: Encoding, metrics: &Metrics) -> Encoded {
-        self.full[encoding.index()]
-            .get_or_init(|| {
-                let bytes = codec::encode_full(encoding, self.seq, &self.view);
-                Encoded::new(encoding, FrameKind::Full, bytes, metrics)
-            })
-            .clone()
+        let mut frames = self.frames();
+        self.full_locked(&mut frames, encoding, metrics)
     }
 
-    /// The frame that brings a subscriber holding `held` (the update it was last sent,
+    fn full_locked(&self, frames: &mut Frames, encoding: Encoding, metrics: &Metrics) -> Encoded {
+        if let Some(f) = &frames.full[encoding.index()] {
+            return f.clone();
+        }
+        let bytes = codec::encode_full(encoding, self.seq, &self.view);
+        let frame = Encoded::new(encoding, FrameKind::Full, bytes, metrics);
+        if !frames.released {
+            frames.full[encoding.index()] = Some(frame.clone());
+        }
+        frame
+    }
+
+    /// The frame that brings a subscriber holding `held` (the state it was last sent,
     /// if any) to this state: the in-step delta, a catch-up delta from `held`, or the
     /// full frame, whichever is right and smallest.
-    pub fn frame_for(
-        &self,
-        encoding: Encoding,
-        held: Option<&Update>,
-        metrics: &Metrics,
-    ) -> Encoded {
-        let full = || self.full(encoding, metrics);
-        let Some(held) = held else { return full() };
+    pub fn frame_for(&self, encoding: Encoding, held: Option<&Held>, metrics: &Metrics) -> Encoded {
+        let mut frames = self.frames();
+        let Some(held) = held else {
+            return self.full_locked(&mut frames, encoding, metrics);
+        };
         if self.keyframe || held.seq >= self.seq || !held.view.same_shape(&self.view) {
-            return full();
+            return self.full_locked(&mut frames, encoding, metrics);
         }
-        if held.seq + 1 == self.seq {
-            if let Some(d) = &self.step_delta {
-                return self.in_step[encoding.index()]
-                    .get_or_init(|| self.smaller_of(encoding, d, metrics))
-                    .clone();
+        let in_step = self.prev.as_ref().is_some_and(|p| p.seq == held.seq);
+        if in_step {
+            if let Some(f) = &frames.in_step[encoding.index()] {
+                return f.clone();
             }
-        }
-        let mut cache = self.catch_up.lock().expect("catch-up cache poisoned");
-        if let Some((_, _, frame)) = cache
+        } else if let Some((_, _, f)) = frames
+            .catch_up
             .iter()
             .find(|(base, e, _)| *base == held.seq && *e == encoding)
         {
-            return frame.clone();
+            return f.clone();
         }
         let d = delta::diff(&held.view, held.seq, &self.view, self.seq, self.quantum_exp);
-        let frame = self.smaller_of(encoding, &d, metrics);
-        if cache.len() < CATCH_UP_CACHE {
-            cache.push((held.seq, encoding, frame.clone()));
+        let frame = self.smaller_of(&mut frames, encoding, &d, metrics);
+        if !frames.released {
+            if in_step {
+                frames.in_step[encoding.index()] = Some(frame.clone());
+            } else if frames.catch_up.len() < CATCH_UP_CACHE {
+                frames.catch_up.push((held.seq, encoding, frame.clone()));
+            }
         }
         frame
     }
@@ -157,12 +226,18 @@ impl Update {
     /// Whether a delta is worth sending, decided here only: the delta `d` encoded, or
     /// the full frame when that is not bigger in this encoding. Either leaves the
     /// subscriber holding this update's view.
-    fn smaller_of(&self, encoding: Encoding, d: &Delta, metrics: &Metrics) -> Encoded {
+    fn smaller_of(
+        &self,
+        frames: &mut Frames,
+        encoding: Encoding,
+        d: &Delta,
+        metrics: &Metrics,
+    ) -> Encoded {
         let bytes = codec::encode_delta(encoding, d, &self.view);
         // A delta that changes at most half the phases is always the smaller one;
         // past that, compare (JSON keys make a dense delta bigger than the full frame).
         if d.phases.len() * 2 > self.view.len() {
-            let full = self.full(encoding, metrics);
+            let full = self.full_locked(frames, encoding, metrics);
             if bytes.len() >= full.len {
                 return full;
             }

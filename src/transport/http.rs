@@ -1,5 +1,6 @@
 //! Plain HTTP routes that are neither producer nor subscriber: `GET /health`,
-//! `GET /metrics`, the dashboard at `GET /`, and the answer for any other path.
+//! `GET /metrics`, `GET /metrics/json` (the old server's debugging view), the
+//! dashboard at `GET /`, and the answer for any other path.
 
 use axum::{
     extract::State,
@@ -12,7 +13,13 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::hub::DEFAULT_STREAM;
 
-/// `GET /health`: status, counts, the default stream's head, and every stream.
+/// Subscribers connected now (sessions holding a slot).
+fn subscribers(app: &AppState) -> usize {
+    app.config.subscriber.max_subscribers - app.subscriber_slots.available_permits()
+}
+
+/// `GET /health`: status (`"healthy"`, the old server's word), counts, the default
+/// stream's head, and every stream.
 pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
     let streams: Vec<_> = app
         .hub
@@ -34,10 +41,9 @@ pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Valu
         .stream(DEFAULT_STREAM)
         .map(|s| s.head())
         .unwrap_or_default();
-    let subscribers =
-        app.config.subscriber.max_subscribers - app.subscriber_slots.available_permits();
+    let subscribers = subscribers(&app);
     Json(json!({
-        "status": "ok",
+        "status": "healthy",
         "version": env!("CARGO_PKG_VERSION"),
         "wire_format": app.config.wire_format.as_str(),
         "websocket_clients": subscribers,
@@ -51,6 +57,21 @@ pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Valu
             None => json!({"kind": "none"}),
             Some(b) => json!({"kind": "nats", "node": b.node_id, "connected": app.metrics.is_bus_connected()}),
         },
+    }))
+}
+
+/// `GET /metrics/json`: the old server's debugging view, with its three fields
+/// (`ws_clients_current`, `wire_format`, `uptime_seconds`) and a few more. Served
+/// whether or not metrics are collected: it reads the server's state, not the
+/// instruments.
+pub(super) async fn metrics_json(State(app): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "ws_clients_current": subscribers(&app),
+        "wire_format": app.config.wire_format.as_str(),
+        "uptime_seconds": app.started.elapsed().as_secs_f64(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "producers": app.config.producer.max_producers - app.producer_slots.available_permits(),
+        "streams": app.hub.streams().len(),
     }))
 }
 

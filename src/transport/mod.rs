@@ -7,7 +7,9 @@
 //! - `peer`: what both socket kinds share: keep-alive, the message budget, shutdown,
 //!   read errors and the close handshake.
 //! - `access`: keys and origins. `error`: [`ApiError`], every route's error answer.
-//! - `http`: `GET /health`, `GET /metrics`, the dashboard at `GET /`.
+//! - `http`: `GET /health`, `GET /metrics`, `GET /metrics/json`, the dashboard at
+//!   `GET /`.
+//! - `cors`: the CORS answers every route gets (as the old server's middleware).
 //! - `listen`: the accept loop (connection rate, handshake deadline, TLS); `limit`:
 //!   token buckets.
 
@@ -20,15 +22,20 @@ mod peer;
 mod producer;
 mod subscriber;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::DefaultBodyLimit,
+    http::{header, HeaderValue, Method},
     routing::{get, post},
     Router,
 };
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 use crate::{config::Config, hub::Hub, metrics::Metrics};
 
@@ -92,11 +99,53 @@ pub fn router(state: AppState) -> Router {
         .route("/app.css", get(http::dashboard_css))
         .route("/health", get(http::health))
         .route("/metrics", get(http::metrics))
+        .route("/metrics/json", get(http::metrics_json))
         .route("/pcc_state", post(producer::publish_default))
         .route("/streams/{name}/state", post(producer::publish_named))
         .route("/ws", get(subscriber::subscribe))
         .route("/ingest", get(producer::connect))
         .fallback(http::not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(cors(state.config.subscriber.allowed_origins.as_deref()))
         .with_state(state)
+}
+
+/// The CORS answers of the old server's middleware (Starlette's `CORSMiddleware` with
+/// `allow_origins=ALLOWED_ORIGINS`, `allow_credentials=True`, every method and header),
+/// so a page on another origin (a dev server, a dashboard host) may `POST /pcc_state`
+/// and read `/health`:
+///
+/// - `Access-Control-Allow-Origin` is the request's origin when it is allowed: any
+///   origin when `ALLOWED_ORIGINS` is unset or `*` (a literal `*` is not allowed with
+///   credentials, so the origin is mirrored, as Starlette does), else the listed ones;
+///   an origin not allowed gets no CORS header, so the browser keeps the answer from it.
+/// - `Access-Control-Allow-Credentials: true`.
+/// - A preflight (`OPTIONS`) is answered at once: every method, the headers asked for,
+///   cached for 600 s.
+/// - `Retry-After` is readable by the page (a 429's hint).
+fn cors(allowed_origins: Option<&[String]>) -> CorsLayer {
+    let origins = match allowed_origins {
+        None => AllowOrigin::mirror_request(),
+        Some(list) => AllowOrigin::list(
+            list.iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        ),
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_credentials(true)
+        // Starlette's list for allow_methods=["*"].
+        .allow_methods(AllowMethods::list([
+            Method::DELETE,
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PATCH,
+            Method::POST,
+            Method::PUT,
+        ]))
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600))
 }

@@ -32,8 +32,11 @@ pub(super) enum Budget {
 /// How a peer's connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ending {
-    /// The peer closed or went away.
+    /// The peer closed the connection with a close frame.
     Left,
+    /// The peer went away without a close frame: a TCP FIN or reset. (A browser tab
+    /// closed or a process killed leaves this way: a departure, not a violation.)
+    Reset,
     /// The server is shutting down (the peer was sent 1001).
     Shutdown,
     /// Silent for two ping intervals (sent 1008).
@@ -138,6 +141,8 @@ impl Peer {
                 return Event::Ended(Ending::Shutdown);
             }
             Seen::PingDue => return self.keep_alive().await,
+            // The stream ends once the close handshake is over (the peer's close frame
+            // was handled below).
             Seen::Incoming(None) => return Event::Ended(Ending::Left),
             Seen::Incoming(Some(Err(e))) => return self.refuse(ReadError::from(e)).await,
             Seen::Incoming(Some(Ok(m))) => m,
@@ -175,7 +180,11 @@ impl Peer {
         .await
         {
             Ok(Ok(())) => Event::Handled,
-            Ok(Err(_)) => Event::Ended(Ending::Left),
+            Ok(Err(e)) => Event::Ended(match WriteError::from(e) {
+                // Not even a ping fits: as good as unwritable.
+                WriteError::Backlog => Ending::Unwritable,
+                WriteError::Gone(ending) => ending,
+            }),
             Err(_) => Event::Ended(Ending::Unwritable),
         }
     }
@@ -186,7 +195,8 @@ impl Peer {
     }
 
     /// Ends the connection after a read error: a message over the size limit gets
-    /// 1009, a protocol violation 1002; a peer that went away is just gone.
+    /// 1009, a protocol violation 1002; a peer that went away (FIN or reset without a
+    /// close frame) or whose socket failed is just gone.
     async fn refuse(&mut self, error: ReadError) -> Event {
         tracing::debug!(%error, "peer read failed");
         match error {
@@ -198,6 +208,7 @@ impl Peer {
                 self.close(1002, "protocol error").await;
                 Event::Ended(Ending::Protocol)
             }
+            ReadError::Reset(_) => Event::Ended(Ending::Reset),
             ReadError::Gone(_) => Event::Ended(Ending::Left),
         }
     }
@@ -244,6 +255,31 @@ pub(super) async fn close_within(
     .await;
 }
 
+/// Why a write to a WebSocket failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WriteError {
+    /// The unsent backlog passed its cap (`PCC_MAX_BACKLOG_BYTES`): the peer is too slow.
+    Backlog,
+    /// The connection is over: [`Ending::Reset`] when the socket failed (the peer
+    /// reset or closed it without a close frame), [`Ending::Left`] when the WebSocket
+    /// was already closed.
+    Gone(Ending),
+}
+
+impl From<axum::Error> for WriteError {
+    fn from(error: axum::Error) -> WriteError {
+        match error.into_inner().downcast::<tungstenite::Error>() {
+            Ok(e) => match *e {
+                tungstenite::Error::WriteBufferFull(_) => WriteError::Backlog,
+                tungstenite::Error::Io(_) => WriteError::Gone(Ending::Reset),
+                _ => WriteError::Gone(Ending::Left),
+            },
+            // axum wraps only tungstenite errors; anything else is a failed socket.
+            Err(_) => WriteError::Gone(Ending::Reset),
+        }
+    }
+}
+
 /// A failed read from a WebSocket, sorted by what the peer is told.
 #[derive(Debug)]
 enum ReadError {
@@ -251,7 +287,10 @@ enum ReadError {
     TooBig(String),
     /// A WebSocket protocol violation: close 1002.
     Protocol(String),
-    /// The peer went away or the socket failed: nobody to tell.
+    /// The connection ended without a close frame (the peer's FIN, or a reset): the
+    /// peer left; nobody to tell.
+    Reset(String),
+    /// The WebSocket was already closed: nobody to tell.
     Gone(String),
 }
 
@@ -260,7 +299,11 @@ impl From<axum::Error> for ReadError {
         match error.into_inner().downcast::<tungstenite::Error>() {
             Ok(e) => match *e {
                 tungstenite::Error::Capacity(e) => ReadError::TooBig(e.to_string()),
+                tungstenite::Error::Protocol(
+                    e @ tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                ) => ReadError::Reset(e.to_string()),
                 tungstenite::Error::Protocol(e) => ReadError::Protocol(e.to_string()),
+                tungstenite::Error::Io(e) => ReadError::Reset(e.to_string()),
                 other => ReadError::Gone(other.to_string()),
             },
             Err(other) => ReadError::Gone(other.to_string()),
@@ -273,6 +316,7 @@ impl std::fmt::Display for ReadError {
         match self {
             ReadError::TooBig(e) => write!(f, "message too big: {e}"),
             ReadError::Protocol(e) => write!(f, "protocol error: {e}"),
+            ReadError::Reset(e) => write!(f, "left without a close frame: {e}"),
             ReadError::Gone(e) => write!(f, "{e}"),
         }
     }

@@ -4,7 +4,10 @@
 //! subscriber. On `/ingest` accepted states get no answer, rejected ones a JSON text
 //! `{"ok":false,"error":…,"field":…,"step":…}`, and the connection stays open.
 
-use std::{net::SocketAddr, time::Instant};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use axum::{
     body::Bytes,
@@ -34,21 +37,56 @@ use crate::{
     metrics::RejectReason,
 };
 
-/// Decodes, validates and publishes one producer state; shared by the HTTP routes
-/// and the producer WebSocket.
+/// One accepted state: where it went and how long it took.
+struct Accepted {
+    published: Published,
+    step: u64,
+    /// From the request (or ingest message) being taken up to the state handed off to
+    /// the fan-out: the reply's `processing_time_ms` and
+    /// `mcp_pcc_message_processing_seconds`, as the old server measured them.
+    processing: Duration,
+}
+
+/// Decodes, validates and publishes one producer state, `started` being when its
+/// request or message was taken up; shared by the HTTP routes and the producer
+/// WebSocket. A state without a timestamp gets the time it was accepted, as the old
+/// server did.
 fn ingest_state(
     app: &AppState,
     stream: &str,
     encoding: Encoding,
     body: &[u8],
-) -> Result<(Published, u64), ApiError> {
-    let started = Instant::now();
-    let state = codec::decode_state(encoding, body)?;
+    started: Instant,
+) -> Result<Accepted, ApiError> {
+    let decoding = Instant::now();
+    let mut state = codec::decode_state(encoding, body)?;
     state.validate(&app.config.producer.limits)?;
+    app.metrics.state_decoded(decoding.elapsed());
+    if state.timestamp.is_none() {
+        state.timestamp = Some(unix_now());
+    }
     let step = state.step;
     let published = app.hub.publish(stream, state)?;
-    app.metrics.state_received(started.elapsed());
-    Ok((published, step))
+    let processing = started.elapsed();
+    app.metrics.state_received(processing);
+    app.metrics.state_size(body.len());
+    Ok(Accepted {
+        published,
+        step,
+        processing,
+    })
+}
+
+/// Now, in seconds since the Unix epoch (0 on a clock set before 1970).
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Milliseconds rounded to two decimals, as the old server's `round(ms, 2)`.
+fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }
 
 /// The encoding of a request body, from its content type (JSON unless it says protobuf).
@@ -93,15 +131,15 @@ async fn publish(
                 ApiError::Malformed(format!("could not read the body: {r}"))
             }
         })?;
-        ingest_state(&app, stream, body_encoding(&headers), &body)
+        ingest_state(&app, stream, body_encoding(&headers), &body, started)
     })();
     match result {
-        Ok((published, step)) => Json(json!({
+        Ok(accepted) => Json(json!({
             "ok": true,
-            "seq": published.seq,
-            "step": step,
-            "clients": published.subscribers,
-            "processing_time_ms": started.elapsed().as_secs_f64() * 1000.0,
+            "seq": accepted.published.seq,
+            "step": accepted.step,
+            "clients": accepted.published.subscribers,
+            "processing_time_ms": round_ms(accepted.processing),
         }))
         .into_response(),
         Err(e) => {
@@ -233,7 +271,9 @@ impl Producer {
         let mut accepted = 0;
         let send_timeout = self.app.config.subscriber.send_timeout;
         loop {
-            let (encoding, incoming) = match peer.next().await {
+            let event = peer.next().await;
+            let started = Instant::now();
+            let (encoding, incoming) = match event {
                 Event::Handled => continue,
                 Event::Ended(ending) => {
                     if ending == Ending::TooBig {
@@ -251,7 +291,7 @@ impl Producer {
                     retry_after: Default::default(),
                 })
             } else {
-                ingest_state(&self.app, &self.stream, encoding, &incoming)
+                ingest_state(&self.app, &self.stream, encoding, &incoming, started)
             };
             match result {
                 Ok(_) => accepted += 1,
@@ -282,6 +322,17 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processing_time_is_rounded_to_two_decimals() {
+        assert_eq!(round_ms(Duration::from_nanos(31_587)), 0.03);
+        assert_eq!(round_ms(Duration::from_micros(1_236)), 1.24);
+        assert_eq!(round_ms(Duration::ZERO), 0.0);
+        assert_eq!(
+            serde_json::to_string(&round_ms(Duration::from_nanos(31_587))).unwrap(),
+            "0.03"
+        );
+    }
 
     #[test]
     fn content_type_picks_the_body_encoding() {

@@ -10,11 +10,13 @@ async fn producers_need_the_key_when_one_is_set() {
     let server = TestServer::with(|c| c.producer.api_key = Some("s3cret".into())).await;
     let s = state(1, 4);
     for key in [None, Some("wrong"), Some("s3cre"), Some("s3cret!")] {
-        let p = Publisher::new(&server.http(), None, Encoding::Json, key.map(Into::into));
+        let p = Publisher::builder(server.http())
+            .key_opt(key.map(Into::into))
+            .build();
         match within("publish", p.publish(&s)).await {
-            Err(phasecast_client::ClientError::Status { status, body }) => {
+            Err(phasecast_client::ClientError::Refused { status, error, .. }) => {
                 assert_eq!(status, 401, "{key:?}");
-                assert!(body.contains("API key"), "{body}");
+                assert!(error.contains("API key"), "{error}");
             }
             other => panic!("{key:?}: {other:?}"),
         }
@@ -30,12 +32,10 @@ async fn producers_need_the_key_when_one_is_set() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let p = Publisher::new(
-        &server.http(),
-        None,
-        Encoding::Protobuf,
-        Some("s3cret".into()),
-    );
+    let p = Publisher::builder(server.http())
+        .encoding(Encoding::Protobuf)
+        .key("s3cret")
+        .build();
     assert_eq!(p.publish(&s).await.unwrap().seq, 2);
     let mut ingest = IngestPublisher::connect(&server.ws(), None, Encoding::Json, Some("s3cret"))
         .await

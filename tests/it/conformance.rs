@@ -1,20 +1,47 @@
 //! Cross-language conformance: a live server, a producer streaming a known sequence
 //! (keyframes, length changes), and the Python, TypeScript and Rust clients in both
-//! formats with deltas on and off, plus slow readers that make the server skip frames.
+//! formats with deltas on and off, plus slow readers that the server skips ahead.
 //! Every state any client holds equals the producer's at that seq, within ε (exactly
 //! at ε = 0).
+//!
+//! The slow readers are made slow by events, not by hoping the machine is fast: each
+//! has a server of its own (a tiny outbox, a small send buffer) and reads through a
+//! [`GatedProxy`] that stops reading for it while the whole sequence is published, so
+//! the server's writes to it block; the proxy then takes the server's bytes without
+//! delivering them until `/metrics` shows the server skipped that reader ahead
+//! (`mcp_pcc_messages_dropped_total{reason="conflated"}` > 0), and only then lets the
+//! reader have them. It gets a delta over skipped frames, for certain.
 //!
 //! The Python and TypeScript clients come from the test command (`scripts/test.sh`):
 //! `PHASECAST_PYTHON` is a venv's python with `./clients/python` installed,
 //! `PHASECAST_NODE_CONFORMANCE` is `clients/typescript/dist/conformance.js`.
 
-use std::{collections::HashMap, process::Stdio, time::Duration};
+use std::{
+    collections::HashMap,
+    process::Stdio,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use phasecast::{codec::Encoding, model::State};
 use phasecast_client::{SubscribeOptions, Subscriber};
 use tokio::{io::AsyncReadExt, process::Command};
 
-use crate::support::{within, TestServer};
+use crate::support::{metric, wait_for_metric, within, Gate, GatedProxy, TestServer};
+
+/// What the producer sent at each seq, and when (seconds since the epoch) it was
+/// published: a state sent without a timestamp is given its accept time, which lies
+/// between the two.
+struct Truth {
+    states: HashMap<u64, State>,
+    sent: HashMap<u64, (f64, f64)>,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
 
 /// The producer's sequence: 1024 oscillators, a few phases and spins changing per
 /// step, 24 oscillators for a while (length changes force keyframes).
@@ -73,8 +100,9 @@ async fn conformance(eps: f64) {
         return;
     };
     let last = 400u64;
+    let tolerance = phasecast::delta::Tolerance::new(eps).unwrap();
     let server = TestServer::with(|c| {
-        c.stream.tolerance = phasecast::delta::Tolerance::new(eps).unwrap();
+        c.stream.tolerance = tolerance;
         c.stream.keyframe_interval = 100;
         c.subscriber.outbox_frames = 4;
         c.subscriber.socket_send_buffer = Some(16 << 10);
@@ -84,7 +112,7 @@ async fn conformance(eps: f64) {
     let url = format!("{}/ws", server.ws());
 
     let mut runners = Vec::new();
-    let mut spawn = |lang: &str, format: &str, delta: bool, slow_ms: u64| {
+    let mut spawn = |lang: &str, url: &str, format: &str, delta: bool, slow_ms: u64| {
         let mut command = match lang {
             "python" => {
                 let mut c = Command::new(&python);
@@ -100,7 +128,7 @@ async fn conformance(eps: f64) {
         command
             .args([
                 "--url",
-                &url,
+                url,
                 "--format",
                 format,
                 "--delta",
@@ -116,18 +144,36 @@ async fn conformance(eps: f64) {
             child: command.spawn().unwrap_or_else(|e| panic!("{lang}: {e}")),
         });
     };
+    let mut fast = 0;
     for lang in ["python", "node"] {
         for format in ["json", "protobuf"] {
             for delta in [true, false] {
-                spawn(lang, format, delta, 0);
+                spawn(lang, &url, format, delta, 0);
+                fast += 1;
             }
         }
     }
-    spawn("python", "json", true, 15);
-    spawn("node", "protobuf", true, 15);
-    let external = runners.len();
 
-    // The Rust client, in this process.
+    // The slow readers: each on a server of its own (so its conflation counter is its
+    // own), behind a proxy the test gates. A tiny outbox: two frames behind and it is
+    // skipped ahead; a small send buffer: the writes to it block soon once it is held.
+    let mut slow = Vec::new();
+    for (lang, format) in [("python", "json"), ("node", "protobuf")] {
+        let own = TestServer::with(|c| {
+            c.stream.tolerance = tolerance;
+            c.stream.keyframe_interval = 100;
+            c.subscriber.outbox_frames = 2;
+            c.subscriber.socket_send_buffer = Some(4 << 10);
+            // Held for as long as the sequence takes to publish: not "too slow".
+            c.subscriber.send_timeout = Duration::from_secs(60);
+        })
+        .await;
+        let proxy = GatedProxy::start(own.addr()).await;
+        spawn(lang, &format!("ws://{}/ws", proxy.addr()), format, true, 15);
+        slow.push((own, proxy));
+    }
+
+    // The Rust client, in this process, reading from the start.
     let mut rust = Vec::new();
     for encoding in Encoding::ALL {
         for deltas in [true, false] {
@@ -140,22 +186,18 @@ async fn conformance(eps: f64) {
             ));
         }
     }
-    let total = external + rust.len();
+    let total = fast + rust.len();
     server
         .wait_for_health("every client subscribed", |h| {
             h["subscribers"] == total as u64
         })
         .await;
-
-    let states = sequence(last);
-    let publisher = server.publisher(Encoding::Protobuf);
-    let mut truth = HashMap::new();
-    for s in &states {
-        let reply = within("publish", publisher.publish(s)).await.unwrap();
-        truth.insert(reply.seq, s.clone());
+    for (own, proxy) in &slow {
+        own.wait_for_health("the slow reader subscribed", |h| h["subscribers"] == 1)
+            .await;
+        // From now on the reader gets nothing: the server's socket to it fills.
+        proxy.set(Gate::Hold);
     }
-    assert_eq!(truth.len() as u64, last);
-
     let rust_tasks: Vec<_> = rust
         .into_iter()
         .map(|(label, mut sub)| {
@@ -169,6 +211,41 @@ async fn conformance(eps: f64) {
             })
         })
         .collect();
+
+    // The same sequence to every server: the same seqs.
+    let states = sequence(last);
+    let publishers: Vec<_> = std::iter::once(&server)
+        .chain(slow.iter().map(|(own, _)| own))
+        .map(|s| s.publisher(Encoding::Protobuf))
+        .collect();
+    let mut truth = Truth {
+        states: HashMap::new(),
+        sent: HashMap::new(),
+    };
+    for s in &states {
+        let before = unix_now();
+        let mut seqs = Vec::new();
+        for publisher in &publishers {
+            seqs.push(within("publish", publisher.publish(s)).await.unwrap().seq);
+        }
+        assert!(seqs.iter().all(|&q| q == seqs[0]), "seqs agree: {seqs:?}");
+        truth.states.insert(seqs[0], s.clone());
+        truth.sent.insert(seqs[0], (before, unix_now()));
+    }
+    assert_eq!(truth.states.len() as u64, last);
+
+    // Each held reader: let the server's writes complete (the proxy keeps the bytes),
+    // wait until the server has skipped the reader ahead, then deliver.
+    for (own, proxy) in &slow {
+        proxy.set(Gate::Buffer);
+        wait_for_metric(
+            own,
+            "mcp_pcc_messages_dropped_total{reason=\"conflated\"}",
+            |n| n > 0.0,
+        )
+        .await;
+        proxy.set(Gate::Flow);
+    }
 
     let mut report = Vec::new();
     for mut runner in runners {
@@ -207,17 +284,24 @@ async fn conformance(eps: f64) {
         check(&label, &held, &truth, last, eps);
     }
     eprintln!("ε = {eps}:\n  {}", report.join("\n  "));
+    for (own, proxy) in slow {
+        let scrape = own.metrics().await;
+        assert_eq!(
+            metric(
+                &scrape,
+                "phasecast_ws_connections_closed_total{reason=\"slow\"}"
+            ),
+            Some(0.0),
+            "the held reader was skipped ahead, not closed"
+        );
+        own.shutdown().await;
+        drop(proxy);
+    }
     server.shutdown().await;
 }
 
 /// Checks one client's states; returns how many seqs it skipped.
-fn check(
-    label: &str,
-    held: &[(u64, State)],
-    truth: &HashMap<u64, State>,
-    last: u64,
-    eps: f64,
-) -> u64 {
+fn check(label: &str, held: &[(u64, State)], truth: &Truth, last: u64, eps: f64) -> u64 {
     assert!(!held.is_empty(), "{label}: no state");
     let mut previous = 0;
     let mut skipped = 0;
@@ -225,13 +309,28 @@ fn check(
         assert!(*seq > previous, "{label}: seq {seq} after {previous}");
         skipped += seq - previous - 1;
         previous = *seq;
-        let want = &truth[seq];
+        let want = &truth.states[seq];
         assert_eq!(state.len(), want.len(), "{label} seq {seq}: length");
         assert_eq!(
-            (state.step, state.energy, &state.spins, state.timestamp),
-            (want.step, want.energy, &want.spins, want.timestamp),
+            (state.step, state.energy, &state.spins),
+            (want.step, want.energy, &want.spins),
             "{label} seq {seq}"
         );
+        match want.timestamp {
+            Some(t) => assert_eq!(state.timestamp, Some(t), "{label} seq {seq}"),
+            // Sent without one: the server's accept time (with a second of slack for
+            // the wall clock's own steps).
+            None => {
+                let (before, after) = truth.sent[seq];
+                let t = state
+                    .timestamp
+                    .expect("the accept time fills the timestamp");
+                assert!(
+                    (before - 1.0..=after + 1.0).contains(&t),
+                    "{label} seq {seq}: timestamp {t} not within {before}..{after}"
+                );
+            }
+        }
         for (i, (h, w)) in state.phases.iter().zip(&want.phases).enumerate() {
             let ok = if eps == 0.0 {
                 h.to_bits() == w.to_bits()

@@ -3,6 +3,7 @@
 
 mod auth;
 mod backpressure;
+mod client_rules;
 mod cluster;
 mod compat;
 mod conformance;

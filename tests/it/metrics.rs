@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, process::Command};
 
 use phasecast::codec::Encoding;
 
-use crate::support::{metric, state, within, TestServer};
+use crate::support::{metric, state, wait_for_metric, within, RawFrame, RawWs, TestServer};
 
 /// Metric names (without histogram suffixes) declared in a scrape.
 fn exported_names(scrape: &str) -> BTreeSet<String> {
@@ -56,14 +56,10 @@ async fn metrics_after_real_traffic() {
     assert_eq!(bad.status(), 400);
     // A frame can reach the client a moment before its session records the write's
     // latency (after the flush returns): wait for the last of those records.
-    let mut scrape = server.metrics().await;
-    for _ in 0..50 {
-        if metric(&scrape, "mcp_pcc_broadcast_latency_seconds_count") == Some(40.0) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        scrape = server.metrics().await;
-    }
+    let scrape = wait_for_metric(&server, "mcp_pcc_broadcast_latency_seconds_count", |n| {
+        n == 40.0
+    })
+    .await;
 
     let expect = |name: &str, want: f64| {
         assert_eq!(metric(&scrape, name), Some(want), "{name}\n{scrape}");
@@ -74,6 +70,9 @@ async fn metrics_after_real_traffic() {
     expect("mcp_pcc_messages_dropped_total{reason=\"rejected\"}", 1.0);
     expect("mcp_pcc_messages_dropped_total{reason=\"conflated\"}", 0.0);
     expect("mcp_pcc_message_processing_seconds_count", 20.0);
+    expect("phasecast_state_decode_seconds_count", 20.0);
+    // The old meaning: the size of each state as received, once per state.
+    expect("mcp_pcc_message_size_bytes_count", 20.0);
     expect("mcp_pcc_broadcast_latency_seconds_count", 40.0);
     expect("phasecast_ws_connections_opened_total", 2.0);
     expect(
@@ -99,7 +98,7 @@ async fn metrics_after_real_traffic() {
     // Each encoded frame is measured once, not once per subscriber.
     let sizes = metric(
         &scrape,
-        "mcp_pcc_message_size_bytes_count{format=\"json\",kind=\"delta\"}",
+        "phasecast_frame_encoded_size_bytes_count{format=\"json\",kind=\"delta\"}",
     )
     .unwrap();
     assert_eq!(sizes, 19.0);
@@ -203,4 +202,76 @@ fn referenced_names_strip_histogram_suffixes() {
             "phasecast_frames_sent_total"
         ]
     );
+}
+
+/// A subscriber that leaves without a close frame, by a TCP FIN (its process ends, its
+/// tab closes) or a reset, has left: `reason="reset"`, never `policy`. One that closes
+/// with a close frame is `client`. All three count in the old `mcp_ws_disconnections_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fin_or_a_reset_counts_as_the_client_leaving() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncWriteExt;
+
+    let server = TestServer::start().await;
+    server
+        .publisher(Encoding::Json)
+        .publish(&state(1, 4))
+        .await
+        .unwrap();
+    let mut fin = RawWs::connect(server.addr(), "/ws").await;
+    let mut reset = RawWs::connect(server.addr(), "/ws").await;
+    let (mut clean, _) = tokio_tungstenite::connect_async(format!("{}/ws", server.ws()))
+        .await
+        .unwrap();
+    // Each has its first frame: the sessions are running, nothing is left unread.
+    assert_eq!(fin.next().await.unwrap().opcode, RawFrame::TEXT);
+    assert_eq!(reset.next().await.unwrap().opcode, RawFrame::TEXT);
+    within("first", clean.next()).await.unwrap().unwrap();
+
+    // FIN: shut the write side; the socket stays open until the server has seen it.
+    fin.tcp.shutdown().await.unwrap();
+    wait_for_metric(
+        &server,
+        "phasecast_ws_connections_closed_total{reason=\"reset\"}",
+        |n| n == 1.0,
+    )
+    .await;
+    // Reset: linger 0, then close: the kernel sends RST.
+    socket2::SockRef::from(&reset.tcp)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .unwrap();
+    drop(reset);
+    wait_for_metric(
+        &server,
+        "phasecast_ws_connections_closed_total{reason=\"reset\"}",
+        |n| n == 2.0,
+    )
+    .await;
+    clean
+        .send(tokio_tungstenite::tungstenite::Message::Close(None))
+        .await
+        .unwrap();
+    let scrape = wait_for_metric(
+        &server,
+        "phasecast_ws_connections_closed_total{reason=\"client\"}",
+        |n| n == 1.0,
+    )
+    .await;
+    for (name, want) in [
+        (
+            "phasecast_ws_connections_closed_total{reason=\"policy\"}",
+            0.0,
+        ),
+        (
+            "phasecast_ws_connections_closed_total{reason=\"error\"}",
+            0.0,
+        ),
+        ("mcp_ws_connections_total", 3.0),
+        ("mcp_ws_disconnections_total", 3.0),
+        ("mcp_ws_connections_current", 0.0),
+    ] {
+        assert_eq!(metric(&scrape, name), Some(want), "{name}\n{scrape}");
+    }
+    drop(fin);
+    server.shutdown().await;
 }

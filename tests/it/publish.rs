@@ -195,35 +195,57 @@ async fn bad_input_is_refused_precisely_and_the_server_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_gets_429_with_retry_after_and_others_are_served() {
-    let server = TestServer::with(|c| c.producer.rate_limit = 20).await;
+    // Five a second, five of burst. Post until three are refused: for none to be, each
+    // request would have to take 200 ms, so the loop ends on events whatever the
+    // machine's speed; how many were accepted is bounded by the time it took.
+    let server = TestServer::with(|c| c.producer.rate_limit = 5).await;
     let body = codec::encode_state(Encoding::Json, &state(1, 4)).to_vec();
-    let mut statuses = Vec::new();
+    let (mut accepted, mut limited) = (0, 0);
     let mut retry_after = None;
     let started = std::time::Instant::now();
-    for _ in 0..60 {
-        let (status, _, headers) =
+    while limited < 3 {
+        let (status, reply, headers) =
             post(&server, "/pcc_state", "application/json", body.clone()).await;
-        if status == 429 {
-            retry_after = headers.get("retry-after").cloned();
+        match status {
+            200 => accepted += 1,
+            429 => {
+                limited += 1;
+                retry_after = headers.get("retry-after").cloned();
+                assert_eq!(reply["ok"], false);
+                assert!(
+                    reply["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("PCC_PRODUCER_RATE_LIMIT"),
+                    "{reply}"
+                );
+            }
+            other => panic!("{other}: {reply}"),
         }
-        statuses.push(status);
+        assert!(started.elapsed() < Duration::from_secs(30), "never limited");
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let accepted = statuses.iter().filter(|s| **s == 200).count();
-    let limited = statuses.iter().filter(|s| **s == 429).count();
-    assert_eq!(accepted + limited, 60);
-    // The burst of 20, plus what the bucket refilled (20 a second) while the loop ran:
-    // the bound follows the time the loop took, so a slow machine does not fail it.
-    let most = 20 + (20.0 * elapsed).ceil() as usize + 1;
+    // The burst of 5, plus what the bucket refilled (5 a second) while the loop ran.
+    let most = 5 + (5.0 * elapsed).ceil() as usize + 1;
     assert!(
-        (20..=most).contains(&accepted) && (limited > 0 || elapsed > 2.0),
-        "the burst of 20 and {elapsed:.2} s of refill accepted, got {accepted} (at most {most})"
+        (5..=most).contains(&accepted),
+        "the burst of 5 and {elapsed:.2} s of refill accepted, got {accepted} (at most {most})"
     );
     assert_eq!(retry_after.unwrap(), "1");
-    // The limit refills: a second later the producer is accepted again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (status, _, _) = post(&server, "/pcc_state", "application/json", body).await;
-    assert_eq!(status, 200);
+    // The limit refills: the producer is accepted again (within the second Retry-After
+    // promises, and whenever this machine gets to it).
+    within("accepted again", async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (status, _, _) =
+                post(&server, "/pcc_state", "application/json", body.clone()).await;
+            if status == 200 {
+                return;
+            }
+            limited += 1;
+        }
+    })
+    .await;
     let scrape = server.metrics().await;
     assert_eq!(
         metric(
@@ -238,9 +260,13 @@ async fn a_flood_gets_429_with_retry_after_and_others_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_streams_are_separate_and_limited() {
     let server = TestServer::with(|c| c.stream.max_streams = 3).await;
-    let a = phasecast_client::Publisher::new(&server.http(), Some("lab-a"), Encoding::Json, None);
-    let b =
-        phasecast_client::Publisher::new(&server.http(), Some("lab-b"), Encoding::Protobuf, None);
+    let a = phasecast_client::Publisher::builder(server.http())
+        .stream("lab-a")
+        .build();
+    let b = phasecast_client::Publisher::builder(server.http())
+        .stream("lab-b")
+        .encoding(Encoding::Protobuf)
+        .build();
     assert_eq!(a.publish(&state(1, 4)).await.unwrap().seq, 1);
     assert_eq!(a.publish(&state(2, 4)).await.unwrap().seq, 2);
     assert_eq!(b.publish(&state(9, 6)).await.unwrap().seq, 1);

@@ -9,7 +9,7 @@ use crate::support::{metric, state, within, TestServer};
 
 /// Reads frames until `last` and checks each against the states published.
 async fn expect_every_state(
-    mut sub: Subscriber,
+    sub: &mut Subscriber,
     truth: &HashMap<u64, State>,
     last: u64,
     eps: f64,
@@ -59,27 +59,39 @@ async fn every_format_and_mode(eps: f64) {
     server
         .wait_for_health("8 subscribers", |h| h["subscribers"] == 8)
         .await;
-    let publisher = server.publisher(Encoding::Json);
-    let mut truth = HashMap::new();
+    // Length changes at 100..110 force keyframes. The states are known before they
+    // are published (seq = step), so every subscriber reads from the start, as fast
+    // as it can, rather than after the last state has been published.
     let last = 240;
-    for step in 1..=last {
-        // Length changes at 100..110 force keyframes.
-        let n = if (100..110).contains(&step) { 20 } else { 32 };
-        let s = state(step, n);
-        let reply = within("publish", publisher.publish(&s)).await.unwrap();
-        assert_eq!(reply.seq, step);
-        assert_eq!(reply.clients, 8);
-        truth.insert(reply.seq, s);
-    }
+    let truth: HashMap<u64, State> = (1..=last)
+        .map(|step| {
+            let n = if (100..110).contains(&step) { 20 } else { 32 };
+            (step, state(step, n))
+        })
+        .collect();
     let tasks: Vec<_> = subs
         .into_iter()
         .map(|(deltas, sub)| {
             let truth = truth.clone();
-            tokio::spawn(async move { (deltas, expect_every_state(sub, &truth, last, eps).await) })
+            // The subscriber is handed back: it stays connected until every state
+            // is published, so each reply counts all eight.
+            tokio::spawn(async move {
+                let mut sub = sub;
+                let kinds = expect_every_state(&mut sub, &truth, last, eps).await;
+                (deltas, kinds, sub)
+            })
         })
         .collect();
+    let publisher = server.publisher(Encoding::Json);
+    for step in 1..=last {
+        let reply = within("publish", publisher.publish(&truth[&step]))
+            .await
+            .unwrap();
+        assert_eq!(reply.seq, step);
+        assert_eq!(reply.clients, 8);
+    }
     for task in tasks {
-        let (deltas, kinds) = task.await.unwrap();
+        let (deltas, kinds, _sub) = within("subscriber", task).await.unwrap();
         let deltas_seen = kinds.iter().filter(|k| **k == FrameKind::Delta).count();
         if deltas {
             assert_eq!(kinds[0], FrameKind::Full);

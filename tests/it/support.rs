@@ -66,7 +66,7 @@ impl TestServer {
     }
 
     pub fn publisher(&self, encoding: Encoding) -> Publisher {
-        Publisher::new(&self.http(), None, encoding, None)
+        Publisher::builder(self.http()).encoding(encoding).build()
     }
 
     pub async fn subscribe(&self, encoding: Encoding, deltas: bool) -> Subscriber {
@@ -271,4 +271,241 @@ pub fn nats_available() -> bool {
         eprintln!("skipping: nats-server is not installed (scripts/test.sh installs it)");
     }
     found
+}
+
+/// Waits until the metric line `name_and_labels` (as [`metric`] reads it) satisfies
+/// `ok`, scraping again and again: tests decide on what the server has counted, not
+/// on how long it usually takes to count it. Returns the scrape that satisfied it.
+pub async fn wait_for_metric(
+    server: &TestServer,
+    name_and_labels: &str,
+    ok: impl Fn(f64) -> bool,
+) -> String {
+    within(&format!("metric {name_and_labels}"), async {
+        loop {
+            let scrape = server.metrics().await;
+            if metric(&scrape, name_and_labels).is_some_and(&ok) {
+                return scrape;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// A WebSocket client on a bare TCP socket that only reads: it never answers a ping
+/// (tungstenite answers them whenever it is polled), so a test can be a peer that is
+/// silent for certain, and can end the connection without a close frame (FIN, reset).
+pub struct RawWs {
+    pub tcp: tokio::net::TcpStream,
+    buffered: Vec<u8>,
+}
+
+/// A frame read by [`RawWs`]: its opcode and payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    pub const TEXT: u8 = 0x1;
+    pub const CLOSE: u8 = 0x8;
+
+    /// A close frame's code and reason.
+    pub fn close(&self) -> Option<(u16, String)> {
+        (self.opcode == RawFrame::CLOSE && self.payload.len() >= 2).then(|| {
+            (
+                u16::from_be_bytes([self.payload[0], self.payload[1]]),
+                String::from_utf8_lossy(&self.payload[2..]).into_owned(),
+            )
+        })
+    }
+}
+
+impl RawWs {
+    /// Opens `path` (e.g. `/ws?format=json`) on `addr` and reads the 101 answer.
+    pub async fn connect(addr: SocketAddr, path: &str) -> RawWs {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = within("connect", tokio::net::TcpStream::connect(addr))
+            .await
+            .unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut buffered = Vec::new();
+        let end = within("101 Switching Protocols", async {
+            loop {
+                if let Some(i) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                    return i + 4;
+                }
+                let mut chunk = [0u8; 1024];
+                let n = tcp.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed during the handshake");
+                buffered.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await;
+        let head = String::from_utf8_lossy(&buffered[..end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        buffered.drain(..end);
+        RawWs { tcp, buffered }
+    }
+
+    /// The next frame from the server; `None` once the server has closed the socket.
+    pub async fn next(&mut self) -> Option<RawFrame> {
+        use tokio::io::AsyncReadExt;
+        within("raw frame", async {
+            loop {
+                if let Some((frame, used)) = parse_frame(&self.buffered) {
+                    self.buffered.drain(..used);
+                    return Some(frame);
+                }
+                let mut chunk = [0u8; 16 * 1024];
+                match self.tcp.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => self.buffered.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Reads (without answering anything) until the server's close frame.
+    pub async fn close_frame(&mut self) -> (u16, String) {
+        while let Some(frame) = self.next().await {
+            if let Some(close) = frame.close() {
+                return close;
+            }
+        }
+        panic!("the server closed the socket without a close frame");
+    }
+}
+
+/// One unmasked server frame at the start of `bytes`, and how many bytes it took.
+fn parse_frame(bytes: &[u8]) -> Option<(RawFrame, usize)> {
+    if bytes.len() < 2 {
+        return None;
+    }
+    let opcode = bytes[0] & 0x0f;
+    let (len, header) = match bytes[1] & 0x7f {
+        126 if bytes.len() >= 4 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+        127 if bytes.len() >= 10 => (
+            u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+            10,
+        ),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    let end = header + len;
+    (bytes.len() >= end).then(|| {
+        (
+            RawFrame {
+                opcode,
+                payload: bytes[header..end].to_vec(),
+            },
+            end,
+        )
+    })
+}
+
+/// What a [`GatedProxy`] does with the bytes a server sends to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Forward them.
+    Flow,
+    /// Read nothing: the server's socket fills and its writes block, as if the client
+    /// had stopped reading. (The proxy's own receive buffer is small.)
+    Hold,
+    /// Read them (so the server's writes complete) but keep them; they are forwarded,
+    /// in order, once the gate is `Flow` again.
+    Buffer,
+}
+
+/// A TCP proxy in front of a server whose server-to-client direction the test gates:
+/// a reader that stalls exactly when, and for as long as, the test says, whatever the
+/// process behind it (a Python or Node client) does.
+pub struct GatedProxy {
+    addr: SocketAddr,
+    gate: tokio::sync::watch::Sender<Gate>,
+}
+
+impl GatedProxy {
+    pub async fn start(target: SocketAddr) -> GatedProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (gate, watch) = tokio::sync::watch::channel(Gate::Flow);
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let watch = watch.clone();
+                tokio::spawn(async move {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    // Small and fixed (no autotuning): while held, little of what
+                    // the server writes fits anywhere.
+                    socket.set_recv_buffer_size(4096).unwrap();
+                    let Ok(outbound) = socket.connect(target).await else {
+                        return;
+                    };
+                    let (mut client_read, client_write) = inbound.into_split();
+                    let (server_read, mut server_write) = outbound.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    });
+                    gated_copy(server_read, client_write, watch).await;
+                });
+            }
+        });
+        GatedProxy { addr, gate }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn set(&self, gate: Gate) {
+        self.gate.send_replace(gate);
+    }
+}
+
+async fn gated_copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut gate: tokio::sync::watch::Receiver<Gate>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut kept = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        let now = *gate.borrow_and_update();
+        if now == Gate::Hold {
+            if gate.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        if now == Gate::Flow && !kept.is_empty() {
+            if to.write_all(&kept).await.is_err() {
+                return;
+            }
+            kept.clear();
+        }
+        tokio::select! {
+            read = from.read(&mut chunk) => match read {
+                Ok(0) | Err(_) => {
+                    let _ = to.write_all(&kept).await;
+                    let _ = to.shutdown().await;
+                    return;
+                }
+                Ok(n) if now == Gate::Buffer => kept.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    if to.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            },
+            changed = gate.changed() => if changed.is_err() { return },
+        }
+    }
 }

@@ -123,13 +123,10 @@ async fn the_rust_client_publishes_over_https_and_subscribes_over_wss() {
         .add_root_pem(cert.cert.pem().as_bytes())
         .unwrap();
 
-    let publisher = Publisher::with_tls(
-        &format!("https://localhost:{port}"),
-        None,
-        Encoding::Protobuf,
-        None,
-        &tls,
-    );
+    let publisher = Publisher::builder(format!("https://localhost:{port}"))
+        .encoding(Encoding::Protobuf)
+        .tls(tls.clone())
+        .build();
     let reply = within("https publish", publisher.publish(&state(1, 8)))
         .await
         .unwrap();

@@ -22,7 +22,7 @@ use tokio::{
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::loadgen::ws_config;
+use crate::ws_config;
 
 /// How the attackers misbehave.
 #[derive(

@@ -3,15 +3,13 @@
 //! (views, keyframe schedule, encoders). Deterministic for a seed; the report gives
 //! the median over several seeds.
 
-use std::sync::Arc;
-
 use clap::Args;
 
 use phasecast::{
     codec::Encoding,
     config::StreamConfig,
     delta::Tolerance,
-    fanout::{Channel, Update},
+    fanout::{Channel, Held},
     metrics::Metrics,
     workload::{Workload, NAMES},
 };
@@ -83,7 +81,7 @@ fn bytes_per_frame(
     };
     let metrics = Metrics::new(false, Default::default()).map_err(|e| e.to_string())?;
     let stream = Channel::new(workload.to_owned(), &config, 4);
-    let mut held: Option<Arc<Update>> = None;
+    let mut held: Option<Held> = None;
     let mut total = 0usize;
     let mut oscillators = 0;
     for state in Workload::named(workload, seed)?.take(states) {
@@ -91,12 +89,12 @@ fn bytes_per_frame(
         stream.publish(state, &metrics);
         let update = stream.latest().expect("just published");
         let frame = if deltas {
-            update.frame_for(encoding, held.as_deref(), &metrics)
+            update.frame_for(encoding, held.as_ref(), &metrics)
         } else {
             update.full(encoding, &metrics)
         };
         total += frame.len;
-        held = Some(update);
+        held = Some(update.held());
     }
     Ok((total as f64 / states as f64, oscillators))
 }

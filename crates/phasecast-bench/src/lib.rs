@@ -9,7 +9,17 @@ pub mod bandwidth;
 pub mod chart;
 pub mod loadgen;
 pub mod report;
+pub mod retention;
 pub mod soak;
+
+/// WebSocket settings of the tools' own clients: small buffers, since a tool holds
+/// thousands of sockets.
+pub(crate) fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(64 << 20))
+}
 
 /// The median of the finite values (NaN when there are none): every figure in
 /// `docs/benchmarks.md` that comes from several runs or seeds is one.

@@ -29,7 +29,7 @@ use std::{
 use clap::{Args, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use tokio::{io::AsyncWriteExt, net::TcpStream};
-use tokio_tungstenite::tungstenite::{protocol::WebSocketConfig, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 use phasecast::{
     codec::{self, Encoding},
@@ -37,7 +37,10 @@ use phasecast::{
 };
 use phasecast_client::{IngestPublisher, Publisher};
 
-use crate::attack::{Attack, Attackers};
+use crate::{
+    attack::{Attack, Attackers},
+    ws_config,
+};
 
 /// The system under load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -534,14 +537,6 @@ struct Tally {
     bytes: u64,
 }
 
-pub(crate) fn ws_config() -> WebSocketConfig {
-    // Small buffers: the tool holds thousands of sockets.
-    WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(Some(64 << 20))
-}
-
 async fn subscriber(
     url: String,
     node: usize,
@@ -614,9 +609,7 @@ impl Producer {
             System::Phasecast => Producer::Ingest(Box::new(
                 IngestPublisher::connect(&endpoints.ws[0], None, Encoding::Protobuf, None).await?,
             )),
-            System::OldApi => {
-                Producer::Http(Publisher::new(&endpoints.http, None, Encoding::Json, None))
-            }
+            System::OldApi => Producer::Http(Publisher::builder(&endpoints.http).build()),
             System::Nats => {
                 let addr = endpoints
                     .nats_tcp

@@ -15,7 +15,7 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use phasecast_bench::{bandwidth, loadgen, report, soak};
+use phasecast_bench::{bandwidth, loadgen, report, retention, soak};
 use tracing_subscriber::EnvFilter;
 
 /// Measure phasecast: bytes per frame, end-to-end load, soak; report the results.
@@ -38,6 +38,8 @@ enum Command {
     /// Run a server for a while under churn, slow and stuck subscribers; check memory,
     /// descriptors and every subscriber's final state.
     Soak(soak::SoakArgs),
+    /// Measure the server's memory per retained state, at several state sizes.
+    Retention(retention::RetentionArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Loadgen(args) => loadgen(args),
         Command::BenchReport(args) => bench_report(args),
         Command::Soak(args) => soak(args),
+        Command::Retention(args) => retention(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,6 +126,18 @@ fn soak(args: soak::SoakArgs) -> anyhow::Result<()> {
 }
 
 /// The multi-threaded runtime every async subcommand runs on.
+fn retention(args: retention::RetentionArgs) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let rows = runtime.block_on(retention::run(&args))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", retention::markdown(&rows));
+    }
+    runtime.shutdown_background();
+    Ok(())
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

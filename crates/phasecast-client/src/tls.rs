@@ -62,10 +62,12 @@ impl TlsConfig {
         Connector::Rustls(self.config.clone())
     }
 
-    /// An HTTP client that keeps connections alive and uses these roots for `https://`.
-    pub(crate) fn http_client(&self) -> reqwest::Client {
+    /// An HTTP client that keeps connections alive and uses these roots for `https://`,
+    /// with `timeout` for each request.
+    pub(crate) fn http_client(&self, timeout: std::time::Duration) -> reqwest::Client {
         reqwest::Client::builder()
             .use_preconfigured_tls(self.config.as_ref().clone())
+            .timeout(timeout)
             .build()
             .expect("a preconfigured rustls client builds")
     }

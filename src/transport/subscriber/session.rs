@@ -18,7 +18,7 @@ use crate::{
     codec::{self, ClientMessage, Encoding},
     fanout::{Channel, Feed, Outgoing},
     metrics::{CloseReason, SlowReason},
-    transport::peer::{Budget, Ending, Event, Peer},
+    transport::peer::{Budget, Ending, Event, Peer, WriteError},
 };
 
 /// How long a too-slow subscriber gets to take its close frame: its socket is full,
@@ -90,7 +90,8 @@ impl Session {
                     Event::Handled => continue,
                     Event::Ended(ending) => return self.ended(peer, ending).await,
                     Event::Data(message) => match self.control(peer, &message).await {
-                        Ok(ClientMessage::Resync) => feed.resync(),
+                        Ok(Some(ClientMessage::Resync)) => feed.resync(),
+                        Ok(None) => continue,
                         Err(reason) => return reason,
                     },
                 },
@@ -111,24 +112,36 @@ impl Session {
         }
     }
 
-    /// A control message from the subscriber; anything else closes it with 1003.
+    /// A message from the subscriber: a control message (`Some`), or text that is
+    /// not one, which is ignored (`None`) as the old server ignored every text it read
+    /// (browser pages send keep-alive strings). Only what claims to be a control
+    /// message and is not a known one (a JSON object with an unknown `"op"`, binary
+    /// that is not a `ClientMessage`) closes the subscriber, with 1003.
     async fn control(
         &self,
         peer: &mut Peer,
         message: &Message,
-    ) -> Result<ClientMessage, CloseReason> {
+    ) -> Result<Option<ClientMessage>, CloseReason> {
         let decoded = match message {
-            Message::Text(t) => codec::decode_client_message(Encoding::Json, t.as_bytes()),
+            Message::Text(t) => {
+                let decoded = codec::decode_client_message(Encoding::Json, t.as_bytes());
+                if decoded.is_err() && !claims_an_op(t.as_str()) {
+                    debug!(peer = %self.peer, bytes = t.len(), "subscriber text ignored");
+                    self.app.metrics.client_message_ignored();
+                    return Ok(None);
+                }
+                decoded
+            }
             Message::Binary(b) => codec::decode_client_message(Encoding::Protobuf, b),
             _ => unreachable!("the peer hands on only text and binary messages"),
         };
         match decoded {
-            Ok(control) => Ok(control),
+            Ok(control) => Ok(Some(control)),
             Err(e) => {
-                debug!(peer = %self.peer, error = %e, "subscriber sent an unknown message");
+                debug!(peer = %self.peer, error = %e, "subscriber sent an unknown control message");
                 peer.close(
                     1003,
-                    "unsupported message: send {\"op\":\"resync\"} or nothing",
+                    "unknown op: the one control message is {\"op\":\"resync\"}",
                 )
                 .await;
                 Err(CloseReason::Policy)
@@ -140,6 +153,7 @@ impl Session {
     async fn ended(&self, peer: &mut Peer, ending: Ending) -> CloseReason {
         match ending {
             Ending::Left => CloseReason::Client,
+            Ending::Reset => CloseReason::Reset,
             Ending::Shutdown => CloseReason::Shutdown,
             Ending::Silent => CloseReason::PingTimeout,
             Ending::Flooding | Ending::TooBig | Ending::Protocol => CloseReason::Policy,
@@ -169,17 +183,11 @@ impl Session {
                 }
                 Ok(())
             }
-            Ok(Err(e)) => {
-                let backlog = e
-                    .into_inner()
-                    .downcast::<tungstenite::Error>()
-                    .is_ok_and(|e| matches!(*e, tungstenite::Error::WriteBufferFull(_)));
-                if backlog {
-                    Err(self.drop_slow(peer, SlowReason::Backlog).await)
-                } else {
-                    Err(CloseReason::Client)
-                }
-            }
+            Ok(Err(e)) => Err(match WriteError::from(e) {
+                WriteError::Backlog => self.drop_slow(peer, SlowReason::Backlog).await,
+                WriteError::Gone(Ending::Reset) => CloseReason::Reset,
+                WriteError::Gone(_) => CloseReason::Client,
+            }),
             Err(_) => Err(self.drop_slow(peer, SlowReason::Timeout).await),
         }
     }
@@ -195,5 +203,36 @@ impl Session {
         self.app.metrics.slow_disconnect(reason);
         peer.close_briefly(1008, why, SLOW_CLOSE_WAIT).await;
         CloseReason::Slow
+    }
+}
+
+/// Whether a text a subscriber sent claims to be a control message: a JSON object
+/// with an `"op"` member. Anything else (`"ping"`, `{"type":"keepalive"}`, not JSON at
+/// all) is not one, and is ignored.
+fn claims_an_op(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+        .is_ok_and(|object| object.contains_key("op"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claims_an_op;
+
+    #[test]
+    fn only_objects_with_an_op_claim_to_be_control_messages() {
+        for text in [r#"{"op":"nope"}"#, r#"{"op":5}"#, r#" {"op":null,"x":1} "#] {
+            assert!(claims_an_op(text), "{text}");
+        }
+        for text in [
+            "ping",
+            r#""ping""#,
+            r#"{"type":"ping"}"#,
+            "[1,2]",
+            "",
+            r#"{"op":"#,
+            "42",
+        ] {
+            assert!(!claims_an_op(text), "{text}");
+        }
     }
 }
