@@ -300,9 +300,10 @@ impl Producer {
                         self.app.metrics.input_rejected(reason);
                     }
                     let mut reply = e.body();
-                    // Name the rejected state's step when it could be read.
-                    if let Ok(state) = codec::decode_state(encoding, &incoming) {
-                        reply["step"] = state.step.into();
+                    // Name the rejected state's step whenever it can be read, valid
+                    // state or not.
+                    if let Some(step) = codec::peek_step(encoding, &incoming) {
+                        reply["step"] = step.into();
                     }
                     let reply = Message::Text(reply.to_string().into());
                     // A producer that sends bad states and never reads the answers is

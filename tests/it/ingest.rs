@@ -25,6 +25,8 @@ async fn ingest_streams_states_and_answers_only_bad_ones() {
             .unwrap();
         assert_eq!(rejection["ok"], false);
         assert_eq!(rejection["field"], "spins[3]");
+        // The step of a state that does not even decode as a state is still named.
+        assert_eq!(rejection["step"], bad.step, "{rejection}");
         producer
             .send_encoded(b"not a state".to_vec(), encoding == Encoding::Json)
             .await

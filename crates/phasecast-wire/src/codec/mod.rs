@@ -244,6 +244,18 @@ pub fn decode_state(encoding: Encoding, bytes: &[u8]) -> Result<State, DecodeErr
     }
 }
 
+/// The `step` of a producer's state, read leniently from bytes that may not be a valid
+/// state (a spin of 2, a phase that is not a number): what a rejection names.
+pub fn peek_step(encoding: Encoding, bytes: &[u8]) -> Option<u64> {
+    match encoding {
+        Encoding::Json => serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()?
+            .get("step")?
+            .as_u64(),
+        Encoding::Protobuf => pb::PccState::decode(bytes).ok().map(|s| s.step),
+    }
+}
+
 /// Encodes a producer's state (the body of `POST /pcc_state` or an `/ingest` message).
 pub fn encode_state(encoding: Encoding, state: &State) -> Bytes {
     match encoding {

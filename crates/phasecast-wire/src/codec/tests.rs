@@ -308,3 +308,20 @@ proptest! {
         let _ = decode_frame(Encoding::Json, s.as_bytes());
     }
 }
+
+#[test]
+fn the_step_of_an_invalid_state_can_still_be_read() {
+    let json = br#"{"step": 17, "phases": [0.1], "spins": [2], "energy": 0}"#;
+    assert!(decode_state(Encoding::Json, json).is_err());
+    assert_eq!(peek_step(Encoding::Json, json), Some(17));
+    let bad = pb::PccState {
+        step: 18,
+        phases: vec![0.1],
+        spins: vec![3],
+        ..Default::default()
+    };
+    let bytes = prost::Message::encode_to_vec(&bad);
+    assert!(decode_state(Encoding::Protobuf, &bytes).is_err());
+    assert_eq!(peek_step(Encoding::Protobuf, &bytes), Some(18));
+    assert_eq!(peek_step(Encoding::Json, b"not json"), None);
+}
