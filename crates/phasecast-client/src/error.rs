@@ -66,6 +66,13 @@ pub enum ClientError {
     Tls(String),
 }
 
+/// A `Retry-After` header's value in seconds, as the server sends it.
+pub(crate) fn retry_after(value: Option<&str>) -> Option<Duration> {
+    value
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_secs)
+}
+
 /// Close codes after which reconnecting cannot help: protocol error, unsupported
 /// data, invalid payload, message too big, missing extension.
 const PERMANENT_CLOSE_CODES: [u16; 5] = [1002, 1003, 1007, 1009, 1010];
@@ -128,12 +135,12 @@ impl ClientError {
         match error {
             tungstenite::Error::Http(response) => {
                 let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse().ok())
-                    .map(Duration::from_secs);
+                let retry_after = retry_after(
+                    response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok()),
+                );
                 let body = response.body().as_deref().unwrap_or_default();
                 if status >= 400 {
                     ClientError::refused(status, body, retry_after)

@@ -12,7 +12,7 @@ use phasecast_wire::{
 };
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue, Message};
 
-use crate::{subscriber::message, subscriber::Socket, ClientError, TlsConfig};
+use crate::{error, subscriber::message, subscriber::Socket, ClientError, TlsConfig};
 
 /// What the server answered to a published state.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -136,12 +136,12 @@ impl Publisher {
         let response = request.send().await?;
         let status = response.status();
         if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok())
-                .map(Duration::from_secs);
+            let retry_after = error::retry_after(
+                response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+            );
             let body = response.bytes().await.unwrap_or_default();
             return Err(ClientError::refused(status.as_u16(), &body, retry_after));
         }
