@@ -33,21 +33,28 @@ fn fanout(c: &mut Criterion) {
             keyframe_interval: u64::MAX,
             history: 16,
             max_streams: 1,
+            frame_cache_bytes: phasecast::config::defaults::FRAME_CACHE_BYTES,
         };
-        let stream = Channel::new("bench".into(), &config, 16);
+        let stream = Channel::new(
+            "bench".into(),
+            &config,
+            16,
+            &phasecast::memory::Budget::new(usize::MAX),
+        );
         let mut workload = Workload::kuramoto(32, 7);
         stream.publish(workload.next_state(), &metrics);
         let mut subscribers: Vec<_> = (0..SUBSCRIBERS)
-            .map(|_| {
-                let joined = stream.join(None);
-                (joined.updates, joined.latest.expect("published").held())
-            })
+            .map(|_| stream.join(None).latest.expect("published").held())
             .collect();
+        // What each subscriber's feed does when woken: take the update after its cursor.
+        let next = |held: &phasecast::fanout::Held| -> Arc<Update> {
+            stream.since(held.seq, 1).updates.pop().expect("an update")
+        };
         group.bench_function(BenchmarkId::new("shared", encoding), |b| {
             b.iter(|| {
                 stream.publish(workload.next_state(), &metrics);
-                for (updates, held) in subscribers.iter_mut() {
-                    let update: Arc<Update> = updates.try_recv().expect("an update");
+                for held in subscribers.iter_mut() {
+                    let update = next(held);
                     black_box(update.frame_for(encoding, Some(held), &metrics));
                     *held = update.held();
                 }
@@ -56,8 +63,8 @@ fn fanout(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("encode_each", encoding), |b| {
             b.iter(|| {
                 stream.publish(workload.next_state(), &metrics);
-                for (updates, held) in subscribers.iter_mut() {
-                    let update: Arc<Update> = updates.try_recv().expect("an update");
+                for held in subscribers.iter_mut() {
+                    let update = next(held);
                     let d = phasecast::delta::diff(
                         &held.view,
                         held.seq,

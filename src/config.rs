@@ -31,6 +31,9 @@ pub struct Config {
     pub bus: Option<BusConfig>,
     /// Connection-level limits and TLS.
     pub connection: ConnectionConfig,
+    /// Bytes that what producers send may occupy: retained views, cached frames,
+    /// states waiting for the bus (`memory.rs`).
+    pub memory_limit: usize,
 }
 
 /// Limits applied to every TCP connection before HTTP, and TLS.
@@ -103,6 +106,9 @@ pub struct StreamConfig {
     pub history: usize,
     /// Largest number of streams.
     pub max_streams: usize,
+    /// Bytes of encoded frames a stream keeps for its newest updates, past the two
+    /// newest (which always keep theirs).
+    pub frame_cache_bytes: usize,
 }
 
 /// Settings for the NATS bus.
@@ -158,6 +164,10 @@ pub mod defaults {
     pub const HISTORY: usize = 1024;
     /// `--max-streams`.
     pub const MAX_STREAMS: usize = 64;
+    /// `--memory-limit`: what a small machine can give to producers' data.
+    pub const MEMORY_LIMIT: usize = 512 << 20;
+    /// `--frame-cache`.
+    pub const FRAME_CACHE_BYTES: usize = 16 << 20;
     /// `--shutdown-timeout`.
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
     /// `--connection-rate-limit`.
@@ -206,6 +216,7 @@ impl Default for Config {
                 keyframe_interval: defaults::KEYFRAME_INTERVAL,
                 history: defaults::HISTORY,
                 max_streams: defaults::MAX_STREAMS,
+                frame_cache_bytes: defaults::FRAME_CACHE_BYTES,
             },
             metrics: true,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
@@ -218,6 +229,7 @@ impl Default for Config {
                 client_message_rate: defaults::CLIENT_MESSAGE_RATE,
                 tls: None,
             },
+            memory_limit: defaults::MEMORY_LIMIT,
         }
     }
 }
@@ -303,6 +315,14 @@ pub struct ServeArgs {
     /// Largest number of streams.
     #[arg(long, env = "PCC_MAX_STREAMS", default_value_t = defaults::MAX_STREAMS)]
     pub max_streams: usize,
+    /// Memory that producers' data may occupy (retained states, cached frames, states
+    /// waiting for the bus), e.g. 512MiB, 2GiB. Near it, histories get shorter, then new
+    /// streams are refused (503), then states that do not fit (507).
+    #[arg(long, env = "PCC_MEMORY_LIMIT", default_value_t = ByteSize(defaults::MEMORY_LIMIT))]
+    pub memory_limit: ByteSize,
+    /// Bytes of encoded frames each stream keeps for subscribers a few frames behind.
+    #[arg(long, env = "PCC_FRAME_CACHE", default_value_t = ByteSize(defaults::FRAME_CACHE_BYTES))]
+    pub frame_cache: ByteSize,
     /// Frames a subscriber may fall behind before it skips to the newest state.
     #[arg(long, env = "PCC_OUTBOX_FRAMES", default_value_t = defaults::OUTBOX_FRAMES)]
     pub outbox_frames: usize,
@@ -438,6 +458,11 @@ impl ServeArgs {
             1,
         );
         at_least(
+            "--memory-limit / PCC_MEMORY_LIMIT",
+            self.memory_limit.0 as u64,
+            1 << 20,
+        );
+        at_least(
             "--max-backlog-bytes / PCC_MAX_BACKLOG_BYTES",
             self.max_backlog_bytes.0 as u64,
             1,
@@ -467,6 +492,8 @@ impl ServeArgs {
         config.stream.history = self.history;
         config.producer.limits.max_oscillators = self.max_oscillators;
         config.stream.max_streams = self.max_streams;
+        config.stream.frame_cache_bytes = self.frame_cache.0;
+        config.memory_limit = self.memory_limit.0;
         config.subscriber.outbox_frames = self.outbox_frames;
         config.subscriber.max_subscribers = self.max_subscribers;
         config.connection.client_message_rate = self.client_message_rate;

@@ -4,6 +4,17 @@
 //! what other nodes sequenced ([`Hub::apply_remote`]).
 //!
 //! Each stream is a [`Channel`] (`fanout/`): its sequencing, history and broadcast.
+//!
+//! The hub also keeps what producers send within the memory [`Budget`]. Before a state
+//! is taken, its cost (its view and the frames it will need) must fit; when it does
+//! not, the hub degrades in this order, and never aborts:
+//! 1. **shorter history**: streams give back their oldest states and cached frames,
+//!    the stream holding the most first, down to their newest state;
+//! 2. **no new streams**: a state that would create a stream is refused (503) once the
+//!    budget is past [`NEW_STREAM_CEILING`];
+//! 3. **no state that does not fit**: a state for an existing stream is refused (507)
+//!    when it does not fit what is left even after (1), and one larger than the whole
+//!    budget is refused (413).
 
 use std::{
     collections::HashMap,
@@ -16,9 +27,14 @@ use crate::{
     bus::{Bus, Inbound},
     config::StreamConfig,
     fanout::Channel,
-    metrics::{BusDrop, Metrics},
+    memory::{self, Budget, Fraction},
+    metrics::{BusDrop, MemoryAction, Metrics},
     model::State,
 };
+
+/// New streams are refused once accepting their first state would take the budget past
+/// this share: the rest is kept for the streams that exist.
+pub const NEW_STREAM_CEILING: Fraction = Fraction(90);
 
 /// The stream the old API (`POST /pcc_state`, `/ws` without `?stream=`) uses.
 pub const DEFAULT_STREAM: &str = "default";
@@ -35,6 +51,34 @@ pub enum HubError {
     /// No such stream (subscribers do not create streams).
     #[error("unknown stream {0:?}")]
     UnknownStream(String),
+    /// A new stream's first state does not fit the memory budget.
+    #[error("no memory for a new stream: {used} of the {limit}-byte memory budget in use (PCC_MEMORY_LIMIT); new streams are refused past {ceiling}")]
+    NoMemoryForStream {
+        /// Bytes in use.
+        used: usize,
+        /// The budget.
+        limit: usize,
+        /// The share past which new streams are refused.
+        ceiling: Fraction,
+    },
+    /// The state does not fit what is left of the memory budget.
+    #[error("state of about {bytes} bytes does not fit the memory budget: {used} of {limit} bytes in use (PCC_MEMORY_LIMIT)")]
+    OverBudget {
+        /// What the state would cost.
+        bytes: usize,
+        /// Bytes in use.
+        used: usize,
+        /// The budget.
+        limit: usize,
+    },
+    /// The state would cost more than the whole memory budget.
+    #[error("state of about {bytes} bytes is larger than the whole {limit}-byte memory budget (PCC_MEMORY_LIMIT)")]
+    LargerThanBudget {
+        /// What the state would cost.
+        bytes: usize,
+        /// The budget.
+        limit: usize,
+    },
 }
 
 /// What publishing a state did.
@@ -53,17 +97,21 @@ pub struct Hub {
     outbox_frames: usize,
     streams: RwLock<HashMap<String, Arc<Channel>>>,
     metrics: Arc<Metrics>,
+    /// What every stream's views and frames are charged to.
+    budget: Arc<Budget>,
     /// Where sequenced states also go when several nodes share a broker.
     bus: Option<Bus>,
 }
 
 impl Hub {
-    /// A hub with the default stream already created; with a `bus`, what this node
-    /// sequences is also forwarded to the other nodes.
+    /// A hub with the default stream already created, keeping its streams within
+    /// `budget`; with a `bus`, what this node sequences is also forwarded to the other
+    /// nodes.
     pub fn new(
         config: StreamConfig,
         outbox_frames: usize,
         metrics: Arc<Metrics>,
+        budget: Arc<Budget>,
         bus: Option<Bus>,
     ) -> Hub {
         let hub = Hub {
@@ -71,6 +119,7 @@ impl Hub {
             outbox_frames,
             streams: RwLock::new(HashMap::new()),
             metrics,
+            budget,
             bus,
         };
         hub.stream_or_create(DEFAULT_STREAM)
@@ -81,6 +130,11 @@ impl Hub {
     /// The metrics every stream and session records to.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The memory budget every stream is charged to.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     /// The stream called `name`, if it exists.
@@ -112,21 +166,23 @@ impl Hub {
             name.to_owned(),
             &self.config,
             self.outbox_frames,
+            &self.budget,
         ));
         streams.insert(name.to_owned(), stream.clone());
         self.metrics.stream_created();
         Ok(stream)
     }
 
-    /// Publishes `state` (already validated) on the stream `name`.
+    /// Publishes `state` (already validated) on the stream `name`, if it fits the
+    /// memory budget (see the module docs for what happens when it does not).
     ///
     /// # Errors
-    /// An invalid stream name, or the stream limit.
+    /// An invalid stream name, the stream limit, or the memory budget.
     pub fn publish(&self, name: &str, state: State) -> Result<Published, HubError> {
-        let stream = self.stream_or_create(name)?;
+        let stream = self.admit(name, &state)?;
         let seq = stream.publish_and(state, &self.metrics, |sequenced| {
             if let Some(bus) = &self.bus {
-                bus.forward(name, sequenced);
+                bus.forward(name, sequenced, stream.account());
             }
         });
         Ok(Published {
@@ -135,12 +191,85 @@ impl Hub {
         })
     }
 
+    /// The stream `name` (created if needed) once `state` fits the memory budget.
+    fn admit(&self, name: &str, state: &State) -> Result<Arc<Channel>, HubError> {
+        match self.stream(name) {
+            Some(stream) => {
+                self.make_room(Some(&stream), stream.cost_of(state))?;
+                Ok(stream)
+            }
+            None => {
+                validate_stream_name(name)?;
+                // A first state's view, the sequencer's copy and room for its frames.
+                self.make_room(None, 4 * memory::state_bytes(state))?;
+                self.stream_or_create(name)
+            }
+        }
+    }
+
+    /// Makes room for `cost` more bytes on `stream` (`None`: a stream to be created),
+    /// shortening histories if needed.
+    fn make_room(&self, stream: Option<&Channel>, cost: usize) -> Result<(), HubError> {
+        let limit = self.budget.limit();
+        if cost > limit {
+            self.metrics.memory_action(MemoryAction::StateRefused);
+            return Err(HubError::LargerThanBudget { bytes: cost, limit });
+        }
+        let ceiling = if stream.is_some() {
+            Fraction::ALL
+        } else {
+            NEW_STREAM_CEILING
+        };
+        if !self.budget.fits(cost, ceiling) {
+            self.shed(self.budget.shortfall(cost, ceiling));
+        }
+        // A state for an existing stream replaces its newest one, which stays only as
+        // long as the next state needs it as a base.
+        let replaced = stream.map_or(0, Channel::newest_bytes);
+        if self.budget.fits(cost.saturating_sub(replaced), ceiling) {
+            return Ok(());
+        }
+        let used = self.budget.used();
+        if stream.is_some() {
+            self.metrics.memory_action(MemoryAction::StateRefused);
+            Err(HubError::OverBudget {
+                bytes: cost,
+                used,
+                limit,
+            })
+        } else {
+            self.metrics.memory_action(MemoryAction::StreamRefused);
+            Err(HubError::NoMemoryForStream {
+                used,
+                limit,
+                ceiling,
+            })
+        }
+    }
+
+    /// Shortens histories until about `bytes` are given back: the stream holding the
+    /// most first.
+    fn shed(&self, bytes: usize) {
+        let mut streams = self.streams();
+        streams.sort_by_key(|s| std::cmp::Reverse(s.account().used()));
+        let mut freed = 0;
+        for stream in streams {
+            if freed >= bytes {
+                break;
+            }
+            let (given, dropped) = stream.shed(bytes - freed);
+            freed += given;
+            self.metrics.history_shed(dropped);
+        }
+        self.metrics.memory_action(MemoryAction::HistoryShortened);
+    }
+
     /// Applies what other nodes sequenced, as it arrives from the bus, until the bus
     /// closes.
     pub async fn apply_remote(&self, mut inbound: Inbound) {
         while let Some((name, update)) = inbound.recv().await {
             self.metrics.bus_received();
-            match self.stream_or_create(&name) {
+            match self.admit(&name, &update.view) {
                 Ok(s) => {
                     if !s.apply(update, &self.metrics) {
                         self.metrics.bus_dropped(BusDrop::Stale);
@@ -148,7 +277,12 @@ impl Hub {
                 }
                 Err(e) => {
                     warn!(error = %e, stream = %name, "bus update for a stream this node cannot hold");
-                    self.metrics.bus_dropped(BusDrop::StreamLimit);
+                    self.metrics.bus_dropped(match e {
+                        HubError::TooManyStreams(_) | HubError::InvalidStreamName(_) => {
+                            BusDrop::StreamLimit
+                        }
+                        _ => BusDrop::MemoryLimit,
+                    });
                 }
             }
         }
@@ -196,24 +330,89 @@ mod tests {
     use crate::delta::Tolerance;
 
     fn hub(max_streams: usize) -> Hub {
+        hub_within(max_streams, 64 << 20, 8)
+    }
+
+    fn hub_within(max_streams: usize, budget: usize, history: usize) -> Hub {
         let config = StreamConfig {
             tolerance: Tolerance::LOSSLESS,
             keyframe_interval: 10,
-            history: 8,
+            history,
             max_streams,
+            frame_cache_bytes: 1 << 20,
         };
         let metrics = Metrics::new(false, tokio_util::task::TaskTracker::new()).unwrap();
-        Hub::new(config, 8, Arc::new(metrics), None)
+        Hub::new(config, 8, Arc::new(metrics), Budget::new(budget), None)
     }
 
     fn state() -> State {
+        sized(1, 1)
+    }
+
+    fn sized(step: u64, n: usize) -> State {
         State {
-            step: 1,
-            phases: vec![0.5],
+            step,
+            phases: vec![0.5 + step as f64 * 1e-3; n],
             spins: vec![],
             energy: 0.0,
             timestamp: None,
         }
+    }
+
+    fn history_len(h: &Hub, name: &str) -> usize {
+        h.stream(name).unwrap().retained().1
+    }
+
+    #[test]
+    fn near_the_budget_the_hub_degrades_in_order() {
+        // 8 KiB views (1,024 phases) under a 1 MiB budget, history up to 1,000 states.
+        let h = hub_within(16, 1 << 20, 1000);
+        let budget = h.budget().clone();
+        // 1. Shorter history: 300 states (2.4 MiB of views) are all accepted.
+        for step in 1..=300 {
+            h.publish("a", sized(step, 1024)).unwrap();
+        }
+        let kept = history_len(&h, "a");
+        assert!(kept < 300 && kept > 50, "{kept} states kept");
+        assert!(budget.used() <= budget.limit());
+        // A second stream takes its share from the first, the larger one.
+        for step in 1..=40 {
+            h.publish("b", sized(step, 1024)).unwrap();
+        }
+        assert!(history_len(&h, "a") < kept);
+        assert_eq!(history_len(&h, "b"), 40);
+        // 2. New streams: each first state of 64 KiB fits while the budget stays under
+        // 90%; after that a new stream is refused, though the histories could still
+        // shrink no further than one state each.
+        let mut created = 0;
+        let refused = loop {
+            match h.publish(&format!("s{created}"), sized(1, 8192)) {
+                Ok(_) => created += 1,
+                Err(e) => break e,
+            }
+            assert!(created < 16, "never refused");
+        };
+        assert!(
+            matches!(refused, HubError::NoMemoryForStream { .. }),
+            "{refused:?}"
+        );
+        assert!(created >= 3, "{created}");
+        assert!(budget.used() <= budget.limit());
+        // Existing streams still take states of their size.
+        h.publish("a", sized(301, 1024)).unwrap();
+        h.publish("s0", sized(2, 8192)).unwrap();
+        // 3. A state that does not fit what is left: 507; past the whole budget: 413.
+        assert!(matches!(
+            h.publish("s0", sized(3, 70_000)),
+            Err(HubError::OverBudget { .. })
+        ));
+        assert!(matches!(
+            h.publish("s0", sized(4, 200_000)),
+            Err(HubError::LargerThanBudget { .. })
+        ));
+        // Nothing was lost: the refused states left the streams as they were.
+        assert_eq!(h.stream("s0").unwrap().head().step, 2);
+        assert!(budget.used() <= budget.limit());
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   and deltas, JSON and protobuf frames ([`codec::pb`] is generated from `proto/`).
 //! - [`config`]: the `serve` flags and environment variables, validated, with their
 //!   defaults written once.
+//! - [`memory`]: the memory budget every retained view, cached frame and queued bus
+//!   update is charged to, per stream.
 //! - [`metrics`]: every OpenTelemetry instrument, rendered for Prometheus.
 //! - [`stream`]: one stream's order: seqs, the views subscribers hold, keyframes.
 //! - [`fanout`]: per stream, the history and broadcast ring ([`fanout::Channel`]), the
@@ -33,6 +35,7 @@ pub mod config;
 mod demo;
 pub mod fanout;
 pub mod hub;
+pub mod memory;
 pub mod metrics;
 pub mod server;
 pub mod stream;

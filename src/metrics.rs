@@ -26,7 +26,10 @@ use prometheus::{Encoder as _, TextEncoder};
 
 use tokio_util::task::TaskTracker;
 
-use crate::codec::{Encoding, FrameKind};
+use crate::{
+    codec::{Encoding, FrameKind},
+    memory::Budget,
+};
 
 /// A metric label's values as an enum: each variant with its label value, and `ALL`
 /// in a fixed order (so every value can be exported at zero from the start).
@@ -79,6 +82,30 @@ label_enum! {
         RateLimited => "rate_limited",
         /// A new stream past the stream limit.
         StreamLimit => "stream_limit",
+        /// The memory budget has no room for it (`PCC_MEMORY_LIMIT`).
+        MemoryLimit => "memory_limit",
+    }
+}
+
+impl RejectReason {
+    /// Whether the input was refused for a limit reached rather than for what it is.
+    pub fn is_limit(self) -> bool {
+        matches!(
+            self,
+            RejectReason::RateLimited | RejectReason::StreamLimit | RejectReason::MemoryLimit
+        )
+    }
+}
+
+label_enum! {
+    /// What the hub did to stay within the memory budget.
+    pub enum MemoryAction {
+        /// Histories were shortened (oldest states and cached frames given back).
+        HistoryShortened => "history_shortened",
+        /// A state that would have created a stream was refused (503).
+        StreamRefused => "stream_refused",
+        /// A state for an existing stream was refused (507, or 413 past the budget).
+        StateRefused => "state_refused",
     }
 }
 
@@ -127,6 +154,8 @@ label_enum! {
         Stale => "stale",
         /// A received update named a stream past the stream limit.
         StreamLimit => "stream_limit",
+        /// The memory budget had no room to queue it.
+        MemoryLimit => "memory_limit",
     }
 }
 
@@ -191,6 +220,8 @@ pub struct Metrics {
     bus_received: Counter<u64>,
     bus_dropped: Counter<u64>,
     refused: Counter<u64>,
+    memory_actions: Counter<u64>,
+    history_shed: Counter<u64>,
     state_size: Histogram<u64>,
     frame_size: Histogram<u64>,
     processing: Histogram<f64>,
@@ -338,6 +369,14 @@ impl Metrics {
                 "phasecast_connections_refused",
                 "TCP connections closed before HTTP, by reason",
             ),
+            memory_actions: counter(
+                "phasecast_memory_actions",
+                "What was done to stay within the memory budget (PCC_MEMORY_LIMIT), by action",
+            ),
+            history_shed: counter(
+                "phasecast_history_shed",
+                "Retained states dropped from histories early to stay within the memory budget",
+            ),
             streams: meter
                 .i64_up_down_counter("phasecast_streams")
                 .with_description("Streams known")
@@ -413,6 +452,56 @@ impl Metrics {
         }
         for r in RefusedConnection::ALL {
             self.refused.add(0, &label("reason", r.as_str()));
+        }
+        for a in MemoryAction::ALL {
+            self.memory_actions.add(0, &label("action", a.as_str()));
+        }
+        self.history_shed.add(0, &[]);
+    }
+
+    /// Exports `budget`: its limit, the bytes accounted in total and per stream.
+    pub fn observe_memory(&self, budget: &Arc<Budget>) {
+        let Some(provider) = &self._provider else {
+            return;
+        };
+        let meter = provider.meter("phasecast");
+        let b = budget.clone();
+        meter
+            .u64_observable_gauge("phasecast_memory_limit")
+            .with_description("The memory budget for producers' data (PCC_MEMORY_LIMIT)")
+            .with_unit("By")
+            .with_callback(move |o| o.observe(b.limit() as u64, &[]))
+            .build();
+        let b = budget.clone();
+        meter
+            .u64_observable_gauge("phasecast_memory_accounted")
+            .with_description("Bytes of producers' data held now (views, cached frames, bus queue), against the memory budget")
+            .with_unit("By")
+            .with_callback(move |o| o.observe(b.used() as u64, &[]))
+            .build();
+        let b = budget.clone();
+        meter
+            .u64_observable_gauge("phasecast_stream_memory")
+            .with_description("Bytes of producers' data held now, per stream")
+            .with_unit("By")
+            .with_callback(move |o| {
+                for (stream, bytes) in b.accounts() {
+                    o.observe(bytes as u64, &[KeyValue::new("stream", stream)]);
+                }
+            })
+            .build();
+    }
+
+    /// The hub did `action` to stay within the memory budget.
+    pub fn memory_action(&self, action: MemoryAction) {
+        self.memory_actions
+            .add(1, &[KeyValue::new("action", action.as_str())]);
+    }
+
+    /// `states` retained states were dropped from a history early.
+    pub fn history_shed(&self, states: usize) {
+        if states > 0 {
+            self.history_shed.add(states as u64, &[]);
         }
     }
 

@@ -10,9 +10,10 @@ use tracing::{info, warn};
 
 use crate::{
     bus::{self, Bus},
-    config::Config,
+    config::{ByteSize, Config},
     demo,
     hub::Hub,
+    memory::Budget,
     metrics::Metrics,
     transport::{self, AppState, Listen, RateLimiter},
 };
@@ -54,6 +55,8 @@ pub async fn run(
         tracker.clone(),
         config.wire_format,
     )?);
+    let budget = Budget::new(config.memory_limit);
+    metrics.observe_memory(&budget);
     let (bus, inbound) = match config.bus.clone() {
         Some(bus_config) => {
             let (bus, queued) = Bus::new(bus_config.queue, metrics.clone());
@@ -73,6 +76,7 @@ pub async fn run(
         config.stream.clone(),
         config.subscriber.outbox_frames,
         metrics,
+        budget,
         bus,
     ));
     if let Some(inbound) = inbound {
@@ -90,7 +94,13 @@ pub async fn run(
     let metrics = hub.metrics().clone();
     let app = AppState::new(hub, config.clone(), token.clone(), tracker.clone());
     let addr = listener.local_addr()?;
-    info!(%addr, wire_format = %config.wire_format, tls = tls.is_some(), "phasecast listening");
+    info!(
+        %addr,
+        wire_format = %config.wire_format,
+        tls = tls.is_some(),
+        memory_limit = %ByteSize(config.memory_limit),
+        "phasecast listening"
+    );
     let listen = Listen {
         router: transport::router(app),
         tls,

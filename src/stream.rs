@@ -121,6 +121,7 @@ mod tests {
             keyframe_interval,
             history: 16,
             max_streams: 8,
+            frame_cache_bytes: crate::config::defaults::FRAME_CACHE_BYTES,
         }
     }
 

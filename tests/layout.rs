@@ -1,6 +1,6 @@
 //! The layout the README and `src/lib.rs` promise, checked against the code: every
 //! `crate::` path in `src/` points down the dependency order (wire types ← config,
-//! metrics ← stream ← fan-out, bus ← hub ← transport ← server), never up or across,
+//! memory ← metrics, stream ← fan-out, bus ← hub ← transport ← server), never up or across,
 //! and the producer path does not reach into the subscriber module.
 
 #![allow(missing_docs)]
@@ -14,8 +14,9 @@ const RANKS: &[(&str, u32)] = &[
     ("delta", 0),
     ("model", 0),
     ("config", 1),
-    ("metrics", 1),
+    ("memory", 1),
     ("workload", 1),
+    ("metrics", 2),
     ("stream", 2),
     ("fanout", 3),
     ("bus", 3),

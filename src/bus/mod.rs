@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     codec::pb,
+    memory::{self, Account, Charge, Fraction},
     metrics::{BusDrop, Metrics},
     model::{Limits, State},
     stream::Sequenced,
@@ -39,28 +40,46 @@ pub const SUBJECT_PREFIX: &str = "phasecast.v1.stream.";
 /// What other nodes sequenced, as (stream name, update), in the order received.
 pub type Inbound = mpsc::Receiver<(String, Sequenced)>;
 
+/// An update waiting for the broker client, charged to its stream's memory account
+/// until it is published.
+#[derive(Debug)]
+pub struct Outbound {
+    /// The stream's name.
+    pub stream: String,
+    /// The update.
+    pub update: Sequenced,
+    _charge: Charge,
+}
+
 /// The sending half: what the hub holds to forward what this node sequences.
 #[derive(Debug, Clone)]
 pub struct Bus {
-    outbound: mpsc::Sender<(String, Sequenced)>,
+    outbound: mpsc::Sender<Outbound>,
     metrics: Arc<Metrics>,
 }
 
 impl Bus {
     /// A bus whose updates wait in a queue of `queue` for the broker client.
-    pub fn new(queue: usize, metrics: Arc<Metrics>) -> (Bus, mpsc::Receiver<(String, Sequenced)>) {
+    pub fn new(queue: usize, metrics: Arc<Metrics>) -> (Bus, mpsc::Receiver<Outbound>) {
         let (outbound, queued) = mpsc::channel(queue.max(1));
         (Bus { outbound, metrics }, queued)
     }
 
-    /// Queues `update` of `stream` for publishing. Never waits: when the queue is
-    /// full (the broker is away), the update is dropped and counted.
-    pub fn forward(&self, stream: &str, update: &Sequenced) {
-        if self
-            .outbound
-            .try_send((stream.to_owned(), update.clone()))
-            .is_err()
-        {
+    /// Queues `update` of `stream` for publishing, charged to `account`. Never
+    /// waits: when the queue is full (the broker is away) or the memory budget has no
+    /// room for it, the update is dropped and counted.
+    pub fn forward(&self, stream: &str, update: &Sequenced, account: &Arc<Account>) {
+        let bytes = memory::state_bytes(&update.view);
+        if !account.budget().fits(bytes, Fraction::ALL) {
+            self.metrics.bus_dropped(BusDrop::MemoryLimit);
+            return;
+        }
+        let queued = Outbound {
+            stream: stream.to_owned(),
+            update: update.clone(),
+            _charge: account.charge(bytes),
+        };
+        if self.outbound.try_send(queued).is_err() {
             self.metrics.bus_dropped(BusDrop::QueueFull);
         }
     }

@@ -9,11 +9,10 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
 
-use super::{decode_update, encode_update, Inbound, SUBJECT_PREFIX};
+use super::{decode_update, encode_update, Inbound, Outbound, SUBJECT_PREFIX};
 use crate::{
     config::BusConfig,
     metrics::{BusDrop, Metrics},
-    stream::Sequenced,
 };
 
 /// Connects to NATS (retrying in the background until the broker answers) and
@@ -24,7 +23,7 @@ use crate::{
 /// An invalid URL.
 pub async fn spawn(
     config: BusConfig,
-    mut queued: mpsc::Receiver<(String, Sequenced)>,
+    mut queued: mpsc::Receiver<Outbound>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
@@ -60,16 +59,16 @@ pub async fn spawn(
     let stop = shutdown.clone();
     tracker.spawn(async move {
         loop {
-            let (stream, update) = tokio::select! {
+            let queued = tokio::select! {
                 _ = stop.cancelled() => break,
                 next = queued.recv() => match next {
                     Some(n) => n,
                     None => break,
                 },
             };
-            let subject = format!("{SUBJECT_PREFIX}{stream}");
+            let subject = format!("{SUBJECT_PREFIX}{}", queued.stream);
             match publisher
-                .publish(subject, encode_update(&update, &origin))
+                .publish(subject, encode_update(&queued.update, &origin))
                 .await
             {
                 Ok(()) => publish_metrics.bus_published(),

@@ -1,13 +1,17 @@
 //! One stream's fan-out: under one short lock, its [`Sequencer`] orders each state and
-//! the resulting [`Update`] joins a bounded history (for resuming subscribers) and the
-//! broadcast ring every subscriber's [`Feed`](super::Feed) reads from. Publishing never
-//! waits on a subscriber.
+//! the resulting [`Update`] joins a bounded history, which is both what resuming
+//! subscribers resume from and what every subscriber's [`Feed`](super::Feed) reads
+//! from: a subscriber is woken with the newest seq ([`watch`]) and takes the updates
+//! after its cursor from the history. Publishing never waits on a subscriber, and the
+//! history is the one place that keeps updates alive, so what it drops is freed.
 //!
 //! The history keeps each state in its compact form (seq and view). Only the newest
-//! updates, as many as the broadcast ring holds, keep their encoded frames: older ones
-//! serve only as the base of a catch-up delta, which is encoded on the newest update
-//! when a subscriber resumes. So a retained state costs its view, not every encoding
-//! ever made of it.
+//! updates, at most as many as the outbox and within the stream's frame cache in bytes,
+//! keep their encoded frames: this is the window a lagging subscriber replays frame by
+//! frame; past it a subscriber skips ahead by one catch-up delta from what it holds,
+//! encoded for it. So a retained state costs its view, not every encoding ever made
+//! of it. Every view and frame is charged to the stream's memory [`Account`]; under
+//! memory pressure the hub asks the stream to [`Channel::shed`] its oldest states.
 
 use std::{
     collections::VecDeque,
@@ -17,22 +21,17 @@ use std::{
     },
 };
 
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
-use super::{Held, Update};
+use super::{Held, Update, View};
 use crate::{
     codec::Encoding,
     config::StreamConfig,
+    memory::{self, Account, Budget, Charge},
     metrics::Metrics,
     model::State,
     stream::{Sequenced, Sequencer},
 };
-
-/// Bytes of encoded frames a stream keeps for its newest updates, past the two newest:
-/// older updates in the window release theirs (subscribers still reading them get
-/// frames encoded for them alone). Large states then cost a few frames, not a ring of
-/// them.
-const FRAME_CACHE_BYTES: usize = 16 << 20;
 
 /// Seq and shape of a stream's newest state, for `/health`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,13 +49,17 @@ pub struct Head {
 pub struct Channel {
     name: String,
     history_len: usize,
-    /// How many of the newest updates keep their frames: the broadcast ring's size.
+    /// How many of the newest updates keep their frames (the outbox): a subscriber
+    /// that falls further behind skips ahead (latest wins).
     window: usize,
+    /// Bytes of frames the window may keep past its two newest updates.
+    frame_cache: usize,
+    /// What this stream's views and frames are charged to.
+    account: Arc<Account>,
     /// Sequencing state and history; held briefly per state, never across I/O.
     inner: Mutex<Inner>,
-    /// Every update, to every subscriber's receiver. Its capacity is the outbox: a
-    /// subscriber that falls further behind skips ahead (latest wins).
-    updates: broadcast::Sender<Arc<Update>>,
+    /// The newest seq, watched by every subscriber's feed.
+    head: watch::Sender<u64>,
     subscribers: AtomicUsize,
     /// Size of the last full frame sent, per encoding: what a delta saves against.
     full_len: [AtomicUsize; 2],
@@ -65,7 +68,9 @@ pub struct Channel {
 #[derive(Debug)]
 struct Inner {
     sequencer: Sequencer,
-    /// Oldest first; the newest `window` entries also hold their update.
+    /// The sequencer's copy of the newest view.
+    sequencer_charge: Charge,
+    /// Oldest first; the newest entries, at most `window`, also hold their update.
     history: VecDeque<Entry>,
 }
 
@@ -84,26 +89,51 @@ pub struct Joined {
     pub latest: Option<Arc<Update>>,
     /// The state the subscriber asked to resume from, if still in the history.
     pub resume_from: Option<Held>,
-    /// Receives every update after `latest`.
-    pub updates: broadcast::Receiver<Arc<Update>>,
+    /// Tells the newest seq as it moves; what follows `latest` is taken with
+    /// [`Channel::since`].
+    pub head: watch::Receiver<u64>,
+}
+
+/// Updates after a subscriber's cursor, as [`Channel::since`] found them.
+#[derive(Debug, Default)]
+pub struct Since {
+    /// Updates still in the window, oldest first, at most the number asked for.
+    pub updates: Vec<Arc<Update>>,
+    /// States after the cursor that left the window (or the history) before the
+    /// subscriber took them.
+    pub lagged: u64,
 }
 
 impl Channel {
-    /// A new, empty stream. `outbox_frames` bounds how far a subscriber may lag.
-    pub fn new(name: String, config: &StreamConfig, outbox_frames: usize) -> Channel {
-        let (updates, _) = broadcast::channel(outbox_frames.max(1));
+    /// A new, empty stream charging `budget`. `outbox_frames` bounds how far a
+    /// subscriber may lag.
+    pub fn new(
+        name: String,
+        config: &StreamConfig,
+        outbox_frames: usize,
+        budget: &Arc<Budget>,
+    ) -> Channel {
+        let account = budget.account(&name);
         Channel {
             name,
             history_len: config.history.max(1),
             window: outbox_frames.max(1),
+            frame_cache: config.frame_cache_bytes,
             inner: Mutex::new(Inner {
                 sequencer: Sequencer::new(config),
+                sequencer_charge: account.charge(0),
                 history: VecDeque::new(),
             }),
-            updates,
+            account,
+            head: watch::channel(0).0,
             subscribers: AtomicUsize::new(0),
             full_len: Default::default(),
         }
+    }
+
+    /// What this stream's memory is charged to.
+    pub fn account(&self) -> &Arc<Account> {
+        &self.account
     }
 
     /// The stream's name.
@@ -146,8 +176,13 @@ impl Channel {
 
     fn push(&self, inner: &mut Inner, sequenced: Sequenced, metrics: &Metrics) {
         let quantum_exp = inner.sequencer.tolerance().quantum_exp();
+        inner.sequencer_charge.clear();
+        inner
+            .sequencer_charge
+            .grow(memory::state_bytes(&sequenced.view));
         let prev = inner.history.back().and_then(|e| e.update.as_deref());
-        let update = Arc::new(Update::new(sequenced, prev, quantum_exp));
+        let update = Arc::new(Update::new(sequenced, prev, quantum_exp, &self.account));
+        let seq = update.seq;
         if update.keyframe {
             metrics.keyframe();
         }
@@ -163,25 +198,61 @@ impl Channel {
         }
         inner.history.push_back(Entry {
             held: update.held(),
-            update: Some(update.clone()),
+            update: Some(update),
         });
-        Self::bound_frames(&mut inner.history);
-        // No receivers is fine: nobody is subscribed.
-        let _ = self.updates.send(update);
+        self.bound_frames(&mut inner.history);
+        self.head.send_replace(seq);
     }
 
-    /// Releases the frames of updates in the window past [`FRAME_CACHE_BYTES`] (the
-    /// two newest always keep theirs).
-    fn bound_frames(history: &mut VecDeque<Entry>) {
+    /// Releases the frames of updates in the window past the frame cache (the two
+    /// newest always keep theirs): those updates leave the window.
+    fn bound_frames(&self, history: &mut VecDeque<Entry>) {
         let mut kept = 0;
         for (age, entry) in history.iter_mut().rev().enumerate() {
             let Some(update) = &entry.update else { break };
             kept += update.cached_bytes();
-            if age >= 2 && kept > FRAME_CACHE_BYTES {
+            if age >= 2 && kept > self.frame_cache {
                 update.release();
                 entry.update = None;
             }
         }
+    }
+
+    /// Frees memory under pressure: every update but the newest leaves the window
+    /// (its frames released), then the oldest states leave the history until about
+    /// `bytes` were given back or only the newest is left. Returns the bytes given
+    /// back and the states dropped from the history.
+    pub fn shed(&self, bytes: usize) -> (usize, usize) {
+        let before = self.account.used();
+        let mut inner = self.lock();
+        let newest = inner.history.len().saturating_sub(1);
+        for entry in inner.history.range_mut(..newest) {
+            if let Some(update) = entry.update.take() {
+                update.release();
+            }
+        }
+        let mut dropped = 0;
+        while inner.history.len() > 1 && before.saturating_sub(self.account.used()) < bytes {
+            inner.history.pop_front();
+            dropped += 1;
+        }
+        (before.saturating_sub(self.account.used()), dropped)
+    }
+
+    /// Bytes a state like `state` is expected to add to this stream: its view and,
+    /// from what the newest update has encoded, its frames (three times the view for
+    /// a stream's first state).
+    pub fn cost_of(&self, state: &State) -> usize {
+        let view = memory::state_bytes(state);
+        let frames = self.latest().map_or(3 * view, |u| u.cached_bytes());
+        view + frames
+    }
+
+    /// Bytes of the newest state and its frames: what a same-sized next state
+    /// replaces once it is in.
+    pub fn newest_bytes(&self) -> usize {
+        self.latest()
+            .map_or(0, |u| memory::state_bytes(&u.view) + u.cached_bytes())
     }
 
     /// Bytes of encoded frames the stream keeps.
@@ -199,8 +270,9 @@ impl Channel {
     /// Pair with [`Channel::leave`].
     pub fn join(&self, resume: Option<u64>) -> Joined {
         let inner = self.lock();
-        // Subscribing under the lock: no update can fall between `latest` and the receiver.
-        let updates = self.updates.subscribe();
+        // Under the lock: the head seen is `latest`'s.
+        let mut head = self.head.subscribe();
+        head.mark_unchanged();
         let latest = inner.history.back().and_then(|e| e.update.clone());
         let resume_from = resume.and_then(|seq| {
             let first = inner.history.front()?.held.seq;
@@ -211,8 +283,29 @@ impl Channel {
         Joined {
             latest,
             resume_from,
-            updates,
+            head,
         }
+    }
+
+    /// The updates after seq `cursor` still in the window, at most `max` (oldest
+    /// first), and how many after it are no longer there.
+    pub fn since(&self, cursor: u64, max: usize) -> Since {
+        let inner = self.lock();
+        let start = inner.history.partition_point(|e| e.held.seq <= cursor);
+        let mut since = Since::default();
+        // States between the cursor and the oldest retained one left the history. (A
+        // cursor of 0 joined an empty stream: whatever came first is no gap.)
+        if let (Some(front), true) = (inner.history.get(start), cursor > 0) {
+            since.lagged = front.held.seq.saturating_sub(cursor + 1);
+        }
+        for entry in inner.history.range(start..) {
+            match &entry.update {
+                Some(u) if since.updates.len() < max => since.updates.push(u.clone()),
+                Some(_) => break,
+                None => since.lagged += 1,
+            }
+        }
+        since
     }
 
     /// A subscriber left.
@@ -231,7 +324,7 @@ impl Channel {
     }
 
     /// The view at `seq`, while it is in the history.
-    pub fn view(&self, seq: u64) -> Option<Arc<crate::model::State>> {
+    pub fn view(&self, seq: u64) -> Option<Arc<View>> {
         let inner = self.lock();
         let first = inner.history.front()?.held.seq;
         let i = usize::try_from(seq.checked_sub(first)?).ok()?;

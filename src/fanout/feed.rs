@@ -15,13 +15,7 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::Message;
-use tokio::{
-    sync::broadcast::{
-        self,
-        error::{RecvError, TryRecvError},
-    },
-    time::Instant,
-};
+use tokio::{sync::watch, time::Instant};
 
 use super::{Channel, Held, Update};
 use crate::{
@@ -59,7 +53,7 @@ pub struct Outgoing {
 #[derive(Debug, Default)]
 pub struct Batch {
     updates: Vec<Arc<Update>>,
-    /// Updates the subscriber fell too far behind to see (the ring overwrote them).
+    /// Updates the subscriber fell too far behind to see (they left the window).
     lagged: u64,
 }
 
@@ -69,8 +63,10 @@ pub struct Feed {
     channel: Arc<Channel>,
     wants: Wants,
     metrics: Arc<Metrics>,
-    /// This subscriber's cursor in the stream's broadcast ring.
-    updates: broadcast::Receiver<Arc<Update>>,
+    /// The stream's newest seq, as it moves.
+    head: watch::Receiver<u64>,
+    /// Seq of the newest update taken from the stream (sent, skipped or waiting).
+    cursor: u64,
     /// The state the subscriber holds (after the frames handed out): its seq and view,
     /// not the update, so an old state held keeps no encoded frames alive.
     held: Option<Held>,
@@ -100,7 +96,8 @@ impl Feed {
             channel,
             wants,
             metrics,
-            updates: joined.updates,
+            head: joined.head,
+            cursor: joined.latest.as_ref().map_or(0, |u| u.seq),
             held: joined.resume_from,
             newest: joined.latest,
             pending: None,
@@ -128,21 +125,22 @@ impl Feed {
     /// Waits for the next updates (cancel-safe: for `select!`). `None` once the stream
     /// is gone.
     pub async fn recv(&mut self) -> Option<Batch> {
-        let mut batch = Batch::default();
-        match self.updates.recv().await {
-            Ok(u) => batch.updates.push(u),
-            Err(RecvError::Lagged(n)) => batch.lagged += n,
-            Err(RecvError::Closed) => return None,
-        }
-        // Everything else already waiting, up to the outbox, goes in the same write.
-        while batch.updates.len() < self.outbox {
-            match self.updates.try_recv() {
-                Ok(u) => batch.updates.push(u),
-                Err(TryRecvError::Lagged(n)) => batch.lagged += n,
-                Err(_) => break,
+        loop {
+            let head = *self.head.borrow_and_update();
+            if head > self.cursor {
+                // Everything waiting, up to the outbox, goes in the same write.
+                let since = self.channel.since(self.cursor, self.outbox);
+                self.cursor = since.updates.last().map_or(head, |u| u.seq);
+                if !since.updates.is_empty() || since.lagged > 0 {
+                    return Some(Batch {
+                        updates: since.updates,
+                        lagged: since.lagged,
+                    });
+                }
             }
+            // Cancel-safe: a seq published since `borrow_and_update` ends it at once.
+            self.head.changed().await.ok()?;
         }
-        Some(batch)
     }
 
     /// The frames to write for `batch`, at `now`. Empty while a `max_hz` subscriber

@@ -1,7 +1,7 @@
 //! Fan-out: from one stream's sequenced states to the frames each subscriber writes.
 //!
-//! - [`Channel`] (`channel.rs`): one stream's lock, history ring and broadcast ring;
-//!   publishing never waits on a subscriber.
+//! - [`Channel`] (`channel.rs`): one stream's lock and history, which subscribers read
+//!   from when the newest seq moves; publishing never waits on a subscriber.
 //! - [`Update`] (`update.rs`): one accepted state, shared by every subscriber, with its
 //!   frames encoded once per format and kind and cached; the one place that decides
 //!   whether a delta is worth sending.
@@ -12,9 +12,9 @@ mod channel;
 mod feed;
 mod update;
 
-pub use channel::{Channel, Head, Joined};
+pub use channel::{Channel, Head, Joined, Since};
 pub use feed::{Batch, Feed, Outgoing, Wants};
-pub use update::{message, Encoded, Held, Update};
+pub use update::{message, Encoded, Held, Update, View};
 
 #[cfg(test)]
 mod tests;

@@ -11,9 +11,15 @@ use crate::{
     codec::{self, Encoding, Frame, FrameKind},
     config::StreamConfig,
     delta::{self, Tolerance},
+    memory::Budget,
     metrics::Metrics,
     model::State,
 };
+
+/// A budget no test here reaches.
+fn unlimited() -> Arc<Budget> {
+    Budget::new(usize::MAX)
+}
 
 fn config(eps: f64, keyframe_interval: u64, history: usize) -> StreamConfig {
     StreamConfig {
@@ -21,6 +27,7 @@ fn config(eps: f64, keyframe_interval: u64, history: usize) -> StreamConfig {
         keyframe_interval,
         history,
         max_streams: 8,
+        frame_cache_bytes: crate::config::defaults::FRAME_CACHE_BYTES,
     }
 }
 
@@ -80,6 +87,7 @@ impl Setup {
                 "t".into(),
                 &config(eps, keyframe_interval, 64),
                 outbox,
+                &unlimited(),
             )),
             metrics: metrics(),
         }
@@ -100,7 +108,7 @@ impl Setup {
     }
 
     fn view(&self, seq: u64) -> State {
-        self.channel.view(seq).unwrap().as_ref().clone()
+        State::clone(&self.channel.view(seq).unwrap())
     }
 }
 
@@ -345,7 +353,7 @@ async fn resume_starts_with_a_delta_from_the_state_held_and_full_frames_only_whe
 #[test]
 fn subscribers_in_step_share_one_encoding_per_format() {
     let m = metrics();
-    let c = Channel::new("t".into(), &config(1e-3, 100, 8), 8);
+    let c = Channel::new("t".into(), &config(1e-3, 100, 8), 8, &unlimited());
     c.publish(state(1, 64), &m);
     let prev = c.latest().unwrap();
     c.publish(state(2, 64), &m);
@@ -384,7 +392,7 @@ fn subscribers_in_step_share_one_encoding_per_format() {
 #[test]
 fn a_delta_that_saves_nothing_is_sent_as_the_full_frame() {
     let m = metrics();
-    let c = Channel::new("t".into(), &config(0.0, 100, 8), 8);
+    let c = Channel::new("t".into(), &config(0.0, 100, 8), 8, &unlimited());
     let dense = |step: u64| State {
         phases: (0..32).map(|i| i as f64 + step as f64 * 0.37).collect(),
         ..state(step, 32)
@@ -406,7 +414,7 @@ fn a_delta_that_saves_nothing_is_sent_as_the_full_frame() {
 #[test]
 fn join_finds_resume_points_only_in_the_history() {
     let m = metrics();
-    let c = Channel::new("t".into(), &config(0.0, 100, 4), 8);
+    let c = Channel::new("t".into(), &config(0.0, 100, 4), 8, &unlimited());
     for step in 1..=10 {
         c.publish(state(step, 8), &m);
     }
@@ -421,8 +429,8 @@ fn join_finds_resume_points_only_in_the_history() {
 #[test]
 fn apply_ignores_duplicates_and_late_arrivals() {
     let m = metrics();
-    let origin = Channel::new("t".into(), &config(0.0, 100, 8), 8);
-    let other = Channel::new("t".into(), &config(0.0, 100, 8), 8);
+    let origin = Channel::new("t".into(), &config(0.0, 100, 8), 8, &unlimited());
+    let other = Channel::new("t".into(), &config(0.0, 100, 8), 8, &unlimited());
     let mut sent = Vec::new();
     origin.publish_and(state(1, 4), &m, |s| sent.push(s.clone()));
     origin.publish_and(state(2, 4), &m, |s| sent.push(s.clone()));
@@ -438,7 +446,7 @@ fn apply_ignores_duplicates_and_late_arrivals() {
 #[test]
 fn states_past_the_ring_keep_only_their_view_and_still_serve_a_resume() {
     let m = metrics();
-    let c = Channel::new("t".into(), &config(1e-3, 1000, 32), 4);
+    let c = Channel::new("t".into(), &config(1e-3, 1000, 32), 4, &unlimited());
     for step in 1..=20 {
         c.publish(state(step, 64), &m);
     }
@@ -450,7 +458,7 @@ fn states_past_the_ring_keep_only_their_view_and_still_serve_a_resume() {
     let latest = c.latest().unwrap();
     let frame = latest.frame_for(Encoding::Protobuf, Some(&oldest), &m);
     assert_eq!(frame.kind, FrameKind::Delta);
-    let mut held = Some(oldest.view.as_ref().clone());
+    let mut held = Some(State::clone(&oldest.view));
     let out = Outgoing {
         message: frame.message,
         seq: latest.seq,
@@ -459,7 +467,7 @@ fn states_past_the_ring_keep_only_their_view_and_still_serve_a_resume() {
         accepted_at: latest.accepted_at,
     };
     apply(&mut held, &[out], Encoding::Protobuf);
-    assert_eq!(held.as_ref(), Some(latest.view.as_ref()));
+    assert_eq!(held.as_ref(), Some(&**latest.view));
 }
 
 /// Large states keep frames for a few updates only: the frames kept stay near the

@@ -7,6 +7,7 @@
 //! the full frame.
 
 use std::{
+    ops::Deref,
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -17,10 +18,38 @@ use bytes::Bytes;
 use crate::{
     codec::{self, Encoding, FrameKind},
     delta::{self, Delta},
+    memory::{self, Account, Charge},
     metrics::Metrics,
     model::State,
     stream::Sequenced,
 };
+
+/// The state subscribers hold at one seq, charged to its stream's memory account for
+/// as long as anything (the history, a subscriber, the next update) holds it.
+#[derive(Debug)]
+pub struct View {
+    state: State,
+    _charge: Charge,
+}
+
+impl View {
+    /// `state` as a view charged to `account`.
+    pub fn new(state: State, account: &Arc<Account>) -> View {
+        let charge = account.charge(memory::state_bytes(&state));
+        View {
+            state,
+            _charge: charge,
+        }
+    }
+}
+
+impl Deref for View {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
 
 /// What a subscriber holds: the seq of its state and the view at that seq (shared,
 /// never copied). Enough to build the frame that brings it to any newer state, without
@@ -30,7 +59,7 @@ pub struct Held {
     /// The seq.
     pub seq: u64,
     /// The view subscribers held at that seq.
-    pub view: Arc<State>,
+    pub view: Arc<View>,
 }
 
 /// A frame ready to write: the WebSocket message (text for JSON, binary for
@@ -73,8 +102,8 @@ pub fn message(encoding: Encoding, bytes: Bytes) -> Message {
 /// per subscriber.
 const CATCH_UP_CACHE: usize = 8;
 
-/// The frames an update has encoded so far.
-#[derive(Debug, Default)]
+/// The frames an update has encoded so far, charged to the stream's memory account.
+#[derive(Debug)]
 struct Frames {
     full: [Option<Encoded>; 2],
     /// The frame for subscribers in step, per encoding: the delta, or the full frame
@@ -84,21 +113,31 @@ struct Frames {
     catch_up: Vec<(u64, Encoding, Encoded)>,
     /// Released to bound memory: frames are still made, but no longer kept.
     released: bool,
+    /// The bytes of the distinct frames kept (a full frame in two slots counts once).
+    charge: Charge,
 }
 
 impl Frames {
-    /// Bytes held, counting a frame shared by two slots once.
-    fn bytes(&self) -> usize {
-        let full: usize = self.full.iter().flatten().map(|f| f.len).sum();
-        let deltas: usize = self
-            .in_step
-            .iter()
-            .flatten()
-            .chain(self.catch_up.iter().map(|(_, _, f)| f))
-            .filter(|f| f.kind == FrameKind::Delta)
-            .map(|f| f.len)
-            .sum();
-        full + deltas
+    fn new(account: &Arc<Account>) -> Frames {
+        Frames {
+            full: Default::default(),
+            in_step: Default::default(),
+            catch_up: Vec::new(),
+            released: false,
+            charge: account.charge(0),
+        }
+    }
+
+    /// Keeps `frame` in `slot` unless released; a delta is charged (a full frame in a
+    /// delta's slot is charged where it is kept as the full frame).
+    fn keep_delta(&mut self, frame: &Encoded, slot: impl FnOnce(&mut Frames, Encoded)) {
+        if self.released {
+            return;
+        }
+        if frame.kind == FrameKind::Delta {
+            self.charge.grow(frame.len);
+        }
+        slot(self, frame.clone());
     }
 }
 
@@ -108,7 +147,7 @@ pub struct Update {
     /// Seq of this state.
     pub seq: u64,
     /// The view subscribers in step hold at this seq.
-    pub view: Arc<State>,
+    pub view: Arc<View>,
     /// Full frames only at this seq (a scheduled keyframe, a shape change, or a gap
     /// before it on this node).
     pub keyframe: bool,
@@ -124,7 +163,13 @@ pub struct Update {
 impl Update {
     /// The update for `s`, following `prev` (the update before it on this node, if
     /// any). Without a `prev` one seq before and of the same shape, it is a keyframe.
-    pub fn new(s: Sequenced, prev: Option<&Update>, quantum_exp: Option<i32>) -> Update {
+    /// Its view and frames are charged to `account`.
+    pub fn new(
+        s: Sequenced,
+        prev: Option<&Update>,
+        quantum_exp: Option<i32>,
+        account: &Arc<Account>,
+    ) -> Update {
         let prev = match prev {
             Some(p) if !s.keyframe && p.seq + 1 == s.seq && p.view.same_shape(&s.view) => {
                 Some(p.held())
@@ -134,11 +179,11 @@ impl Update {
         Update {
             seq: s.seq,
             keyframe: s.keyframe || prev.is_none(),
-            view: Arc::new(s.view),
+            view: Arc::new(View::new(s.view, account)),
             accepted_at: Instant::now(),
             prev,
             quantum_exp,
-            frames: Mutex::new(Frames::default()),
+            frames: Mutex::new(Frames::new(account)),
         }
     }
 
@@ -156,7 +201,7 @@ impl Update {
 
     /// Bytes of the frames this update keeps.
     pub fn cached_bytes(&self) -> usize {
-        self.frames().bytes()
+        self.frames().charge.bytes()
     }
 
     /// Drops the frames kept and keeps none from now on: the update has fallen out of
@@ -164,10 +209,11 @@ impl Update {
     /// gets its frame encoded for it alone.
     pub fn release(&self) {
         let mut frames = self.frames();
-        *frames = Frames {
-            released: true,
-            ..Frames::default()
-        };
+        frames.full = Default::default();
+        frames.in_step = Default::default();
+        frames.catch_up = Vec::new();
+        frames.released = true;
+        frames.charge.clear();
     }
 
     /// The full frame of this state.
@@ -183,6 +229,7 @@ impl Update {
         let bytes = codec::encode_full(encoding, self.seq, &self.view);
         let frame = Encoded::new(encoding, FrameKind::Full, bytes, metrics);
         if !frames.released {
+            frames.charge.grow(frame.len);
             frames.full[encoding.index()] = Some(frame.clone());
         }
         frame
@@ -213,12 +260,14 @@ impl Update {
         }
         let d = delta::diff(&held.view, held.seq, &self.view, self.seq, self.quantum_exp);
         let frame = self.smaller_of(&mut frames, encoding, &d, metrics);
-        if !frames.released {
-            if in_step {
-                frames.in_step[encoding.index()] = Some(frame.clone());
-            } else if frames.catch_up.len() < CATCH_UP_CACHE {
-                frames.catch_up.push((held.seq, encoding, frame.clone()));
-            }
+        if in_step {
+            frames.keep_delta(&frame, |f, frame| {
+                f.in_step[encoding.index()] = Some(frame);
+            });
+        } else if frames.catch_up.len() < CATCH_UP_CACHE {
+            frames.keep_delta(&frame, |f, frame| {
+                f.catch_up.push((held.seq, encoding, frame));
+            });
         }
         frame
     }

@@ -78,9 +78,10 @@ impl ApiError {
             ApiError::Malformed(_) | ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Hub(HubError::InvalidStreamName(_)) => StatusCode::BAD_REQUEST,
-            ApiError::Hub(HubError::TooManyStreams(_)) | ApiError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Hub(HubError::TooManyStreams(_) | HubError::NoMemoryForStream { .. })
+            | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Hub(HubError::OverBudget { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Hub(HubError::LargerThanBudget { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Hub(HubError::UnknownStream(_)) | ApiError::NotFound => StatusCode::NOT_FOUND,
         }
     }
@@ -108,15 +109,25 @@ impl ApiError {
                 RejectReason::Invalid
             }
             ApiError::Hub(HubError::TooManyStreams(_)) => RejectReason::StreamLimit,
+            ApiError::Hub(
+                HubError::NoMemoryForStream { .. }
+                | HubError::OverBudget { .. }
+                | HubError::LargerThanBudget { .. },
+            ) => RejectReason::MemoryLimit,
             _ => return None,
         })
     }
 
-    /// The JSON body.
+    /// The JSON body: `error` says what happened; `field` names the field at fault,
+    /// `reason` the limit reached (`memory_limit`, `stream_limit`, `rate_limited`…),
+    /// where there is one.
     pub fn body(&self) -> serde_json::Value {
         let mut body = json!({"ok": false, "error": self.to_string()});
         if let Some(f) = self.field() {
             body["field"] = f.into();
+        }
+        if let Some(r) = self.reject_reason().filter(|r| r.is_limit()) {
+            body["reason"] = r.as_str().into();
         }
         body
     }
@@ -125,8 +136,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(self.body())).into_response();
-        if let ApiError::RateLimited { retry_after, .. } = &self {
-            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
+            // Memory comes back as histories shorten and subscribers leave.
+            ApiError::Hub(HubError::NoMemoryForStream { .. } | HubError::OverBudget { .. }) => {
+                Some(Duration::from_secs(1))
+            }
+            _ => None,
+        };
+        if let Some(after) = retry_after {
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -157,5 +176,40 @@ mod tests {
         .into_response();
         assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(limited.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn memory_refusals_name_their_limit() {
+        let cases = [
+            (
+                HubError::NoMemoryForStream {
+                    used: 95,
+                    limit: 100,
+                    ceiling: crate::memory::Fraction(90),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                HubError::OverBudget {
+                    bytes: 10,
+                    used: 95,
+                    limit: 100,
+                },
+                StatusCode::INSUFFICIENT_STORAGE,
+            ),
+            (
+                HubError::LargerThanBudget {
+                    bytes: 200,
+                    limit: 100,
+                },
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+        ];
+        for (e, status) in cases {
+            let e = ApiError::Hub(e);
+            assert_eq!(e.status(), status);
+            assert_eq!(e.body()["reason"], "memory_limit", "{e}");
+            assert!(e.to_string().contains("PCC_MEMORY_LIMIT"), "{e}");
+        }
     }
 }

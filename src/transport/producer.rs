@@ -47,21 +47,38 @@ struct Accepted {
     processing: Duration,
 }
 
+/// Bodies larger than this are decoded and validated on tokio's blocking pool: a
+/// 1.4 MB JSON state takes milliseconds of CPU, which must not hold up the runtime
+/// worker that small states and subscribers share.
+const DECODE_OFF_RUNTIME: usize = 64 << 10;
+
 /// Decodes, validates and publishes one producer state, `started` being when its
 /// request or message was taken up; shared by the HTTP routes and the producer
 /// WebSocket. A state without a timestamp gets the time it was accepted, as the old
 /// server did.
-fn ingest_state(
+async fn ingest_state(
     app: &AppState,
     stream: &str,
     encoding: Encoding,
-    body: &[u8],
+    body: Bytes,
     started: Instant,
 ) -> Result<Accepted, ApiError> {
-    let decoding = Instant::now();
-    let mut state = codec::decode_state(encoding, body)?;
-    state.validate(&app.config.producer.limits)?;
-    app.metrics.state_decoded(decoding.elapsed());
+    let size = body.len();
+    let limits = app.config.producer.limits;
+    let decode = move || -> Result<_, ApiError> {
+        let decoding = Instant::now();
+        let state = codec::decode_state(encoding, &body)?;
+        state.validate(&limits)?;
+        Ok((state, decoding.elapsed()))
+    };
+    let (mut state, took) = if size > DECODE_OFF_RUNTIME {
+        tokio::task::spawn_blocking(decode)
+            .await
+            .map_err(|e| ApiError::Malformed(format!("decoding failed: {e}")))??
+    } else {
+        decode()?
+    };
+    app.metrics.state_decoded(took);
     if state.timestamp.is_none() {
         state.timestamp = Some(unix_now());
     }
@@ -69,7 +86,7 @@ fn ingest_state(
     let published = app.hub.publish(stream, state)?;
     let processing = started.elapsed();
     app.metrics.state_received(processing);
-    app.metrics.state_size(body.len());
+    app.metrics.state_size(size);
     Ok(Accepted {
         published,
         step,
@@ -114,7 +131,7 @@ async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result = async {
         if !producer_authorized(app.config.producer.api_key.as_deref(), &headers) {
             return Err(ApiError::Unauthorized);
         }
@@ -131,8 +148,9 @@ async fn publish(
                 ApiError::Malformed(format!("could not read the body: {r}"))
             }
         })?;
-        ingest_state(&app, stream, body_encoding(&headers), &body, started)
-    })();
+        ingest_state(&app, stream, body_encoding(&headers), body, started).await
+    }
+    .await;
     match result {
         Ok(accepted) => Json(json!({
             "ok": true,
@@ -291,7 +309,7 @@ impl Producer {
                     retry_after: Default::default(),
                 })
             } else {
-                ingest_state(&self.app, &self.stream, encoding, &incoming, started)
+                ingest_state(&self.app, &self.stream, encoding, incoming.clone(), started).await
             };
             match result {
                 Ok(_) => accepted += 1,

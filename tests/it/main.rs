@@ -9,6 +9,7 @@ mod compat;
 mod conformance;
 mod hostile;
 mod ingest;
+mod memory;
 mod metrics;
 mod publish;
 mod resume;

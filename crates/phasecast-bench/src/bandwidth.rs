@@ -78,9 +78,15 @@ fn bytes_per_frame(
         keyframe_interval,
         history: 4,
         max_streams: 1,
+        frame_cache_bytes: phasecast::config::defaults::FRAME_CACHE_BYTES,
     };
     let metrics = Metrics::new(false, Default::default()).map_err(|e| e.to_string())?;
-    let stream = Channel::new(workload.to_owned(), &config, 4);
+    let stream = Channel::new(
+        workload.to_owned(),
+        &config,
+        4,
+        &phasecast::memory::Budget::new(usize::MAX),
+    );
     let mut held: Option<Held> = None;
     let mut total = 0usize;
     let mut oscillators = 0;
