@@ -19,7 +19,7 @@ fn subscribers(app: &AppState) -> usize {
 }
 
 /// `GET /health`: status (`"healthy"`, the old server's word), counts, the default
-/// stream's head, and every stream.
+/// stream's head, every stream, and the memory budget.
 pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Value> {
     let streams: Vec<_> = app
         .hub
@@ -33,6 +33,8 @@ pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Valu
                 "step": head.step,
                 "oscillators": head.oscillators,
                 "subscribers": s.subscribers(),
+                "retained": s.retained().1,
+                "memory_bytes": s.account().used(),
             })
         })
         .collect();
@@ -53,6 +55,10 @@ pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Valu
         "last_step": default.step,
         "uptime_seconds": app.started.elapsed().as_secs_f64(),
         "streams": streams,
+        "memory": {
+            "limit_bytes": app.hub.budget().limit(),
+            "accounted_bytes": app.hub.budget().used(),
+        },
         "bus": match &app.config.bus {
             None => json!({"kind": "none"}),
             Some(b) => json!({"kind": "nats", "node": b.node_id, "connected": app.metrics.is_bus_connected()}),

@@ -116,6 +116,18 @@ async fn near_the_budget_histories_shorten_then_new_streams_then_states_are_refu
         Some(LIMIT as f64)
     );
     assert!(metric(&scrape, r#"phasecast_stream_memory_bytes{stream="a"}"#).unwrap() > 0.0);
+    let health = server.health().await;
+    assert_eq!(health["memory"]["limit_bytes"], LIMIT);
+    assert!(health["memory"]["accounted_bytes"].as_u64().unwrap() <= LIMIT as u64);
+    let a = health["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "a")
+        .unwrap();
+    let retained = a["retained"].as_u64().unwrap();
+    assert!(retained < 300, "{health}");
+    assert!(a["memory_bytes"].as_u64().unwrap() > 0);
     // What was shed can no longer be resumed from: a full frame, counted as a miss.
     let mut resumed = Subscriber::connect(
         &SubscribeOptions::new(format!("{}/ws?stream=a&resume=1", server.ws()))

@@ -2,7 +2,9 @@
 //! server, subscribes one JSON and one protobuf reader that read every frame, publishes
 //! a number of states of a given size over `/ingest`, and reads the server's resident
 //! memory from `/proc` before and after: the growth divided by the states retained is
-//! the cost of one history entry (with every encoding the server keeps for it).
+//! the cost of one history entry (with every encoding the server keeps for it). Servers
+//! that account their memory (`/health` `memory_bytes`) also give what they charge per
+//! retained state, frames included, and how many states keep frames.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -44,6 +46,10 @@ pub struct Retention {
     pub bytes_per_state: f64,
     /// Size of one state's view on the wire in protobuf, bytes: the floor.
     pub protobuf_state_bytes: usize,
+    /// Bytes the server accounts to the stream per retained state (views, the
+    /// sequencer's copy, cached frames), from `/health`; `None` for servers without it.
+    #[serde(default)]
+    pub accounted_bytes_per_state: Option<f64>,
 }
 
 /// Runs one measurement per size.
@@ -102,6 +108,7 @@ async fn measure(args: &RetentionArgs, oscillators: usize) -> anyhow::Result<Ret
         tokio::time::timeout(Duration::from_secs(120), reader).await???;
     }
     let after = proc_sample(Some(pid)).map_or(f64::NAN, |s| s.1);
+    let accounted = accounted_per_state(port).await;
     Ok(Retention {
         oscillators,
         states: args.states,
@@ -109,24 +116,44 @@ async fn measure(args: &RetentionArgs, oscillators: usize) -> anyhow::Result<Ret
         rss_after_mb: after,
         bytes_per_state: (after - before) * 1e6 / args.states as f64,
         protobuf_state_bytes: phasecast::codec::encode_state(Encoding::Protobuf, &last).len(),
+        accounted_bytes_per_state: accounted,
     })
+}
+
+/// The default stream's accounted bytes over its retained states, from `/health`.
+async fn accounted_per_state(port: u16) -> Option<f64> {
+    let health: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let stream = health["streams"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == "default")?;
+    let bytes = stream["memory_bytes"].as_f64()?;
+    let retained = stream["retained"].as_f64()?;
+    (retained > 0.0).then(|| bytes / retained)
 }
 
 /// The results as a markdown table.
 pub fn markdown(rows: &[Retention]) -> String {
     let mut out = String::from(
-        "| oscillators | states | RSS before MB | RSS after MB | bytes per retained state | protobuf state bytes | ratio |\n|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| oscillators | states | RSS before MB | RSS after MB | bytes per retained state | protobuf state bytes | ratio | accounted per state |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {:.1} | {:.1} | {:.0} | {} | {:.2} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.0} | {} | {:.2} | {} |\n",
             r.oscillators,
             r.states,
             r.rss_before_mb,
             r.rss_after_mb,
             r.bytes_per_state,
             r.protobuf_state_bytes,
-            r.bytes_per_state / r.protobuf_state_bytes as f64
+            r.bytes_per_state / r.protobuf_state_bytes as f64,
+            r.accounted_bytes_per_state
+                .map_or_else(|| "n/a".to_owned(), |b| format!("{b:.0}")),
         ));
     }
     out
