@@ -10,6 +10,7 @@ mod conformance;
 mod hostile;
 mod ingest;
 mod metrics;
+mod proxy;
 mod publish;
 mod resume;
 mod shutdown;
