@@ -2,7 +2,12 @@
 //! variable; the old server's names keep their meaning), turned into a validated
 //! [`Config`] tree that the server takes by value.
 
-use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    str::FromStr,
+    time::Duration,
+};
 
 use clap::Args;
 
@@ -53,6 +58,9 @@ pub struct ConnectionConfig {
     pub client_message_rate: u32,
     /// Certificate chain and key (PEM) to serve HTTPS / WSS; `None` is plain TCP.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Proxies whose `X-Forwarded-For` names the client: per-IP limits, logs and
+    /// origin checks then use the client's address. Empty: trust no proxy.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// Producer-side settings.
@@ -184,6 +192,8 @@ pub mod defaults {
     pub const DEMO_HZ: f64 = 200.0;
     /// `--demo-oscillators`.
     pub const DEMO_OSCILLATORS: usize = 32;
+    /// `--trusted-proxies`: none, every forwarding header is ignored.
+    pub const TRUSTED_PROXIES: &[super::Cidr] = &[];
 }
 
 impl Default for Config {
@@ -228,8 +238,36 @@ impl Default for Config {
                 ping_interval: defaults::PING_INTERVAL,
                 client_message_rate: defaults::CLIENT_MESSAGE_RATE,
                 tls: None,
+                trusted_proxies: defaults::TRUSTED_PROXIES.to_vec(),
             },
             memory_limit: defaults::MEMORY_LIMIT,
+        }
+    }
+}
+
+/// Who may use a server listening on some address with this configuration's keys,
+/// from [`Config::exposure`]; the server says it at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exposure {
+    /// Producers need no key and the address is beyond loopback: anyone who can reach
+    /// the port can publish states (and create streams up to the limit). Warned about.
+    pub open_publish: bool,
+    /// Subscribers need no key: anyone who can reach the port can subscribe.
+    pub open_subscribe: bool,
+    /// The address is reachable from other machines (not a loopback address; the
+    /// unspecified `0.0.0.0` and `::` are every interface).
+    pub beyond_loopback: bool,
+}
+
+impl Config {
+    /// What this configuration exposes on `listening` (the address actually bound,
+    /// which may differ from [`Config::listen`] when the caller binds).
+    pub fn exposure(&self, listening: SocketAddr) -> Exposure {
+        let beyond_loopback = !listening.ip().to_canonical().is_loopback();
+        Exposure {
+            open_publish: beyond_loopback && self.producer.api_key.is_none(),
+            open_subscribe: self.subscriber.subscribe_key.is_none(),
+            beyond_loopback,
         }
     }
 }
@@ -256,6 +294,120 @@ impl fmt::Display for ByteSize {
             }
         }
         write!(f, "{n}B")
+    }
+}
+
+/// A range of addresses in CIDR notation: `10.0.0.0/8`, `2001:db8::/32`; a bare
+/// address is a range of one (`/32`, `/128`). An IPv4-mapped IPv6 range
+/// (`::ffff:10.0.0.0/104`) is kept as the IPv4 range it maps, and addresses are
+/// compared the same way, so a dual-stack listener's `::ffff:a.b.c.d` peers match
+/// IPv4 ranges. Bits past the prefix are cleared (`10.1.2.3/8` is `10.0.0.0/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the range (IPv4-mapped IPv6 addresses as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(ip) & mask == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(ip) & mask == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+
+    /// The range of `prefix` bits from `ip`, host bits cleared.
+    fn new(ip: IpAddr, prefix: u8) -> Cidr {
+        let network = match ip {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        };
+        Cidr { network, prefix }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Cidr, String> {
+        let t = text.trim();
+        let (addr, prefix) = match t.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (t, None),
+        };
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR range"))?;
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => bits,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= bits => n,
+                _ => {
+                    return Err(format!(
+                        "{text:?}: the prefix length must be a number from 0 to {bits}"
+                    ))
+                }
+            },
+        };
+        // `::ffff:a.b.c.d/n` with n ≥ 96 is the IPv4 range a.b.c.d/(n - 96).
+        let cidr = match ip {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Cidr::new(IpAddr::V4(v4), prefix - 96),
+                None => Cidr::new(ip, prefix),
+            },
+            _ => Cidr::new(ip, prefix),
+        };
+        Ok(cidr)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// A comma-separated list of [`Cidr`]s on the command line; empty entries are
+/// skipped, so an empty value is an empty list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CidrList(pub Vec<Cidr>);
+
+impl FromStr for CidrList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<CidrList, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse().map_err(|e| {
+                    format!(
+                        "{e}; PCC_TRUSTED_PROXIES is addresses or CIDR ranges, \
+                         comma-separated (e.g. 10.0.0.0/8,192.0.2.7,::1)"
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(CidrList)
     }
 }
 
@@ -364,6 +516,11 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "PCC_TLS_KEY", hide_env_values = true)]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Comma-separated proxy addresses or CIDR ranges (e.g. 10.0.0.0/8,::1) whose
+    /// X-Forwarded-For names the client: per-IP limits, logs and origin checks then use
+    /// the client's address. Unset: trust no proxy, the header is ignored.
+    #[arg(long, env = "PCC_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<CidrList>,
     /// NATS server(s) to share streams with other phasecast nodes, e.g.
     /// nats://127.0.0.1:4222. Unset: a single node with no broker.
     #[arg(long, env = "PCC_NATS_URL")]
@@ -510,6 +667,9 @@ impl ServeArgs {
         config.shutdown_timeout = *self.shutdown_timeout;
         config.connection.handshake_timeout = *self.handshake_timeout;
         config.connection.rate_limit = self.connection_rate_limit;
+        if let Some(CidrList(ranges)) = self.trusted_proxies {
+            config.connection.trusted_proxies = ranges;
+        }
         match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => config.connection.tls = Some((cert, key)),
             (None, None) => {}
@@ -718,6 +878,117 @@ mod tests {
                 "{name} missing from the README"
             );
         }
+    }
+
+    #[test]
+    fn cidr_ranges_parse_and_match() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let cidr = |s: &str| s.parse::<Cidr>().unwrap();
+
+        let lan = cidr("10.0.0.0/8");
+        assert!(lan.contains(ip("10.0.0.0")) && lan.contains(ip("10.255.255.255")));
+        assert!(!lan.contains(ip("11.0.0.0")) && !lan.contains(ip("9.255.255.255")));
+        assert!(!lan.contains(ip("::a00:1")), "IPv6 is not in an IPv4 range");
+        // A bare address is a range of one.
+        assert_eq!(cidr("192.0.2.7"), cidr("192.0.2.7/32"));
+        assert!(cidr("192.0.2.7").contains(ip("192.0.2.7")));
+        assert!(!cidr("192.0.2.7").contains(ip("192.0.2.8")));
+        assert_eq!(cidr("2001:db8::1").to_string(), "2001:db8::1/128");
+        // Host bits are cleared.
+        assert_eq!(cidr("10.1.2.3/8").to_string(), "10.0.0.0/8");
+        assert_eq!(cidr("0.0.0.0/0").to_string(), "0.0.0.0/0");
+        assert!(cidr("0.0.0.0/0").contains(ip("203.0.113.9")));
+
+        let v6 = cidr("2001:db8::/32");
+        assert!(v6.contains(ip("2001:db8:ffff::1")));
+        assert!(!v6.contains(ip("2001:db9::1")));
+        assert!(cidr("::/0").contains(ip("fe80::1")));
+        assert!(cidr("::1").contains(ip("::1")));
+
+        // IPv4-mapped addresses are their IPv4 address, both as ranges and as peers.
+        assert!(lan.contains(ip("::ffff:10.1.2.3")));
+        assert_eq!(cidr("::ffff:10.0.0.0/104"), lan);
+        assert_eq!(cidr("::ffff:192.0.2.7"), cidr("192.0.2.7/32"));
+
+        for bad in [
+            "10.0.0.0/33",
+            "2001:db8::/129",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "10.0.0.0/8/8",
+            "10.0.0",
+            "example.net",
+            "",
+            "10.0.0.0 /8x",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_comma_separated_list_and_errors_name_the_flag() {
+        assert_eq!(parse(&[]).unwrap().connection.trusted_proxies, vec![]);
+        let c = parse(&["--trusted-proxies", " 10.0.0.0/8, ,::1,192.0.2.7 "]).unwrap();
+        assert_eq!(
+            c.connection.trusted_proxies,
+            vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "::1/128".parse().unwrap(),
+                "192.0.2.7/32".parse().unwrap()
+            ]
+        );
+        assert_eq!("".parse::<CidrList>(), Ok(CidrList(vec![])));
+        let err = match Cli::try_parse_from([
+            "phasecast",
+            "--trusted-proxies",
+            "10.0.0.0/8,10.0.0.300",
+        ]) {
+            Ok(_) => panic!("an invalid range was accepted"),
+            Err(e) => e.to_string(),
+        };
+        for part in ["--trusted-proxies", "PCC_TRUSTED_PROXIES", "10.0.0.300"] {
+            assert!(err.contains(part), "{part} missing from: {err}");
+        }
+    }
+
+    /// Producers with no key on an address beyond loopback is the case warned about;
+    /// loopback (however written) is not. No test binds these addresses.
+    #[test]
+    fn an_open_port_is_told_apart_from_loopback() {
+        let addr = |s: &str| SocketAddr::new(s.parse().unwrap(), 8787);
+        let open = Config::default();
+        for beyond in [
+            "0.0.0.0",
+            "::",
+            "192.0.2.10",
+            "2001:db8::5",
+            "::ffff:192.0.2.10",
+        ] {
+            let e = open.exposure(addr(beyond));
+            assert!(
+                e.beyond_loopback && e.open_publish && e.open_subscribe,
+                "{beyond}"
+            );
+        }
+        for local in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            let e = open.exposure(addr(local));
+            assert!(!e.beyond_loopback && !e.open_publish, "{local}");
+            assert!(e.open_subscribe, "{local}: subscribers still need no key");
+        }
+        let mut keyed = Config::default();
+        keyed.producer.api_key = Some("k".into());
+        assert_eq!(
+            keyed.exposure(addr("0.0.0.0")),
+            Exposure {
+                open_publish: false,
+                open_subscribe: true,
+                beyond_loopback: true
+            }
+        );
+        keyed.subscriber.subscribe_key = Some("s".into());
+        assert!(!keyed.exposure(addr("0.0.0.0")).open_subscribe);
+        // The default configuration is the open case.
+        assert!(open.exposure(open.listen).open_publish);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::{
     hub::Hub,
     memory::Budget,
     metrics::Metrics,
-    transport::{self, AppState, Listen, RateLimiter},
+    transport::{self, AppState, Listen, RateLimiter, TrustedProxies},
 };
 
 /// Why the server could not run.
@@ -33,6 +33,37 @@ pub enum Error {
     /// The TLS certificate or key cannot be used.
     #[error("tls: {0}")]
     Tls(String),
+}
+
+/// Logs who may publish and subscribe on `addr` without a key: a warning when anyone
+/// who can reach the port can publish ([`Config::exposure`] decides), and the trusted
+/// proxies, if any.
+fn say_what_is_open(config: &Config, addr: std::net::SocketAddr) {
+    let exposure = config.exposure(addr);
+    if exposure.open_publish {
+        warn!(
+            %addr,
+            "producers need no key and the server listens beyond loopback: anyone who can \
+             reach this port can publish states and create streams. Set MCP_API_KEY \
+             (--api-key) to require a key, or listen on 127.0.0.1 (PCC_HOST, --host) \
+             behind a proxy (docs/security.md)"
+        );
+    }
+    if exposure.open_subscribe {
+        info!(
+            %addr,
+            "subscribers need no key: anyone who can reach this port can subscribe \
+             (set PCC_SUBSCRIBE_KEY to require one)"
+        );
+    }
+    let proxies = &config.connection.trusted_proxies;
+    if !proxies.is_empty() {
+        let list: Vec<String> = proxies.iter().map(ToString::to_string).collect();
+        info!(
+            trusted_proxies = %list.join(","),
+            "X-Forwarded-For from these peers names the client (PCC_TRUSTED_PROXIES)"
+        );
+    }
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then drains.
@@ -101,10 +132,12 @@ pub async fn run(
         memory_limit = %ByteSize(config.memory_limit),
         "phasecast listening"
     );
+    say_what_is_open(&config, addr);
     let listen = Listen {
         router: transport::router(app),
         tls,
         connection_rate: Arc::new(RateLimiter::new(config.connection.rate_limit)),
+        trusted_proxies: Arc::new(TrustedProxies::new(&config.connection.trusted_proxies)),
         handshake_timeout: config.connection.handshake_timeout,
         send_buffer: config.subscriber.socket_send_buffer,
         metrics,

@@ -45,17 +45,20 @@ pub(super) fn subscriber_authorized(
 }
 
 /// Whether a browser origin may subscribe: any when `ALLOWED_ORIGINS` is unset; else
-/// the listed ones and the server's own (the dashboard page it serves).
+/// the listed ones and the server's own (the dashboard page it serves): an origin whose
+/// host is the request's `Host`, or `forwarded_host`, the host a trusted proxy says
+/// the client asked for (`ClientAddr::forwarded_host`).
 pub(super) fn origin_allowed(
     allowed: Option<&[String]>,
     headers: &HeaderMap,
+    forwarded_host: Option<&str>,
 ) -> Result<(), ApiError> {
     let (Some(allowed), Some(origin)) = (allowed, headers.get(header::ORIGIN)) else {
         return Ok(());
     };
     let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let same_origin = host.is_some_and(|h| {
+    let same_origin = [host, forwarded_host].into_iter().flatten().any(|h| {
         origin
             .split_once("://")
             .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(h))
@@ -97,20 +100,26 @@ mod tests {
         let allowed = vec!["https://ok.example".to_owned()];
         let mut h = HeaderMap::new();
         assert!(
-            origin_allowed(Some(&allowed), &h).is_ok(),
+            origin_allowed(Some(&allowed), &h, None).is_ok(),
             "no Origin: not a browser"
         );
         h.insert(header::ORIGIN, "https://ok.example".parse().unwrap());
-        assert!(origin_allowed(Some(&allowed), &h).is_ok());
+        assert!(origin_allowed(Some(&allowed), &h, None).is_ok());
         h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
-        assert!(origin_allowed(Some(&allowed), &h).is_err());
-        assert!(origin_allowed(None, &h).is_ok());
+        assert!(origin_allowed(Some(&allowed), &h, None).is_err());
+        assert!(origin_allowed(None, &h, None).is_ok());
         // The server's own page is always allowed.
         h.insert(header::HOST, "phasecast.example:8787".parse().unwrap());
         h.insert(
             header::ORIGIN,
             "http://phasecast.example:8787".parse().unwrap(),
         );
-        assert!(origin_allowed(Some(&allowed), &h).is_ok());
+        assert!(origin_allowed(Some(&allowed), &h, None).is_ok());
+        // Behind a proxy that rewrites Host, the host it forwards is the server's own.
+        h.insert(header::HOST, "127.0.0.1:8787".parse().unwrap());
+        h.insert(header::ORIGIN, "https://phasecast.example".parse().unwrap());
+        assert!(origin_allowed(Some(&allowed), &h, None).is_err());
+        assert!(origin_allowed(Some(&allowed), &h, Some("phasecast.example")).is_ok());
+        assert!(origin_allowed(Some(&allowed), &h, Some("other.example")).is_err());
     }
 }

@@ -33,6 +33,15 @@ pub enum ApiError {
         /// When to try again.
         retry_after: Duration,
     },
+    /// A WebSocket upgrade through a trusted proxy from a client over the per-IP
+    /// connection rate (a direct client over it is closed at accept instead).
+    #[error("rate limited: more than {rate} new connections per second from this client (PCC_CONNECTION_RATE_LIMIT)")]
+    ConnectionRateLimited {
+        /// The limit.
+        rate: u32,
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// Not JSON / protobuf at all, or a body that could not be read.
     #[error("{0}")]
     Malformed(String),
@@ -74,7 +83,9 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::ConnectionRateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Malformed(_) | ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Hub(HubError::InvalidStreamName(_)) => StatusCode::BAD_REQUEST,
@@ -137,7 +148,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(self.body())).into_response();
         let retry_after = match &self {
-            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
+            ApiError::RateLimited { retry_after, .. }
+            | ApiError::ConnectionRateLimited { retry_after, .. } => Some(*retry_after),
             // Memory comes back as histories shorten and subscribers leave.
             ApiError::Hub(HubError::NoMemoryForStream { .. } | HubError::OverBudget { .. }) => {
                 Some(Duration::from_secs(1))
@@ -176,6 +188,14 @@ mod tests {
         .into_response();
         assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(limited.headers()[header::RETRY_AFTER], "1");
+        let upgrade = ApiError::ConnectionRateLimited {
+            rate: 2,
+            retry_after: Duration::from_millis(1500),
+        };
+        assert_eq!(upgrade.reject_reason(), None, "not a producer input");
+        let upgrade = upgrade.into_response();
+        assert_eq!(upgrade.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(upgrade.headers()[header::RETRY_AFTER], "2");
     }
 
     #[test]

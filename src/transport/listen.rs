@@ -2,11 +2,24 @@
 //! clients over the per-IP connection rate, sets the socket options, terminates TLS
 //! when configured, and serves HTTP/1.1 (with WebSocket upgrades) with a deadline for
 //! the request headers, so half-open sockets and handshakes that never complete are
-//! closed instead of holding a slot forever.
+//! closed instead of holding a slot forever. Each request gets its [`ClientAddr`].
+//!
+//! A trusted proxy (`PCC_TRUSTED_PROXIES`) carries many clients, so its connections
+//! are not counted at accept, where only the proxy's address is known. Instead each
+//! WebSocket upgrade it forwards counts against the forwarded client's connection rate
+//! (429 past it): an upgrade is one new client connection whatever the proxy does,
+//! while plain requests may share a proxy's keep-alive connection or each open one of
+//! their own, so they are not counted (producers' states have their own per-IP rate).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{body::Body, extract::ConnectInfo, Router};
+use axum::{
+    body::Body,
+    extract::ConnectInfo,
+    http::header,
+    response::{IntoResponse, Response},
+    Router,
+};
 use hyper::{body::Incoming, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
@@ -18,7 +31,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
-use super::limit::RateLimiter;
+use super::{
+    client_addr::{ClientAddr, TrustedProxies},
+    limit::RateLimiter,
+    ApiError,
+};
 use crate::metrics::{Metrics, RefusedConnection};
 
 /// What the accept loop needs.
@@ -27,8 +44,11 @@ pub struct Listen {
     pub router: Router,
     /// TLS, when configured.
     pub tls: Option<TlsAcceptor>,
-    /// New connections per second per client IP (0: no limit).
+    /// New connections per second per client IP (0: no limit): checked at accept for
+    /// direct clients, at the upgrade for clients of a trusted proxy.
     pub connection_rate: Arc<RateLimiter>,
+    /// Peers whose forwarding headers name the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
     /// Deadline for a request's headers (and the TLS handshake).
     pub handshake_timeout: Duration,
     /// `SO_SNDBUF` for accepted sockets.
@@ -41,6 +61,7 @@ impl std::fmt::Debug for Listen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listen")
             .field("tls", &self.tls.is_some())
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("handshake_timeout", &self.handshake_timeout)
             .finish_non_exhaustive()
     }
@@ -69,7 +90,13 @@ impl Listen {
                     }
                 },
             };
-            if this.connection_rate.check(peer.ip()).is_err() {
+            let proxy = this.trusted_proxies.contains(peer.ip());
+            if !proxy
+                && this
+                    .connection_rate
+                    .check(peer.ip().to_canonical())
+                    .is_err()
+            {
                 this.metrics
                     .connection_refused(RefusedConnection::RateLimited);
                 debug!(%peer, "connection refused: over PCC_CONNECTION_RATE_LIMIT");
@@ -118,14 +145,26 @@ impl Listen {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let service = self
-            .router
-            .clone()
-            .map_request(move |request: Request<Incoming>| {
-                let mut request = request.map(Body::new);
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
+        let router = self.router.clone();
+        let admission = Admission {
+            trusted_proxies: self.trusted_proxies.clone(),
+            connection_rate: self.connection_rate.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let service = tower::service_fn(move |request: Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            let client = admission.trusted_proxies.resolve(peer, request.headers());
+            let refused = admission.refuse_upgrade(client, &request);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(client);
+            let router = router.clone();
+            async move {
+                match refused {
+                    Some(response) => Ok(response),
+                    None => router.oneshot(request).await,
+                }
+            }
+        });
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(self.handshake_timeout);
@@ -150,6 +189,36 @@ impl Listen {
                 let _ = connection.await;
             }
         }
+    }
+}
+
+/// What each request of a connection is checked with before the router sees it.
+#[derive(Clone)]
+struct Admission {
+    trusted_proxies: Arc<TrustedProxies>,
+    /// Shared with the accept loop: one budget per client, however it connects.
+    connection_rate: Arc<RateLimiter>,
+    metrics: Arc<Metrics>,
+}
+
+impl Admission {
+    /// The answer to a WebSocket upgrade through a trusted proxy from a client over
+    /// the connection rate; `None` lets the request through.
+    fn refuse_upgrade(&self, client: ClientAddr, request: &Request<Body>) -> Option<Response> {
+        if !client.is_proxied() || !request.headers().contains_key(header::UPGRADE) {
+            return None;
+        }
+        let retry_after = self.connection_rate.check(client.ip()).err()?;
+        self.metrics
+            .connection_refused(RefusedConnection::RateLimited);
+        debug!(peer = %client, "upgrade refused: over PCC_CONNECTION_RATE_LIMIT");
+        Some(
+            ApiError::ConnectionRateLimited {
+                rate: self.connection_rate.rate(),
+                retry_after,
+            }
+            .into_response(),
+        )
     }
 }
 

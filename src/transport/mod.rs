@@ -12,8 +12,11 @@
 //! - `cors`: the CORS answers every route gets (as the old server's middleware).
 //! - `listen`: the accept loop (connection rate, handshake deadline, TLS); `limit`:
 //!   token buckets.
+//! - `client_addr`: who sent a request ([`ClientAddr`]): the TCP peer, or the client a
+//!   trusted proxy names (`PCC_TRUSTED_PROXIES`).
 
 mod access;
+mod client_addr;
 mod error;
 mod http;
 mod limit;
@@ -39,6 +42,7 @@ use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 use crate::{config::Config, hub::Hub, metrics::Metrics};
 
+pub use client_addr::{ClientAddr, TrustedProxies};
 pub use error::ApiError;
 pub use limit::RateLimiter;
 pub use listen::{tls_acceptor, Listen};

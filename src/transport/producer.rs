@@ -4,21 +4,18 @@
 //! subscriber. On `/ingest` accepted states get no answer, rejected ones a JSON text
 //! `{"ok":false,"error":…,"field":…,"step":…}`, and the connection stays open.
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::{
     body::Bytes,
     extract::{
         rejection::{BytesRejection, QueryRejection},
         ws::{Message, WebSocket, WebSocketUpgrade},
-        ConnectInfo, Path, Query, State,
+        Path, Query, State,
     },
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -27,6 +24,7 @@ use tracing::info;
 
 use super::{
     access::producer_authorized,
+    client_addr::ClientAddr,
     limit::Bucket,
     peer::{Budget, Ending, Event, Peer},
     ApiError, AppState,
@@ -125,7 +123,7 @@ fn body_encoding(headers: &HeaderMap) -> Encoding {
 
 async fn publish(
     app: AppState,
-    peer: SocketAddr,
+    peer: ClientAddr,
     stream: &str,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -172,7 +170,7 @@ async fn publish(
 /// `POST /pcc_state`: the old API, onto the default stream.
 pub(super) async fn publish_default(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(peer): Extension<ClientAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -182,7 +180,7 @@ pub(super) async fn publish_default(
 /// `POST /streams/{name}/state`.
 pub(super) async fn publish_named(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(peer): Extension<ClientAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -199,7 +197,7 @@ pub(super) struct IngestQuery {
 /// `GET /ingest`: checks the key, the stream name and the producer limit, then upgrades.
 pub(super) async fn connect(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(peer): Extension<ClientAddr>,
     headers: HeaderMap,
     query: Result<Query<IngestQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
@@ -256,7 +254,8 @@ pub(super) async fn connect(
 /// One producer's connection.
 struct Producer {
     app: AppState,
-    peer: SocketAddr,
+    /// Who connected (through a trusted proxy: the client it names), for the logs.
+    peer: ClientAddr,
     stream: String,
     /// A producer slot, released when the connection ends.
     _permit: OwnedSemaphorePermit,

@@ -11,6 +11,7 @@ mod hostile;
 mod ingest;
 mod memory;
 mod metrics;
+mod proxy;
 mod publish;
 mod resume;
 mod shutdown;

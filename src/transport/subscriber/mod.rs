@@ -3,19 +3,21 @@
 
 mod session;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use axum::{
-    extract::{rejection::QueryRejection, ws::WebSocketUpgrade, ConnectInfo, Query, State},
+    extract::{rejection::QueryRejection, ws::WebSocketUpgrade, Query, State},
     http::HeaderMap,
     response::{IntoResponse, Response},
+    Extension,
 };
 use serde::Deserialize;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use self::session::Session;
 use super::{
     access::{origin_allowed, subscriber_authorized},
+    client_addr::ClientAddr,
     peer::close_within,
     ApiError, AppState,
 };
@@ -129,13 +131,17 @@ const MIN_MAX_HZ: f64 = 0.01;
 /// `GET /ws`: checks origin, key and parameters, then upgrades.
 pub(super) async fn subscribe(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(peer): Extension<ClientAddr>,
     headers: HeaderMap,
     query: Result<Query<SubscribeQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let prepared = (|| {
-        origin_allowed(app.config.subscriber.allowed_origins.as_deref(), &headers)?;
+        origin_allowed(
+            app.config.subscriber.allowed_origins.as_deref(),
+            &headers,
+            peer.forwarded_host(&headers),
+        )?;
         let Query(query) = query.map_err(|e| bad("query", e.body_text()))?;
         let expected = app.config.subscriber.subscribe_key.as_deref();
         if !subscriber_authorized(expected, &headers, query.key.as_deref()) {
@@ -152,7 +158,10 @@ pub(super) async fn subscribe(
     })();
     let (subscription, stream) = match prepared {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            debug!(%peer, error = %e, "subscriber refused");
+            return e.into_response();
+        }
     };
     let config = &app.config.subscriber;
     let upgrade = upgrade

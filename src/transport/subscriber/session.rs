@@ -3,7 +3,7 @@
 //! right code when it leaves, floods, goes silent, or cannot keep up. Which frames to
 //! write is the feed's decision (`fanout/feed.rs`); this file does socket I/O only.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt;
@@ -18,7 +18,10 @@ use crate::{
     codec::{self, ClientMessage, Encoding},
     fanout::{Channel, Feed, Outgoing},
     metrics::{CloseReason, SlowReason},
-    transport::peer::{Budget, Ending, Event, Peer, WriteError},
+    transport::{
+        client_addr::ClientAddr,
+        peer::{Budget, Ending, Event, Peer, WriteError},
+    },
 };
 
 /// How long a too-slow subscriber gets to take its close frame: its socket is full,
@@ -28,7 +31,8 @@ const SLOW_CLOSE_WAIT: Duration = Duration::from_millis(100);
 /// One subscriber's connection.
 pub(super) struct Session {
     app: AppState,
-    peer: SocketAddr,
+    /// Who connected (through a trusted proxy: the client it names), for the logs.
+    peer: ClientAddr,
     stream: Arc<Channel>,
     subscription: Subscription,
     /// A subscriber slot, released when the session ends.
@@ -38,7 +42,7 @@ pub(super) struct Session {
 impl Session {
     pub(super) fn new(
         app: AppState,
-        peer: SocketAddr,
+        peer: ClientAddr,
         stream: Arc<Channel>,
         subscription: Subscription,
         permit: OwnedSemaphorePermit,
