@@ -196,6 +196,10 @@ pub struct SoakResult {
     /// `mcp_pcc_messages_dropped_total{reason="conflated"}` at the end: states the
     /// server skipped for subscribers behind (slow readers and churn included).
     pub server_conflated: f64,
+    /// `phasecast_slow_client_disconnects_total` by reason at the end: subscribers the
+    /// server closed as too slow because their socket stayed unwritable past the send
+    /// timeout, and because their unsent backlog passed its byte limit.
+    pub server_slow_disconnects: (f64, f64),
     /// States held by steady subscribers or slow readers after a frame that were not
     /// the producer's (compared by checksum).
     pub wrong_states: u64,
@@ -594,6 +598,20 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakResult> {
         )
         .await
         .unwrap_or(f64::NAN),
+        server_slow_disconnects: (
+            scrape(
+                &http,
+                "phasecast_slow_client_disconnects_total{reason=\"timeout\"}",
+            )
+            .await
+            .unwrap_or(0.0),
+            scrape(
+                &http,
+                "phasecast_slow_client_disconnects_total{reason=\"backlog\"}",
+            )
+            .await
+            .unwrap_or(0.0),
+        ),
         wrong_states,
         resuming,
         checksum_failures,
@@ -673,13 +691,13 @@ fn failures(r: &SoakResult) -> Vec<String> {
 pub fn summary(r: &SoakResult) -> String {
     let q = &r.resuming;
     let line = format!(
-        "soak {:.0} s, {} states of {}: RSS {:.1} / {:.1} / {:.1} / {:.1} MB (start / median / peak / end; heap {:.1} / {:.1} / {:.1} / {:.1}; high-water mark {:.1}), fds {} / {} / {}, threads {} / {} / {}; {} churned and {} stuck subscribers; {} of {} steady subscribers exact at the end ({} frames, {} states skipped by {} of them, {} resyncs, {} wrong states; the server conflated {} states for all subscribers); slow readers: {} of {} exact, {} dropped as too slow; {} resuming subscribers: {} frames, {} resumes ({} past the history), first frame a delta {} times and full {} times, server hits {} and misses {}, {} checksum failures; connections at the end {} (clients still connected {}); server tasks idle before {} and after {}",
+        "soak {:.0} s, {} states of {}: RSS {:.1} / {:.1} / {:.1} / {:.1} MB (start / median / peak / end; heap {:.1} / {:.1} / {:.1} / {:.1}; high-water mark {:.1}), fds {} / {} / {}, threads {} / {} / {}; {} churned and {} stuck subscribers; {} of {} steady subscribers exact at the end ({} frames, {} states skipped by {} of them, {} resyncs, {} wrong states; the server conflated {} states for all subscribers); slow readers: {} of {} exact, {} dropped as too slow (the server closed {} subscribers on the send timeout and {} on the backlog limit); {} resuming subscribers: {} frames, {} resumes ({} past the history), first frame a delta {} times and full {} times, server hits {} and misses {}, {} checksum failures; connections at the end {} (clients still connected {}); server tasks idle before {} and after {}",
         r.seconds, r.states, r.workload,
         r.rss_mb.start, r.rss_mb.median, r.rss_mb.peak, r.rss_mb.end,
         r.rss_anon_mb.start, r.rss_anon_mb.median, r.rss_anon_mb.peak, r.rss_anon_mb.end, r.rss_hwm_mb,
         r.fds.start, r.fds.peak, r.fds.end, r.threads.start, r.threads.peak, r.threads.end,
         r.churned, r.stuck, r.steady_exact, r.steady, r.steady_frames, r.steady_lost_frames, r.steady_skipping, r.resyncs, r.wrong_states, r.server_conflated,
-        r.slow_exact, r.slow, r.slow_dropped,
+        r.slow_exact, r.slow, r.slow_dropped, r.server_slow_disconnects.0, r.server_slow_disconnects.1,
         q.subscribers, q.seen.frames, q.seen.resumes, q.seen.resumes_past_history, q.seen.resumed_with_delta,
         q.seen.resumed_with_full, q.server_hits, q.server_misses, q.seen.checksum_failures,
         r.connections_end.0, r.connections_end.1, r.tasks.0, r.tasks.1,
