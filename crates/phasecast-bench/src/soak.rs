@@ -485,7 +485,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakResult> {
     churn.await?;
     let mut seen = resuming::Tally::default();
     for r in resumers {
-        seen = seen.add(r.await?);
+        seen += r.await?;
     }
     producer.close().await?;
     let samples = sampler.await?;

@@ -82,9 +82,8 @@ pub struct Tally {
     pub connect_failures: u64,
 }
 
-impl Tally {
-    /// The sum of two tallies.
-    pub fn add(mut self, o: Tally) -> Tally {
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, o: Tally) {
         self.frames += o.frames;
         self.lost_frames += o.lost_frames;
         self.resumes += o.resumes;
@@ -95,7 +94,6 @@ impl Tally {
         self.unchecked += o.unchecked;
         self.unanswered += o.unanswered;
         self.connect_failures += o.connect_failures;
-        self
     }
 }
 
