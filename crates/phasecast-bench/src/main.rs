@@ -6,6 +6,7 @@
 //! target/release/phasecast-bench loadgen --subscribers 1000 --format protobuf
 //! cargo run --release -p phasecast-bench -- bench-report target/bench/load.jsonl
 //! target/release/phasecast-bench soak --duration 30s
+//! target/release/phasecast-bench soak --duration 5m --oscillators 1024 --resuming 10
 //! ```
 //!
 //! `loadgen` and `soak` start the `phasecast` server binary that sits beside this one
@@ -35,8 +36,9 @@ enum Command {
     Loadgen(loadgen::LoadgenArgs),
     /// Reduce `loadgen --out` results to medians, markdown tables and SVG charts.
     BenchReport(report::ReportArgs),
-    /// Run a server for a while under churn, slow and stuck subscribers; check memory,
-    /// descriptors and every subscriber's final state.
+    /// Run a server for a while under churn, slow, stuck and resuming subscribers;
+    /// check memory, descriptors, every frame and every subscriber's final state; exit
+    /// non-zero on a lost frame or a checksum failure.
     Soak(soak::SoakArgs),
     /// Measure the server's memory per retained state, at several state sizes.
     Retention(retention::RetentionArgs),
@@ -122,6 +124,12 @@ fn soak(args: soak::SoakArgs) -> anyhow::Result<()> {
         println!("{}", soak::summary(&result));
     }
     runtime.shutdown_background();
+    // Printed first, so a failed run still leaves its numbers.
+    anyhow::ensure!(
+        result.failures.is_empty(),
+        "the soak failed: {}",
+        result.failures.join("; ")
+    );
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Smoke runs of the benchmark tools (seconds, few clients), so they cannot rot:
 //! `loadgen` against phasecast, its old API and nats-server, idle mode, `bench-report`
-//! on their output, `bandwidth`, and the 30-second soak. `loadgen` and `soak` start the
+//! on their output, `bandwidth`, the 30-second soak, and a short soak of
+//! 1,024-oscillator states with resuming subscribers. `loadgen` and `soak` start the
 //! `phasecast` binary that cargo builds beside `phasecast-bench`
 //! (`cargo test --workspace` builds both).
 
@@ -151,36 +152,70 @@ fn bandwidth_smoke() {
     assert!(table.contains("`kuramoto-32` | 32 |"), "{table}");
 }
 
+/// Runs `phasecast-bench soak --json` with `args`; its result (the run must pass:
+/// the tool exits non-zero on a lost frame or a checksum failure).
+fn soak(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phasecast-bench"))
+        .arg("soak")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run phasecast soak");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    eprintln!("{r}");
+    assert!(
+        out.status.success(),
+        "{}\n{r}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    r
+}
+
+/// What every soak must show of its resuming subscribers: each resumed both from inside
+/// the server's history and from past it (the run lasts until they have), the server
+/// counted every resume, each was answered, and nothing failed a check.
+fn assert_resumed(r: &serde_json::Value, subscribers: u64) {
+    let q = &r["resuming"];
+    let n = |k: &str| q[k].as_u64().unwrap_or_else(|| panic!("resuming.{k}: {r}"));
+    assert_eq!(n("subscribers"), subscribers, "{r}");
+    assert!(n("resumes") >= 2 * subscribers, "both ways each: {r}");
+    assert!(n("resumes_past_history") >= subscribers, "{r}");
+    assert_eq!(
+        n("resumed_with_delta") + n("resumed_with_full"),
+        n("resumes"),
+        "every resume answered: {r}"
+    );
+    let server = |k: &str| q[k].as_f64().unwrap() as u64;
+    assert_eq!(
+        server("server_hits") + server("server_misses"),
+        n("resumes"),
+        "the server counted every resume: {r}"
+    );
+    assert!(
+        server("server_misses") >= n("resumes_past_history"),
+        "a resume from past the history is a miss: {r}"
+    );
+    assert!(server("server_hits") >= 1, "{r}");
+    assert_eq!(n("checksum_failures"), 0, "{r}");
+    assert_eq!(n("unanswered"), 0, "{r}");
+    assert!(n("frames") > 0, "{r}");
+}
+
 /// The 30-second soak (`phasecast soak`; the 10-minute run is in docs/benchmarks.md):
-/// churn, slow readers and readers that stop; at the end every steady subscriber is
-/// exact, every slow reader is exact or was dropped as too slow, the connection gauge
+/// churn, slow readers, readers that stop and resuming subscribers (the default 10);
+/// at the end every steady subscriber is exact and missed no state, every slow reader
+/// is exact or was dropped as too slow, no checksum failed, the connection gauge
 /// matches the clients still connected, and descriptors are back down.
 #[test]
 fn thirty_second_soak() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phasecast-bench"))
-        .args([
-            "soak",
-            "--duration",
-            "30s",
-            "--steady",
-            "100",
-            "--slow",
-            "10",
-            "--json",
-        ])
-        .output()
-        .expect("run phasecast soak");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    eprintln!("{r}");
+    let r = soak(&["--duration", "30s", "--steady", "100", "--slow", "10"]);
+    assert_eq!(r["workload"], "kuramoto-32", "{r}");
     assert_eq!(
         r["steady_exact"], 100,
         "every steady subscriber ends exact: {r}"
     );
+    assert_eq!(r["steady_lost_frames"], 0, "{r}");
+    assert!(r["steady_frames"].as_u64().unwrap() >= 100, "{r}");
     let slow = |k: &str| r[k].as_u64().unwrap();
     assert_eq!(
         slow("slow_exact") + slow("slow_dropped"),
@@ -188,6 +223,9 @@ fn thirty_second_soak() {
         "a slow reader ends exact or dropped, never wrong: {r}"
     );
     assert_eq!(r["resyncs"], 0);
+    assert_eq!(r["checksum_failures"], 0, "{r}");
+    assert_eq!(r["failures"], serde_json::json!([]), "{r}");
+    assert_resumed(&r, 10);
     assert!(r["churned"].as_u64().unwrap() > 100, "{r}");
     assert!(r["stuck"].as_u64().unwrap() >= 5, "{r}");
     assert_eq!(
@@ -206,5 +244,47 @@ fn thirty_second_soak() {
     assert!(
         fds["end"].as_f64().unwrap() <= fds["start"].as_f64().unwrap() + 2.0,
         "descriptors back down: {r}"
+    );
+    let rss = &r["rss_mb"];
+    for k in ["start", "median", "peak", "end"] {
+        assert!(rss[k].as_f64().unwrap() > 1.0, "rss_mb.{k}: {r}");
+    }
+    assert!(rss["peak"].as_f64() >= rss["median"].as_f64(), "{r}");
+    assert!(r["rss_hwm_mb"].as_f64().unwrap() > 1.0, "{r}");
+}
+
+/// A short soak of larger states: 1,024 oscillators, two resuming subscribers. It lasts
+/// until both have resumed from inside the history and from past it; the protobuf one
+/// is answered at least once with a delta it must apply to the state it held.
+#[test]
+fn short_soak_of_1024_oscillators_with_resuming_subscribers() {
+    let r = soak(&[
+        "--duration",
+        "5s",
+        "--oscillators",
+        "1024",
+        "--resuming",
+        "2",
+        "--steady",
+        "4",
+        "--slow",
+        "2",
+        "--churn-per-second",
+        "4",
+    ]);
+    assert_eq!(r["workload"], "kuramoto-1024", "{r}");
+    assert_eq!(r["oscillators"], 1024, "{r}");
+    assert_eq!(r["steady_exact"], 4, "{r}");
+    assert_eq!(r["steady_lost_frames"], 0, "{r}");
+    assert_eq!(r["checksum_failures"], 0, "{r}");
+    assert_eq!(r["failures"], serde_json::json!([]), "{r}");
+    assert_resumed(&r, 2);
+    assert!(
+        r["resuming"]["resumed_with_delta"].as_u64().unwrap() >= 1,
+        "a resume answered with a delta: {r}"
+    );
+    assert_eq!(
+        r["connections_end"][0], r["connections_end"][1],
+        "no connection left over: {r}"
     );
 }
