@@ -10,9 +10,9 @@
 //! dropped it as too slow), that the server's connection gauge is back to the
 //! subscribers still open, and that once every client left the server runs as many
 //! tasks as before the first one came; it reports memory (start, median, peak, end) and
-//! descriptors, and lists every failure: a steady subscriber that missed a state or did
-//! not end exact, any checksum failure. `phasecast-bench soak` exits non-zero when
-//! there is one.
+//! descriptors and the states steady subscribers skipped, and lists every failure: a
+//! steady subscriber that did not end exact or was closed, a resume never answered, any
+//! checksum failure. `phasecast-bench soak` exits non-zero when there is one.
 
 use std::{
     sync::{
@@ -652,13 +652,9 @@ fn serve_args(oscillators: usize, first: &State) -> Vec<String> {
 
 /// What went wrong in a run, one line each.
 fn failures(r: &SoakResult) -> Vec<String> {
+    // States a steady subscriber skipped are reported, not failed: whether a reader
+    // keeps up is the machine's speed (latest wins lets it skip ahead), not a defect.
     let mut out = Vec::new();
-    if r.steady_lost_frames > 0 {
-        out.push(format!(
-            "{} steady subscribers skipped {} states",
-            r.steady_skipping, r.steady_lost_frames
-        ));
-    }
     if r.steady_dropped > 0 {
         out.push(format!(
             "the server closed {} steady subscribers",
