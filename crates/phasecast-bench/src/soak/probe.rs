@@ -29,7 +29,8 @@ pub(crate) fn read(pid: u32) -> Reading {
     }
 }
 
-/// A `/proc/<pid>/status` field in kB (`VmRSS:   16252 kB`), in bytes / 1000.
+/// A `/proc/<pid>/status` field in kB (`VmRSS:   16252 kB`, which the kernel means as
+/// KiB), in thousands of bytes.
 fn kb_field(status: &str, name: &str) -> f64 {
     status
         .lines()
@@ -58,9 +59,9 @@ mod tests {
     }
 
     #[test]
-    fn fields_in_kb_are_read_in_megabytes() {
+    fn fields_in_kib_are_read_in_thousands_of_bytes() {
         let status = "Name:\tx\nVmHWM:\t   2000 kB\nVmRSS:\t   1000 kB\nThreads:\t3\n";
-        assert_eq!(super::kb_field(status, "VmRSS:"), 1.024);
+        assert_eq!(super::kb_field(status, "VmRSS:"), 1024.0);
         assert!(super::kb_field(status, "RssAnon:").is_nan());
         assert_eq!(super::number_field(status, "Threads:"), 3.0);
     }
