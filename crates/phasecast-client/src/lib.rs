@@ -42,7 +42,7 @@ pub use options::{EventHandler, SubscribeOptions};
 pub use phasecast_wire::codec::{Encoding, FrameKind};
 pub use phasecast_wire::model::State;
 pub use publisher::{IngestPublisher, PublishReply, Publisher, PublisherBuilder};
-pub use subscriber::{Received, Subscriber};
+pub use subscriber::{message, Received, Subscriber};
 pub use subscription::{ConnectionState, Event, Stats, Subscription, Update};
 pub use tls::TlsConfig;
 

@@ -35,8 +35,9 @@ pub struct Received {
 }
 
 /// Encoded bytes as the WebSocket message their encoding travels in: text for JSON,
-/// binary for protobuf (the client's one place for this mapping).
-pub(crate) fn message(encoding: Encoding, bytes: bytes::Bytes) -> Message {
+/// binary for protobuf (the client's one place for this mapping). Public for programs
+/// that speak to a server over their own socket (a control message, for example).
+pub fn message(encoding: Encoding, bytes: bytes::Bytes) -> Message {
     if encoding.is_text() {
         Message::Text(
             String::from_utf8(bytes.to_vec())

@@ -279,14 +279,8 @@ async fn resync(socket: &mut Socket, encoding: Encoding, pending: bool) -> bool 
         return true;
     }
     let bytes = codec::encode_client_message(encoding, ClientMessage::Resync);
-    let message = if encoding.is_text() {
-        Message::Text(
-            String::from_utf8(bytes.to_vec())
-                .expect("the JSON encoder writes UTF-8")
-                .into(),
-        )
-    } else {
-        Message::Binary(bytes)
-    };
-    socket.send(message).await.is_ok()
+    socket
+        .send(phasecast_client::message(encoding, bytes))
+        .await
+        .is_ok()
 }
