@@ -101,6 +101,10 @@ pub struct SubscriberConfig {
     /// Smaller means a slow subscriber is noticed sooner and skips ahead to fresher
     /// state instead of reading seconds-old frames out of a deep buffer.
     pub socket_send_buffer: Option<usize>,
+    /// How old the states waiting for a subscriber whose reader is behind may get
+    /// before only the newest goes (followed by probes: pings written behind the
+    /// frames); `None` writes frames as fast as the socket takes them.
+    pub freshness: Option<Duration>,
 }
 
 /// Per-stream settings.
@@ -162,6 +166,9 @@ pub mod defaults {
     pub const OUTBOX_FRAMES: usize = 64;
     /// `--send-timeout`.
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Freshness bound for subscribers whose readers are behind: off (see
+    /// `fanout/pace.rs` for why).
+    pub const FRESHNESS: Duration = Duration::ZERO;
     /// `--max-backlog-bytes`.
     pub const MAX_BACKLOG_BYTES: usize = 4 << 20;
     /// `--max-client-message-bytes`.
@@ -220,6 +227,7 @@ impl Default for Config {
                 max_backlog_bytes: defaults::MAX_BACKLOG_BYTES,
                 max_client_message_bytes: defaults::MAX_CLIENT_MESSAGE_BYTES,
                 socket_send_buffer: None,
+                freshness: Some(defaults::FRESHNESS).filter(|f| !f.is_zero()),
             },
             stream: StreamConfig {
                 tolerance: Tolerance::LOSSLESS,
@@ -495,6 +503,12 @@ pub struct ServeArgs {
     /// Smaller: slow subscribers skip ahead to fresh state sooner.
     #[arg(long, env = "PCC_SOCKET_SEND_BUFFER")]
     pub socket_send_buffer: Option<ByteSize>,
+    /// A subscriber whose reader is behind gets only the newest state once the states
+    /// waiting for it are older than this (e.g. 50ms), its reader followed by pings;
+    /// 0 (the default for now) turns the bound off. Under heavy load it also skips
+    /// states for readers that keep up.
+    #[arg(long, env = "PCC_FRESHNESS", value_parser = duration, default_value_t = (defaults::FRESHNESS).into())]
+    pub freshness: humantime::Duration,
     /// Keep-alive ping interval; a peer silent for two intervals is dropped.
     #[arg(long, env = "PCC_PING_INTERVAL", value_parser = duration, default_value_t = (defaults::PING_INTERVAL).into())]
     pub ping_interval: humantime::Duration,
@@ -663,6 +677,7 @@ impl ServeArgs {
         config.subscriber.socket_send_buffer =
             self.socket_send_buffer.map(|b| b.0).filter(|&n| n > 0);
         config.subscriber.send_timeout = *self.send_timeout;
+        config.subscriber.freshness = Some(*self.freshness).filter(|f| !f.is_zero());
         config.connection.ping_interval = *self.ping_interval;
         config.shutdown_timeout = *self.shutdown_timeout;
         config.connection.handshake_timeout = *self.handshake_timeout;

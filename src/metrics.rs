@@ -98,6 +98,17 @@ impl RejectReason {
 }
 
 label_enum! {
+    /// Why states meant for a subscriber were skipped (it got the newest as one delta).
+    pub enum ConflateReason {
+        /// It fell more than the outbox (`PCC_OUTBOX_FRAMES`) behind.
+        Outbox => "outbox",
+        /// Its reader was behind and the states waiting for it were older than the
+        /// freshness bound (`PCC_FRESHNESS`).
+        Freshness => "freshness",
+    }
+}
+
+label_enum! {
     /// What the hub did to stay within the memory budget.
     pub enum MemoryAction {
         /// Histories were shortened (oldest states and cached frames given back).
@@ -176,6 +187,11 @@ const LATENCY_BUCKETS: [f64; 15] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5,
 ];
+/// State age buckets, in seconds: a freshness bound of tens of milliseconds to
+/// readers seconds behind.
+const AGE_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 /// Frame size buckets, in bytes.
 const SIZE_BUCKETS: [f64; 13] = [
     32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 65536.0, 262144.0,
@@ -221,12 +237,14 @@ pub struct Metrics {
     bus_dropped: Counter<u64>,
     refused: Counter<u64>,
     memory_actions: Counter<u64>,
+    conflated: Counter<u64>,
     history_shed: Counter<u64>,
     state_size: Histogram<u64>,
     frame_size: Histogram<u64>,
     processing: Histogram<f64>,
     decode: Histogram<f64>,
     latency: Histogram<f64>,
+    state_age: Histogram<f64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -373,6 +391,10 @@ impl Metrics {
                 "phasecast_memory_actions",
                 "What was done to stay within the memory budget (PCC_MEMORY_LIMIT), by action",
             ),
+            conflated: counter(
+                "phasecast_conflated_frames",
+                "States a subscriber skipped to get the newest one as a single delta, by reason",
+            ),
             history_shed: counter(
                 "phasecast_history_shed",
                 "Retained states dropped from histories early to stay within the memory budget",
@@ -415,6 +437,12 @@ impl Metrics {
                 .with_unit("s")
                 .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .build(),
+            state_age: meter
+                .f64_histogram("phasecast_subscriber_state_age")
+                .with_description("How old the newest state a subscriber's reader has reached was when it reached it (at the pong of a probe written behind the frames)")
+                .with_unit("s")
+                .with_boundaries(AGE_BUCKETS.to_vec())
+                .build(),
             _provider: provider,
             hot,
         };
@@ -455,6 +483,9 @@ impl Metrics {
         }
         for a in MemoryAction::ALL {
             self.memory_actions.add(0, &label("action", a.as_str()));
+        }
+        for r in ConflateReason::ALL {
+            self.conflated.add(0, &label("reason", r.as_str()));
         }
         self.history_shed.add(0, &[]);
     }
@@ -616,6 +647,18 @@ impl Metrics {
     /// A write to a subscriber completed; its newest frame was accepted `latency` ago.
     pub fn frames_written(&self, latency: Duration) {
         self.latency.record(latency.as_secs_f64(), &[]);
+    }
+
+    /// A subscriber skipped `states` states, for `reason`, to get the newest.
+    pub fn conflated(&self, reason: ConflateReason, states: u64) {
+        self.dropped(DropReason::Conflated, states);
+        self.conflated
+            .add(states, &[KeyValue::new("reason", reason.as_str())]);
+    }
+
+    /// A subscriber's reader reached a state that was `age` old by then.
+    pub fn state_reached(&self, age: Duration) {
+        self.state_age.record(age.as_secs_f64(), &[]);
     }
 
     /// Frames meant for a subscriber were not sent to it.

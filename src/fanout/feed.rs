@@ -6,6 +6,8 @@
 //! - **several waiting**: all of them, to go out in one write;
 //! - **lagged past the outbox**: only the newest, as one catch-up delta from what the
 //!   subscriber holds (latest wins), the skipped states counted as conflated;
+//! - **older than the freshness bound** (its reader is behind, `pace.rs`): the same,
+//!   only the newest;
 //! - **`max_hz`**: at each slot, only the newest state, as a delta from what it holds;
 //! - **resync**: a full frame of the newest state;
 //! - **keyframes and shape changes**: full frames.
@@ -20,7 +22,7 @@ use tokio::{sync::watch, time::Instant};
 use super::{Channel, Held, Update};
 use crate::{
     codec::{Encoding, FrameKind},
-    metrics::{DropReason, Metrics},
+    metrics::{ConflateReason, Metrics},
 };
 
 /// What a subscriber asked for.
@@ -106,6 +108,11 @@ impl Feed {
         }
     }
 
+    /// Updates published since the newest one taken.
+    pub fn waiting(&self) -> u64 {
+        self.head.borrow().saturating_sub(self.cursor)
+    }
+
     /// Seq of the state the subscriber holds once the frames handed out are written.
     pub fn held_seq(&self) -> Option<u64> {
         self.held.as_ref().map(|h| h.seq)
@@ -144,12 +151,26 @@ impl Feed {
     }
 
     /// The frames to write for `batch`, at `now`. Empty while a `max_hz` subscriber
-    /// waits for its slot ([`Feed::slot`]).
-    pub fn on_batch(&mut self, mut batch: Batch, now: Instant) -> Vec<Outgoing> {
-        if batch.lagged > 0 {
-            // Behind by more than the outbox: skip to the newest (latest wins).
+    /// waits for its slot ([`Feed::slot`]). Updates accepted before `fresh_since` are
+    /// too old to go one by one: when the oldest waiting is, only the newest goes.
+    pub fn on_batch(
+        &mut self,
+        mut batch: Batch,
+        now: Instant,
+        fresh_since: Option<std::time::Instant>,
+    ) -> Vec<Outgoing> {
+        let stale = fresh_since
+            .is_some_and(|since| batch.updates.len() > 1 && batch.updates[0].accepted_at <= since);
+        if batch.lagged > 0 || stale {
+            // Behind by more than the outbox, or by more than the freshness bound:
+            // skip to the newest (latest wins).
+            let reason = if batch.lagged > 0 {
+                ConflateReason::Outbox
+            } else {
+                ConflateReason::Freshness
+            };
             let skipped = batch.lagged + batch.updates.len().saturating_sub(1) as u64;
-            self.metrics.dropped(DropReason::Conflated, skipped);
+            self.metrics.conflated(reason, skipped);
             let keep = batch.updates.len().saturating_sub(1);
             batch.updates.drain(..keep);
         }

@@ -7,13 +7,17 @@
 //!   whether a delta is worth sending.
 //! - [`Feed`] (`feed.rs`): one subscriber's cursor and the slow-consumer policy (in
 //!   step, batching, conflation, `max_hz`, resync), with no socket in it.
+//! - [`Pace`] (`pace.rs`): how far ahead of its reader a subscriber's socket may run
+//!   (the freshness bound), followed by probes (pings) written behind the frames.
 
 mod channel;
 mod feed;
+mod pace;
 mod update;
 
 pub use channel::{Channel, Head, Joined, Since};
 pub use feed::{Batch, Feed, Outgoing, Wants};
+pub use pace::{Pace, Reached};
 pub use update::{message, Encoded, Held, Update, View};
 
 #[cfg(test)]

@@ -119,7 +119,7 @@ async fn take(feed: &mut Feed, now: Instant) -> Vec<Outgoing> {
         .await
         .expect("an update waits")
         .expect("the stream is open");
-    feed.on_batch(batch, now)
+    feed.on_batch(batch, now, None)
 }
 
 #[tokio::test]

@@ -58,6 +58,8 @@ pub(super) enum Event {
     Data(Message),
     /// Keep-alive and control traffic was handled; nothing for the session.
     Handled,
+    /// The pong of the probe with this id (see [`Peer::feed_probe`]).
+    Probed(u64),
     /// The connection is over (its close frame, if any, was sent).
     Ended(Ending),
 }
@@ -82,6 +84,8 @@ pub(super) struct Peer {
     last_heard: Instant,
     rate: u32,
     bucket: Bucket,
+    /// The payload of the probe written last and not yet answered.
+    probe: Option<[u8; 8]>,
 }
 
 impl Peer {
@@ -106,6 +110,7 @@ impl Peer {
             last_heard: Instant::now(),
             rate: config.client_message_rate,
             bucket: Bucket::new(config.client_message_rate),
+            probe: None,
         }
     }
 
@@ -152,6 +157,16 @@ impl Peer {
             let _ = timeout(Duration::from_secs(1), self.socket.flush()).await;
             return Event::Ended(Ending::Left);
         }
+        if let Message::Pong(payload) = &message {
+            // The answer to the server's own probe: not the peer's traffic, so not
+            // counted against its message rate.
+            if self.probe.is_some_and(|p| payload.as_ref() == p) {
+                self.probe = None;
+                return Event::Probed(u64::from_be_bytes(
+                    <[u8; 8]>::try_from(payload.as_ref()).unwrap_or_default(),
+                ));
+            }
+        }
         let control = matches!(message, Message::Ping(_) | Message::Pong(_));
         let counted = control || self.budget == Budget::AllMessages;
         if counted && !self.within_rate() {
@@ -187,6 +202,16 @@ impl Peer {
             }),
             Err(_) => Event::Ended(Ending::Unwritable),
         }
+    }
+
+    /// Queues probe `id` (a ping carrying it) behind what was queued before, to go out
+    /// with the next flush; its pong comes back as [`Event::Probed`].
+    pub(super) async fn feed_probe(&mut self, id: u64) -> Result<(), axum::Error> {
+        let payload = id.to_be_bytes();
+        self.probe = Some(payload);
+        self.socket
+            .feed(Message::Ping(payload.to_vec().into()))
+            .await
     }
 
     /// Counts one message against the rate; false when the peer is over it.

@@ -291,7 +291,7 @@ impl Producer {
             let event = peer.next().await;
             let started = Instant::now();
             let (encoding, incoming) = match event {
-                Event::Handled => continue,
+                Event::Handled | Event::Probed(_) => continue,
                 Event::Ended(ending) => {
                     if ending == Ending::TooBig {
                         self.app.metrics.input_rejected(RejectReason::TooLarge);

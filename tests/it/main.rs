@@ -7,6 +7,7 @@ mod client_rules;
 mod cluster;
 mod compat;
 mod conformance;
+mod freshness;
 mod hostile;
 mod ingest;
 mod memory;

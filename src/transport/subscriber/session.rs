@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use super::{AppState, Subscription};
 use crate::{
     codec::{self, ClientMessage, Encoding},
-    fanout::{Channel, Feed, Outgoing},
+    fanout::{Channel, Feed, Outgoing, Pace},
     metrics::{CloseReason, SlowReason},
     transport::{
         client_addr::ClientAddr,
@@ -82,16 +82,41 @@ impl Session {
     }
 
     async fn drive(&self, peer: &mut Peer, feed: &mut Feed) -> CloseReason {
+        let send_timeout = self.app.config.subscriber.send_timeout;
+        let mut pace = Pace::new(self.app.config.subscriber.freshness);
         let first = feed.start(Instant::now());
-        if let Err(reason) = self.write(peer, first).await {
+        if let Err(reason) = self.write(peer, &mut pace, first).await {
             return reason;
         }
         loop {
+            let now = Instant::now();
+            if let Some(sent) = pace.probe_sent() {
+                if now.duration_since(sent) >= send_timeout {
+                    // Its reader has not reached a frame written that long ago: as
+                    // good as a socket unwritable for the send timeout.
+                    return self.drop_slow(peer, SlowReason::Timeout).await;
+                }
+            }
+            if let Some(id) = pace.bare_probe(now) {
+                if let Err(reason) = self.write_probe(peer, id).await {
+                    return reason;
+                }
+            }
+            let writable = pace.may_write(now);
+            let give_up_at = pace.probe_sent().map(|sent| sent + send_timeout);
             let slot = feed.slot();
             let frames = tokio::select! {
                 biased;
                 seen = peer.poll() => match peer.answer(seen).await {
                     Event::Handled => continue,
+                    Event::Probed(id) => {
+                        if let Some(reached) = pace.on_pong(id, Instant::now(), feed.waiting()) {
+                            if let Some(age) = reached.state_age {
+                                self.app.metrics.state_reached(age);
+                            }
+                        }
+                        continue;
+                    }
                     Event::Ended(ending) => return self.ended(peer, ending).await,
                     Event::Data(message) => match self.control(peer, &message).await {
                         Ok(Some(ClientMessage::Resync)) => feed.resync(),
@@ -99,18 +124,19 @@ impl Session {
                         Err(reason) => return reason,
                     },
                 },
-                batch = feed.recv() => match batch {
-                    Some(batch) => feed.on_batch(batch, Instant::now()),
+                batch = feed.recv(), if writable => match batch {
+                    Some(batch) => feed.on_batch(batch, Instant::now(), pace.fresh_since()),
                     None => {
                         peer.close(1001, "stream closed").await;
                         return CloseReason::Shutdown;
                     }
                 },
-                _ = sleep_until(slot.unwrap_or_else(Instant::now)), if slot.is_some() => {
+                _ = sleep_until(slot.unwrap_or_else(Instant::now)), if writable && slot.is_some() => {
                     feed.on_slot(Instant::now())
                 }
+                _ = sleep_until(give_up_at.unwrap_or_else(Instant::now)), if give_up_at.is_some() => continue,
             };
-            if let Err(reason) = self.write(peer, frames).await {
+            if let Err(reason) = self.write(peer, &mut pace, frames).await {
                 return reason;
             }
         }
@@ -165,20 +191,29 @@ impl Session {
         }
     }
 
-    /// Writes `frames` in one flush bounded by the send timeout.
-    async fn write(&self, peer: &mut Peer, frames: Vec<Outgoing>) -> Result<(), CloseReason> {
-        if frames.is_empty() {
+    /// Writes `frames` in one flush bounded by the send timeout, followed by a probe
+    /// when `pace` has one due.
+    async fn write(
+        &self,
+        peer: &mut Peer,
+        pace: &mut Pace,
+        frames: Vec<Outgoing>,
+    ) -> Result<(), CloseReason> {
+        let Some(newest) = frames.last() else {
             return Ok(());
-        }
+        };
+        let probe = pace.on_write(Instant::now(), frames.len(), newest.accepted_at);
         let metrics = &self.app.metrics;
-        let socket = peer.socket();
         let written = async {
             let mut accepted = Vec::with_capacity(frames.len());
             for frame in frames {
                 accepted.push(frame.accepted_at);
-                socket.feed(frame.message).await?;
+                peer.socket().feed(frame.message).await?;
             }
-            socket.flush().await.map(|()| accepted)
+            if let Some(id) = probe {
+                peer.feed_probe(id).await?;
+            }
+            peer.socket().flush().await.map(|()| accepted)
         };
         match timeout(self.app.config.subscriber.send_timeout, written).await {
             Ok(Ok(accepted)) => {
@@ -187,12 +222,30 @@ impl Session {
                 }
                 Ok(())
             }
-            Ok(Err(e)) => Err(match WriteError::from(e) {
-                WriteError::Backlog => self.drop_slow(peer, SlowReason::Backlog).await,
-                WriteError::Gone(Ending::Reset) => CloseReason::Reset,
-                WriteError::Gone(_) => CloseReason::Client,
-            }),
+            Ok(Err(e)) => Err(self.write_failed(peer, e).await),
             Err(_) => Err(self.drop_slow(peer, SlowReason::Timeout).await),
+        }
+    }
+
+    /// Writes a bare probe (a ping with no frame before it), within the send timeout.
+    async fn write_probe(&self, peer: &mut Peer, id: u64) -> Result<(), CloseReason> {
+        let written = async {
+            peer.feed_probe(id).await?;
+            peer.socket().flush().await
+        };
+        match timeout(self.app.config.subscriber.send_timeout, written).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.write_failed(peer, e).await),
+            Err(_) => Err(self.drop_slow(peer, SlowReason::Timeout).await),
+        }
+    }
+
+    /// Maps a failed write to how the session ends.
+    async fn write_failed(&self, peer: &mut Peer, error: axum::Error) -> CloseReason {
+        match WriteError::from(error) {
+            WriteError::Backlog => self.drop_slow(peer, SlowReason::Backlog).await,
+            WriteError::Gone(Ending::Reset) => CloseReason::Reset,
+            WriteError::Gone(_) => CloseReason::Client,
         }
     }
 
