@@ -188,6 +188,12 @@ impl Peer {
             self.close(1008, SILENT).await;
             return Event::Ended(Ending::Silent);
         }
+        if self.probe.is_some() {
+            // A probe is out, and it is a ping too. A second ping could be all the
+            // peer answers (RFC 6455 lets it answer only the newest), leaving the
+            // probe unanswered.
+            return Event::Handled;
+        }
         match timeout(
             self.send_timeout,
             self.socket.send(Message::Ping(Default::default())),
