@@ -215,16 +215,6 @@ impl Pace {
     pub fn is_slow(&self) -> bool {
         self.slow
     }
-
-    /// The id a probe's ping carries, as its payload.
-    pub fn payload(id: u64) -> [u8; 8] {
-        id.to_be_bytes()
-    }
-
-    /// The probe id in a pong's payload, if it is one.
-    pub fn id_of(payload: &[u8]) -> Option<u64> {
-        <[u8; 8]>::try_from(payload).ok().map(u64::from_be_bytes)
-    }
 }
 
 #[cfg(test)]
@@ -310,8 +300,6 @@ mod tests {
         assert_eq!(pace.on_pong(id + 1, t0, 0), None);
         assert!(pace.on_pong(id, t0, 0).is_some());
         assert_eq!(pace.on_pong(id, t0, 0), None, "answered once");
-        assert_eq!(Pace::id_of(&Pace::payload(id)), Some(id));
-        assert_eq!(Pace::id_of(b""), None);
     }
 
     #[test]

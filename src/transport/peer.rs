@@ -84,8 +84,8 @@ pub(super) struct Peer {
     last_heard: Instant,
     rate: u32,
     bucket: Bucket,
-    /// The payload of the probe written last and not yet answered.
-    probe: Option<[u8; 8]>,
+    /// The id of the probe written last and not yet answered (its ping's payload).
+    probe: Option<u64>,
 }
 
 impl Peer {
@@ -160,11 +160,9 @@ impl Peer {
         if let Message::Pong(payload) = &message {
             // The answer to the server's own probe: not the peer's traffic, so not
             // counted against its message rate.
-            if self.probe.is_some_and(|p| payload.as_ref() == p) {
+            if let Some(id) = self.probe.filter(|id| payload.as_ref() == id.to_be_bytes()) {
                 self.probe = None;
-                return Event::Probed(u64::from_be_bytes(
-                    <[u8; 8]>::try_from(payload.as_ref()).unwrap_or_default(),
-                ));
+                return Event::Probed(id);
             }
         }
         let control = matches!(message, Message::Ping(_) | Message::Pong(_));
@@ -213,10 +211,9 @@ impl Peer {
     /// Queues probe `id` (a ping carrying it) behind what was queued before, to go out
     /// with the next flush; its pong comes back as [`Event::Probed`].
     pub(super) async fn feed_probe(&mut self, id: u64) -> Result<(), axum::Error> {
-        let payload = id.to_be_bytes();
-        self.probe = Some(payload);
+        self.probe = Some(id);
         self.socket
-            .feed(Message::Ping(payload.to_vec().into()))
+            .feed(Message::Ping(id.to_be_bytes().to_vec().into()))
             .await
     }
 
