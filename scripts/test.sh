@@ -4,7 +4,7 @@
 #
 #   scripts/test.sh
 #
-# Steps: system packages (promtool, nats-server; chromium via web/test.sh) → cargo
+# Steps: system packages (promtool, nats-server, iproute2; chromium via web/test.sh) → cargo
 # fmt/clippy over the workspace → the client crate's dependency tree → the server
 # binary → deploy/ checks (promtool) → the Python client (fresh venv, pip install,
 # regen check, pytest, against the server binary) → the TypeScript client (npm ci,
@@ -23,6 +23,8 @@ need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# ip and tc: the freshness test shapes a network namespace's loopback.
+command -v tc >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
     step "installing ${need_apt[*]} (Debian packages)"
     sudo=""

@@ -166,9 +166,9 @@ pub mod defaults {
     pub const OUTBOX_FRAMES: usize = 64;
     /// `--send-timeout`.
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
-    /// Freshness bound for subscribers whose readers are behind: off (see
-    /// `fanout/pace.rs` for why).
-    pub const FRESHNESS: Duration = Duration::ZERO;
+    /// `--freshness`: how old the state a reader holds may get before it is skipped
+    /// to the newest (`fanout/pace.rs`).
+    pub const FRESHNESS: Duration = Duration::from_millis(100);
     /// `--max-backlog-bytes`.
     pub const MAX_BACKLOG_BYTES: usize = 4 << 20;
     /// `--max-client-message-bytes`.

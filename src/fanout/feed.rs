@@ -108,11 +108,6 @@ impl Feed {
         }
     }
 
-    /// Updates published since the newest one taken.
-    pub fn waiting(&self) -> u64 {
-        self.head.borrow().saturating_sub(self.cursor)
-    }
-
     /// Seq of the state the subscriber holds once the frames handed out are written.
     pub fn held_seq(&self) -> Option<u64> {
         self.held.as_ref().map(|h| h.seq)

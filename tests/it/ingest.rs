@@ -7,7 +7,9 @@ use crate::support::{state, within, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_streams_states_and_answers_only_bad_ones() {
-    let server = TestServer::start().await;
+    // Its subscriber reads after the states are in: without the freshness bound, which
+    // would rightly skip it ahead.
+    let server = TestServer::with(|c| c.subscriber.freshness = None).await;
     let mut sub = server.subscribe(Encoding::Protobuf, true).await;
     for encoding in Encoding::ALL {
         let mut producer = IngestPublisher::connect(&server.ws(), None, encoding, None)

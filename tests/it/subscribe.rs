@@ -145,7 +145,9 @@ async fn new_subscriber_gets_the_latest_state_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subprotocol_chooses_the_format_and_max_hz_paces_frames() {
-    let server = TestServer::start().await;
+    // Its subscriber reads after the states are in: without the freshness bound, which
+    // would rightly skip it ahead (max_hz is what this test paces by).
+    let server = TestServer::with(|c| c.subscriber.freshness = None).await;
     let publisher = server.publisher(Encoding::Json);
     publisher.publish(&state(1, 8)).await.unwrap();
 

@@ -269,6 +269,9 @@ export class Subscriber implements AsyncIterable<State> {
   #conn: Connection | undefined;
   #queue: { conn: Connection; data: MessageData }[] = [];
   #paused = false;
+  /** Draining what waited during a pause: only the newest state is handed on. */
+  #withholding = false;
+  #withheld: [State, UpdateInfo] | undefined;
   /** Back-off exponent: retries since the last connection that delivered a frame. */
   #attempt = 0;
   /** Tries of the first connection (until one opens). */
@@ -393,9 +396,11 @@ export class Subscriber implements AsyncIterable<State> {
 
   /**
    * Stops handling frames until {@link resume}: frames that arrive meanwhile wait in
-   * order. With the `ws` package the socket itself stops being read, so the server
-   * sees a slow reader and skips frames for it (it then sends one delta from the
-   * state held to the newest). Browsers cannot pause a socket: frames just wait.
+   * order, and on resume they are all applied but only the newest state is handed to
+   * `update` listeners. With the `ws` package the socket itself stops being read, so
+   * the server sees a slow reader and skips frames for it (it then sends one delta
+   * from the state held to the newest). Browsers cannot pause a socket: frames just
+   * wait.
    */
   pause(): void {
     this.#paused = true;
@@ -626,10 +631,18 @@ export class Subscriber implements AsyncIterable<State> {
   }
 
   #drain(): void {
+    // Frames that waited while paused are all applied (each delta builds on the one
+    // before), but only the newest state is handed on: a reader that paused is
+    // slower than the stream, and the state it wants next is the newest (latest wins).
+    this.#withholding = this.#queue.length > 1;
     while (!this.#paused && this.#queue.length > 0) {
       const { data } = this.#queue.shift()!;
       this.#handle(data);
     }
+    this.#withholding = false;
+    const newest = this.#withheld;
+    this.#withheld = undefined;
+    if (newest !== undefined) this.#emit("update", ...newest);
   }
 
   // --- frames -----------------------------------------------------------------
@@ -680,7 +693,8 @@ export class Subscriber implements AsyncIterable<State> {
     const latency = state.timestamp === undefined ? undefined : Date.now() / 1000 - state.timestamp;
     this.#stats.lastLatency = latency;
     this.#options.logger?.debug(`phasecast: ${kind} frame, seq ${seq}`);
-    this.#emit("update", state, { seq, kind, epoch, latency });
+    if (this.#withholding) this.#withheld = [state, { seq, kind, epoch, latency }];
+    else this.#emit("update", state, { seq, kind, epoch, latency });
   }
 
   /**

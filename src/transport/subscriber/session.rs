@@ -88,6 +88,11 @@ impl Session {
         if let Err(reason) = self.write(peer, &mut pace, first).await {
             return reason;
         }
+        // One timer for the pace's deadlines, reset only when they change: a timer
+        // made per wake would cost every subscriber a timer-wheel entry per frame.
+        let pace_timer = sleep_until(Instant::now());
+        tokio::pin!(pace_timer);
+        let mut pace_deadline = None;
         loop {
             let now = Instant::now();
             if let Some(sent) = pace.probe_sent() {
@@ -103,14 +108,28 @@ impl Session {
                 }
             }
             let writable = pace.may_write(now);
-            let give_up_at = pace.probe_sent().map(|sent| sent + send_timeout);
+            // The probe's give-up time and, while frames may go, the moment they must
+            // wait for its pong.
+            let deadline = pace.probe_sent().map(|sent| {
+                let give_up_at = sent + send_timeout;
+                match pace.hold_at().filter(|_| writable) {
+                    Some(hold_at) => hold_at.min(give_up_at),
+                    None => give_up_at,
+                }
+            });
+            if deadline != pace_deadline {
+                if let Some(at) = deadline {
+                    pace_timer.as_mut().reset(at);
+                }
+                pace_deadline = deadline;
+            }
             let slot = feed.slot();
             let frames = tokio::select! {
                 biased;
                 seen = peer.poll() => match peer.answer(seen).await {
                     Event::Handled => continue,
                     Event::Probed(id) => {
-                        if let Some(reached) = pace.on_pong(id, Instant::now(), feed.waiting()) {
+                        if let Some(reached) = pace.on_pong(id, Instant::now()) {
                             if let Some(age) = reached.state_age {
                                 self.app.metrics.state_reached(age);
                             }
@@ -134,7 +153,10 @@ impl Session {
                 _ = sleep_until(slot.unwrap_or_else(Instant::now)), if writable && slot.is_some() => {
                     feed.on_slot(Instant::now())
                 }
-                _ = sleep_until(give_up_at.unwrap_or_else(Instant::now)), if give_up_at.is_some() => continue,
+                _ = &mut pace_timer, if pace_deadline.is_some() => {
+                    pace_deadline = None;
+                    continue;
+                }
             };
             if let Err(reason) = self.write(peer, &mut pace, frames).await {
                 return reason;
@@ -202,7 +224,7 @@ impl Session {
         let Some(newest) = frames.last() else {
             return Ok(());
         };
-        let probe = pace.on_write(Instant::now(), frames.len(), newest.accepted_at);
+        let probe = pace.on_write(Instant::now(), newest.accepted_at);
         let metrics = &self.app.metrics;
         let written = async {
             let mut accepted = Vec::with_capacity(frames.len());

@@ -29,14 +29,27 @@ __all__ = [
 ]
 
 
+#: Frames a subscriber's websockets connection parses ahead of its code: one. The
+#: library stops reading the socket beyond that, so the server's pings (answered as
+#: they are read) tell it how far the code has got, and a slow reader is handed the
+#: newest state instead of a queue of old ones (ARCHITECTURE.md, "Slow subscribers").
+SUBSCRIBER_QUEUE = 1
+
+
 def _options(
-    headers: Mapping[str, str], max_size: int | None, open_timeout: float | None
+    headers: Mapping[str, str],
+    max_size: int | None,
+    open_timeout: float | None,
+    max_queue: int | None,
 ) -> dict[str, Any]:
-    return {
+    options = {
         "additional_headers": dict(headers),
         "max_size": max_size,
         "open_timeout": open_timeout,
     }
+    if max_queue is not None:
+        options["max_queue"] = max_queue
+    return options
 
 
 async def connect(
@@ -45,9 +58,13 @@ async def connect(
     headers: Mapping[str, str],
     max_size: int | None,
     open_timeout: float | None,
+    max_queue: int | None = None,
 ) -> Any:
-    """Opens an asyncio client connection (``send``, ``recv``, ``close``)."""
-    return await _connect_async(url, **_options(headers, max_size, open_timeout))
+    """Opens an asyncio client connection (``send``, ``recv``, ``close``);
+    ``max_queue`` is websockets' own (None: its default)."""
+    return await _connect_async(
+        url, **_options(headers, max_size, open_timeout, max_queue)
+    )
 
 
 def connect_sync(
@@ -56,13 +73,16 @@ def connect_sync(
     headers: Mapping[str, str],
     max_size: int | None,
     open_timeout: float | None,
+    max_queue: int | None = None,
 ) -> Any:
     """Opens a blocking client connection (``send``, ``recv``, ``close``).
 
     ``__enter__`` gives the connection both from websockets < 17.1 (where connect()
     returns it) and from the newer API (where connect() is used as a context manager).
     """
-    return _connect_sync(url, **_options(headers, max_size, open_timeout)).__enter__()
+    return _connect_sync(
+        url, **_options(headers, max_size, open_timeout, max_queue)
+    ).__enter__()
 
 
 def close_code(closed: ConnectionClosed) -> int | None:

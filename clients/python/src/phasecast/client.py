@@ -232,6 +232,7 @@ class Subscriber(SubscriberBase):
                     headers=self._headers(),
                     max_size=self._max_message_bytes,
                     open_timeout=self._connect_timeout,
+                    max_queue=_ws.SUBSCRIBER_QUEUE,
                 )
             )
             try:

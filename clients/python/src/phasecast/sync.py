@@ -165,6 +165,7 @@ class SyncSubscriber(SubscriberBase):
                     headers=self._headers(),
                     max_size=self._max_message_bytes,
                     open_timeout=self._connect_timeout,
+                    max_queue=_ws.SUBSCRIBER_QUEUE,
                 )
             except CONNECT_ERRORS as err:
                 if self._closed:
