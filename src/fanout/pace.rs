@@ -20,8 +20,9 @@
 //! - **Behind** (a write probe answered later than half the bound): the reader takes
 //!   longer to get through what is written than the bound allows, whatever the
 //!   reason. A reader that keeps up on a loaded machine answers within the time its
-//!   frames take to reach it, a small part of the bound (docs/benchmarks.md,
-//!   "Freshness", counts how often it happens under load). It goes to slow mode, and from then
+//!   frames take to reach it, a small part of the bound (at 1,000 subscribers in
+//!   the load benchmark every frame is still delivered: docs/benchmarks.md,
+//!   "Freshness"). It goes to slow mode, and from then
 //!   until it has caught up it gets the newest state only.
 //! - **Slow mode**: one write per pong. After the pong of a write, a *bare* probe (a
 //!   ping with no frame before it) goes alone; its pong tells when the reader's

@@ -92,6 +92,11 @@ pub struct LoadgenArgs {
     /// Workload (see `phasecast bandwidth`).
     #[arg(long, default_value = "kuramoto-32")]
     pub workload: String,
+    /// Stamp each state with the wall clock when it is sent (instead of the
+    /// workload's reproducible timestamps), so that a reader beside the load can tell
+    /// how old the state it holds is.
+    #[arg(long)]
+    pub wall_clock: bool,
     /// ε for a server this tool starts.
     #[arg(long, default_value_t = 0.0)]
     pub epsilon: f64,
@@ -796,7 +801,11 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
         if elapsed >= warmup + duration {
             break;
         }
-        let state = workload.next_state();
+        let mut state = workload.next_state();
+        if args.wall_clock {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+            state.timestamp = Some(now.as_secs_f64());
+        }
         let in_window = elapsed >= warmup;
         if in_window && window.is_none() {
             window = Some(Window {
