@@ -169,6 +169,12 @@ export interface ConnectionHandlers {
   message(data: MessageData): void;
   /** The attempt failed, or the open connection ended. */
   end(error: ConnectError, opened: boolean): void;
+  /**
+   * A ping arrived, to be answered with `socket.pong(data)`. Given only by callers
+   * that answer pings themselves; honoured with the `ws` package (elsewhere the
+   * implementation answers them).
+   */
+  ping?(data: unknown): void;
 }
 
 /** How to open a {@link Connection}. */
@@ -198,11 +204,18 @@ export class Connection {
   constructor(options: ConnectionOptions, handlers: ConnectionHandlers) {
     this.url = options.url;
     this.#handlers = handlers;
-    const socket = openWebSocket(options.WebSocket, options.url, options.headers);
+    const ws = isWsPackage(options.WebSocket);
+    const manualPongs = ws && handlers.ping !== undefined;
+    const socket = openWebSocket(options.WebSocket, options.url, options.headers, manualPongs);
     this.socket = socket;
     socket.binaryType = "arraybuffer";
-    if (isWsPackage(options.WebSocket) && typeof socket.on === "function") {
+    if (ws && typeof socket.on === "function") {
       socket.on("unexpected-response", (_req: unknown, res: IncomingLike) => this.#unexpected(res));
+      if (manualPongs) {
+        socket.on("ping", (data: unknown) => {
+          if (!this.#done) handlers.ping!(data);
+        });
+      }
     }
     socket.addEventListener("open", () => {
       if (this.#done) return;

@@ -267,7 +267,8 @@ export class Subscriber implements AsyncIterable<State> {
 
   #Impl: WebSocketConstructor | undefined;
   #conn: Connection | undefined;
-  #queue: { conn: Connection; data: MessageData }[] = [];
+  /** Frames (and, with `ws`, the pings between them) that wait while paused. */
+  #queue: { conn: Connection; data?: MessageData; ping?: unknown }[] = [];
   #paused = false;
   /** Draining what waited during a pause: only the newest state is handed on. */
   #withholding = false;
@@ -537,6 +538,7 @@ export class Subscriber implements AsyncIterable<State> {
           open: () => this.#onOpen(conn!),
           message: (data) => this.#onMessage(conn!, data),
           end: (error, opened) => this.#onEnd(conn!, error, opened),
+          ping: (data) => this.#onPing(conn!, data),
         },
       );
     } catch (err) {
@@ -565,6 +567,18 @@ export class Subscriber implements AsyncIterable<State> {
     if (conn !== this.#conn) return;
     if (this.#paused || this.#queue.length > 0) this.#queue.push({ conn, data });
     else this.#handle(data);
+  }
+
+  /**
+   * A ping (with `ws`), answered once the frames before it have been handled: the
+   * server's pings tell it how far this subscriber's code has got, so one paused
+   * behind a queue of frames is sent fewer, newer ones (ARCHITECTURE.md, "Slow
+   * subscribers").
+   */
+  #onPing(conn: Connection, data: unknown): void {
+    if (conn !== this.#conn) return;
+    if (this.#paused || this.#queue.length > 0) this.#queue.push({ conn, ping: data });
+    else conn.socket.pong?.(data);
   }
 
   #onEnd(conn: Connection, error: ConnectError, opened: boolean): void {
@@ -634,10 +648,11 @@ export class Subscriber implements AsyncIterable<State> {
     // Frames that waited while paused are all applied (each delta builds on the one
     // before), but only the newest state is handed on: a reader that paused is
     // slower than the stream, and the state it wants next is the newest (latest wins).
-    this.#withholding = this.#queue.length > 1;
+    this.#withholding = this.#queue.filter((m) => m.data !== undefined).length > 1;
     while (!this.#paused && this.#queue.length > 0) {
-      const { data } = this.#queue.shift()!;
-      this.#handle(data);
+      const { conn, data, ping } = this.#queue.shift()!;
+      if (data !== undefined) this.#handle(data);
+      else conn.socket.pong?.(ping);
     }
     this.#withholding = false;
     const newest = this.#withheld;

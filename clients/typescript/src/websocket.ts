@@ -29,6 +29,8 @@ export interface WebSocketLike {
   resume?(): void;
   /** `ws` only: drop the connection at once (no close handshake). */
   terminate?(): void;
+  /** `ws` only: answer a ping (with automatic pongs turned off). */
+  pong?(data?: unknown): void;
   /** `ws` only (a Node EventEmitter): `unexpected-response` gives the HTTP answer. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   on?(event: string, listener: (...args: any[]) => void): unknown;
@@ -107,7 +109,12 @@ export function openWebSocket(
   Impl: WebSocketConstructor,
   url: string,
   headers: Record<string, string> | undefined,
+  manualPongs = false,
 ): WebSocketLike {
+  if (manualPongs && isWsPackage(Impl)) {
+    // `ws` answers pings as it parses them unless told not to (autoPong, ws >= 8.16).
+    return new Impl(url, [], { headers: headers ?? {}, autoPong: false });
+  }
   if (headers === undefined || Object.keys(headers).length === 0) return new Impl(url);
   const global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (!isWsPackage(Impl) && Impl === global && isNode()) {
