@@ -120,6 +120,34 @@ describe("following a stream", () => {
     assert.deepEqual(await pending, { value: undefined, done: true });
   });
 
+  test("with ws, a ping behind a frame is answered only once the frame is handled", async () => {
+    const srv = await server();
+    srv.publish(state(0));
+    const { sub, until } = follow(srv);
+    await until(1);
+    const conn = srv.last;
+    const pongs: string[] = [];
+    conn.socket.on("pong", (data) => pongs.push(data.toString()));
+    conn.socket.ping("idle");
+    await srv.until(() => pongs.length === 1, 15_000, "the pong of a ping with nothing before it");
+    // The listener pauses on the next state; a ping written right behind its frame
+    // (read in the same chunk, or left in the paused socket) is answered only after
+    // resume(), never while the frame waits.
+    const off = sub.onUpdate((_, { seq }) => {
+      if (seq === 2) sub.pause();
+    });
+    srv.publish(state(1));
+    conn.socket.ping("behind");
+    await until(2);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(pongs, ["idle"], "answered while the subscriber was paused");
+    off();
+    sub.resume();
+    await srv.until(() => pongs.length === 2, 15_000, "the pong after resume()");
+    assert.deepEqual(pongs, ["idle", "behind"]);
+    sub.close();
+  });
+
   test("pause() holds frames back in order; resume() handles them", async () => {
     const srv = await server();
     srv.publish(state(0));
