@@ -30,7 +30,7 @@ for r in $(seq "$runs"); do
             load=$!
             sleep 1 # the load generator's producer has started
             ages=$("$python" tests/it/slow_reader.py plain "ws://127.0.0.1:$port/ws?format=json" \
-                "$(echo "scale=4; 1/$rate" | bc)" 10 | "$python" -c '
+                "$("$python" -c "print(1 / $rate)")" 10 | "$python" -c '
 import json, sys
 a = sorted(x * 1000 for x in json.load(sys.stdin)["ages"])
 n = len(a)
