@@ -17,7 +17,7 @@
 //!   stream's window meanwhile and going together, every one of them. When the oldest
 //!   of them is older than the freshness bound, only the newest goes, as one delta
 //!   from what the reader holds ([`Pace::fresh_since`]).
-//! - **Behind** (a write probe answered later than half the bound): the reader takes
+//! - **Behind** (one write probe answered later than half the bound): the reader takes
 //!   longer to get through what is written than the bound allows, whatever the
 //!   reason. A reader that keeps up on a loaded machine answers within the time its
 //!   frames take to reach it, a small part of the bound (at 1,000 subscribers in
@@ -38,12 +38,6 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-/// Write probes in a row answered later than half the bound after which a reader is
-/// slow. One: the write after a late pong lands in a library that has just resumed
-/// reading and is answered at once, so late pongs from a slow reader do not come in a
-/// row; what comes after them does (a queue of every update that waited).
-pub(super) const BEHIND_AFTER: u32 = 1;
 
 /// Bare probes in a row answered within half the bound after which a slow reader has
 /// caught up. A library that queues a frame or two, read slowly, answers one or two
@@ -90,8 +84,6 @@ pub struct Pace {
     /// Bare probes in a row answered within `late_after`, no late pong between (slow
     /// mode).
     quick_pongs: u32,
-    /// Write probes in a row answered after `late_after` (keeping-up mode).
-    late_pongs: u32,
     /// When the newest frame written was accepted.
     last_accepted_at: Option<std::time::Instant>,
     /// When the last probe was sent.
@@ -115,7 +107,6 @@ impl Pace {
             behind: false,
             credit: 1,
             quick_pongs: 0,
-            late_pongs: 0,
             last_accepted_at: None,
             last_probe: None,
         }
@@ -129,7 +120,7 @@ impl Pace {
         match self.outstanding {
             None => !self.slow || self.credit > 0,
             // Keeping up: frames keep going while the probe is young.
-            Some(probe) => !self.slow && now.duration_since(probe.sent) < self.late_after,
+            Some(_) => self.hold_at().is_some_and(|at| now < at),
         }
     }
 
@@ -215,7 +206,6 @@ impl Pace {
             if self.quick_pongs >= CAUGHT_UP_AFTER {
                 self.slow = false;
                 self.behind = false;
-                self.late_pongs = 0;
             } else if probe.bare || late {
                 // A bare probe answered: its library has room for one more frame
                 // (answered late: it stopped reading until now and asks for more). A
@@ -224,14 +214,15 @@ impl Pace {
             }
             // A write answered at once: its library took the frame, maybe into a
             // queue; the bare probe that follows finds out when the code read it.
-        } else if !probe.bare {
-            self.late_pongs = if late { self.late_pongs + 1 } else { 0 };
-            if self.late_pongs >= BEHIND_AFTER {
-                self.slow = true;
-                self.behind = true;
-                self.credit = 1;
-                self.quick_pongs = 0;
-            }
+        } else if late && !probe.bare {
+            // One late write is enough, not several in a row: the write after a late
+            // pong lands in a library that has just resumed reading and is answered
+            // at once, so a slow reader's late pongs do not come in a row; what comes
+            // after them does (a queue of every update that waited).
+            self.slow = true;
+            self.behind = true;
+            self.credit = 1;
+            self.quick_pongs = 0;
         }
         Some(Reached {
             round_trip,
@@ -328,13 +319,10 @@ mod tests {
         let mut t = Instant::now();
         caught_up(&mut pace, t);
         // A write answered later than half the bound: slow.
-        for _ in 0..BEHIND_AFTER {
-            assert!(!pace.is_slow());
-            t += F;
-            let id = pace.on_write(t, at).unwrap();
-            t += 80 * MS;
-            pace.on_pong(id, t).unwrap();
-        }
+        t += F;
+        let id = pace.on_write(t, at).unwrap();
+        t += 80 * MS;
+        pace.on_pong(id, t).unwrap();
         assert!(pace.is_slow());
         // One write, then (its pong back at once) a bare probe, not a second write.
         assert!(pace.may_write(t));

@@ -34,6 +34,23 @@ fn p99_and_max(ages: &mut [f64]) -> (f64, f64) {
     (ages[(n * 99 / 100).min(n - 1)], ages[n - 1])
 }
 
+/// The ages (ms) a slow-reader script reported, once it exited well (it fails on a
+/// state that was not exact).
+fn reported_ages(name: &str, out: &std::process::Output) -> Vec<f64> {
+    assert!(
+        out.status.success(),
+        "the {name} reader (a state that was not exact fails it): {}",
+        out.status
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["ages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_f64().unwrap() * 1000.0)
+        .collect()
+}
+
 fn age_ms(timestamp: Option<f64>) -> f64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -150,17 +167,8 @@ async fn slow_readers_stay_fresh(oscillators: usize, encoding: Encoding, toleran
         let out = within("a slow reader", child.wait_with_output())
             .await
             .unwrap();
-        assert!(
-            out.status.success(),
-            "the {name} reader (a state that was not exact fails it): {}",
-            out.status
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let ages = report["ages"].as_array().unwrap();
-        readers.push((
-            name,
-            ages.iter().map(|a| a.as_f64().unwrap() * 1000.0).collect(),
-        ));
+        let ages = reported_ages(&name, &out);
+        readers.push((name, ages));
     }
     stop.store(true, Ordering::Relaxed);
     for (name, mut ages) in readers {
@@ -407,18 +415,7 @@ async fn a_reader_on_a_link_slower_than_the_stream_holds_fresh_states() {
         .await
         .expect("the reader finishes")
         .unwrap();
-    assert!(
-        out.status.success(),
-        "slow_reader.py: {} (a state that was not exact fails it)",
-        out.status
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut ages: Vec<f64> = report["ages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_f64().unwrap() * 1000.0)
-        .collect();
+    let mut ages = reported_ages("python plain (shaped link)", &out);
     let frames = ages.len();
     let (p99, max) = p99_and_max(&mut ages);
     eprintln!("1 Mbit/s link: {frames} frames, age p99 {p99:.0} ms, max {max:.0} ms");
