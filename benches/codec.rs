@@ -37,10 +37,10 @@ fn encode(c: &mut Criterion) {
         let (base, target, d, _) = pair(n);
         let mut group = c.benchmark_group(format!("encode/{n}"));
         for e in Encoding::ALL {
-            let full = codec::encode_full(e, 1, &base);
+            let full = codec::encode_full(e, 1, "", &base);
             group.throughput(Throughput::Bytes(full.len() as u64));
             group.bench_function(BenchmarkId::new("full", e), |b| {
-                b.iter(|| codec::encode_full(e, black_box(1), black_box(&base)))
+                b.iter(|| codec::encode_full(e, black_box(1), "", black_box(&base)))
             });
             let delta = codec::encode_delta(e, &d, &target);
             group.throughput(Throughput::Bytes(delta.len() as u64));
@@ -57,7 +57,7 @@ fn decode(c: &mut Criterion) {
         let (base, target, d, _) = pair(n);
         let mut group = c.benchmark_group(format!("decode/{n}"));
         for e in Encoding::ALL {
-            let full = codec::encode_full(e, 1, &base);
+            let full = codec::encode_full(e, 1, "", &base);
             group.throughput(Throughput::Bytes(full.len() as u64));
             group.bench_function(BenchmarkId::new("full", e), |b| {
                 b.iter(|| codec::decode_frame(e, black_box(&full)).expect("decodes"))

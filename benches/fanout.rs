@@ -37,6 +37,7 @@ fn fanout(c: &mut Criterion) {
         };
         let stream = Channel::new(
             "bench".into(),
+            &phasecast::stream::new_epoch(),
             &config,
             16,
             &phasecast::memory::Budget::new(usize::MAX),

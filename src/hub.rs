@@ -30,6 +30,7 @@ use crate::{
     memory::{self, Budget, Fraction},
     metrics::{BusDrop, MemoryAction, Metrics},
     model::State,
+    stream,
 };
 
 /// New streams are refused once accepting their first state would take the budget past
@@ -164,6 +165,13 @@ impl Hub {
         }
         let stream = Arc::new(Channel::new(
             name.to_owned(),
+            // Nodes on a shared broker do not yet agree on an epoch: their streams
+            // have none, and resumes there are taken by seq alone (as before epochs).
+            &if self.bus.is_some() {
+                String::new()
+            } else {
+                stream::new_epoch()
+            },
             &self.config,
             self.outbox_frames,
             &self.budget,

@@ -13,6 +13,14 @@ use crate::{
     model::State,
 };
 
+/// A new epoch for a stream whose seqs start at 1 in this process: 32 random bits as
+/// 8 hex digits. Every full frame carries it, so it is kept short; a resume is taken
+/// only when both the epoch and the seq match a state still held, so the chance that
+/// a restarted stream is mistaken for the old one is 2^-32 per resume.
+pub fn new_epoch() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
 /// A state with its place in the stream: what travels from the sequencer to every
 /// node's fan-out.
 #[derive(Debug, Clone, PartialEq)]

@@ -44,10 +44,25 @@ pub struct Head {
     pub oscillators: usize,
 }
 
+/// Where a reconnecting subscriber says it is: the seq of the state it holds and the
+/// epoch of the stream it got it from (`?resume=SEQ&epoch=EPOCH`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// Seq of the state held.
+    pub seq: u64,
+    /// The stream's epoch when that state was received. Without one (a client from
+    /// before epochs) the seq cannot be placed: the resume is a miss.
+    pub epoch: Option<String>,
+}
+
 /// One named stream's sequencing, history and broadcast.
 #[derive(Debug)]
 pub struct Channel {
     name: String,
+    /// Changes whenever this stream's seqs could start again: a seq is only
+    /// meaningful with it. Empty for a stream without one (nodes on a shared broker),
+    /// whose resumes are taken by seq alone.
+    epoch: Arc<str>,
     history_len: usize,
     /// How many of the newest updates keep their frames (the outbox): a subscriber
     /// that falls further behind skips ahead (latest wins).
@@ -109,6 +124,7 @@ impl Channel {
     /// subscriber may lag.
     pub fn new(
         name: String,
+        epoch: &str,
         config: &StreamConfig,
         outbox_frames: usize,
         budget: &Arc<Budget>,
@@ -116,6 +132,7 @@ impl Channel {
         let account = budget.account(&name);
         Channel {
             name,
+            epoch: epoch.into(),
             history_len: config.history.max(1),
             window: outbox_frames.max(1),
             frame_cache: config.frame_cache_bytes,
@@ -139,6 +156,11 @@ impl Channel {
     /// The stream's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The stream's epoch: full frames carry it, resumes must match it.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     /// Sequences `state` and applies it: the path from producer to subscribers.
@@ -181,7 +203,13 @@ impl Channel {
             .sequencer_charge
             .grow(memory::state_bytes(&sequenced.view));
         let prev = inner.history.back().and_then(|e| e.update.as_deref());
-        let update = Arc::new(Update::new(sequenced, prev, quantum_exp, &self.account));
+        let update = Arc::new(Update::new(
+            sequenced,
+            prev,
+            &self.epoch,
+            quantum_exp,
+            &self.account,
+        ));
         let seq = update.seq;
         if update.keyframe {
             metrics.keyframe();
@@ -266,15 +294,19 @@ impl Channel {
     }
 
     /// Joins the stream: the newest update, the update to resume from (when
-    /// `resume` names one still in the history), and a receiver for what follows.
-    /// Pair with [`Channel::leave`].
-    pub fn join(&self, resume: Option<u64>) -> Joined {
+    /// `resume` names one still in the history, of this epoch), and a receiver for
+    /// what follows. Pair with [`Channel::leave`].
+    pub fn join(&self, resume: Option<&Resume>) -> Joined {
         let inner = self.lock();
         // Under the lock: the head seen is `latest`'s.
         let mut head = self.head.subscribe();
         head.mark_unchanged();
         let latest = inner.history.back().and_then(|e| e.update.clone());
-        let resume_from = resume.and_then(|seq| {
+        let resume_from = resume.and_then(|r| {
+            if !self.epoch.is_empty() && r.epoch.as_deref() != Some(&*self.epoch) {
+                return None; // a seq of another (or an unknown) numbering
+            }
+            let seq = r.seq;
             let first = inner.history.front()?.held.seq;
             let i = usize::try_from(seq.checked_sub(first)?).ok()?;
             inner.history.get(i).map(|e| e.held.clone())

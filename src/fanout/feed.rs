@@ -19,7 +19,7 @@ use std::{sync::Arc, time::Duration};
 use axum::extract::ws::Message;
 use tokio::{sync::watch, time::Instant};
 
-use super::{Channel, Held, Update};
+use super::{Channel, Held, Resume, Update};
 use crate::{
     codec::{Encoding, FrameKind},
     metrics::{ConflateReason, Metrics},
@@ -88,7 +88,7 @@ impl Feed {
     pub fn join(
         channel: Arc<Channel>,
         wants: Wants,
-        resume: Option<u64>,
+        resume: Option<&Resume>,
         outbox: usize,
         metrics: Arc<Metrics>,
     ) -> Feed {

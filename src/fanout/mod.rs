@@ -15,7 +15,7 @@ mod feed;
 mod pace;
 mod update;
 
-pub use channel::{Channel, Head, Joined, Since};
+pub use channel::{Channel, Head, Joined, Resume, Since};
 pub use feed::{Batch, Feed, Outgoing, Wants};
 pub use pace::{Pace, Reached};
 pub use update::{message, Encoded, Held, Update, View};

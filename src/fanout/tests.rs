@@ -85,6 +85,7 @@ impl Setup {
         Setup {
             channel: Arc::new(Channel::new(
                 "t".into(),
+                "e1",
                 &config(eps, keyframe_interval, 64),
                 outbox,
                 &unlimited(),
@@ -98,10 +99,12 @@ impl Setup {
     }
 
     fn feed(&self, wants: Wants, resume: Option<u64>, outbox: usize) -> Feed {
+        let epoch = Some(self.channel.epoch().to_owned());
+        let resume = resume.map(|seq| Resume { seq, epoch });
         Feed::join(
             self.channel.clone(),
             wants,
-            resume,
+            resume.as_ref(),
             outbox,
             self.metrics.clone(),
         )
@@ -353,7 +356,7 @@ async fn resume_starts_with_a_delta_from_the_state_held_and_full_frames_only_whe
 #[test]
 fn subscribers_in_step_share_one_encoding_per_format() {
     let m = metrics();
-    let c = Channel::new("t".into(), &config(1e-3, 100, 8), 8, &unlimited());
+    let c = Channel::new("t".into(), "e1", &config(1e-3, 100, 8), 8, &unlimited());
     c.publish(state(1, 64), &m);
     let prev = c.latest().unwrap();
     c.publish(state(2, 64), &m);
@@ -388,11 +391,13 @@ fn subscribers_in_step_share_one_encoding_per_format() {
 }
 
 /// Where every phase moves (ε = 0), a delta is not smaller than the full frame: each
-/// encoding sends the full frame, decided once per update.
+/// encoding sends the full frame, decided once per update. (The stream has no epoch
+/// here, so the frames compared are the state alone: in protobuf a dense delta is
+/// then within a byte of the full frame, and the epoch would tip it.)
 #[test]
 fn a_delta_that_saves_nothing_is_sent_as_the_full_frame() {
     let m = metrics();
-    let c = Channel::new("t".into(), &config(0.0, 100, 8), 8, &unlimited());
+    let c = Channel::new("t".into(), "", &config(0.0, 100, 8), 8, &unlimited());
     let dense = |step: u64| State {
         phases: (0..32).map(|i| i as f64 + step as f64 * 0.37).collect(),
         ..state(step, 32)
@@ -414,23 +419,35 @@ fn a_delta_that_saves_nothing_is_sent_as_the_full_frame() {
 #[test]
 fn join_finds_resume_points_only_in_the_history() {
     let m = metrics();
-    let c = Channel::new("t".into(), &config(0.0, 100, 4), 8, &unlimited());
+    let c = Channel::new("t".into(), "e1", &config(0.0, 100, 4), 8, &unlimited());
     for step in 1..=10 {
         c.publish(state(step, 8), &m);
     }
-    assert_eq!(c.join(Some(7)).resume_from.unwrap().seq, 7);
+    let at = |seq, epoch: Option<&str>| {
+        c.join(Some(&Resume {
+            seq,
+            epoch: epoch.map(str::to_owned),
+        }))
+        .resume_from
+        .map(|h| h.seq)
+    };
+    assert_eq!(at(7, Some("e1")), Some(7));
     assert_eq!(c.view(7).unwrap().step, 7);
-    assert_eq!(c.join(Some(10)).resume_from.unwrap().seq, 10);
-    assert!(c.join(Some(6)).resume_from.is_none());
-    assert!(c.join(Some(11)).resume_from.is_none());
+    assert_eq!(at(10, Some("e1")), Some(10));
+    assert_eq!(at(6, Some("e1")), None);
+    assert_eq!(at(11, Some("e1")), None);
+    // The same seq of another epoch (a restarted server) is not this state, nor is a
+    // seq whose epoch the client does not know.
+    assert_eq!(at(7, Some("e0")), None);
+    assert_eq!(at(7, None), None);
     assert_eq!(c.head().seq, 10);
 }
 
 #[test]
 fn apply_ignores_duplicates_and_late_arrivals() {
     let m = metrics();
-    let origin = Channel::new("t".into(), &config(0.0, 100, 8), 8, &unlimited());
-    let other = Channel::new("t".into(), &config(0.0, 100, 8), 8, &unlimited());
+    let origin = Channel::new("t".into(), "e1", &config(0.0, 100, 8), 8, &unlimited());
+    let other = Channel::new("t".into(), "e1", &config(0.0, 100, 8), 8, &unlimited());
     let mut sent = Vec::new();
     origin.publish_and(state(1, 4), &m, |s| sent.push(s.clone()));
     origin.publish_and(state(2, 4), &m, |s| sent.push(s.clone()));
@@ -446,13 +463,16 @@ fn apply_ignores_duplicates_and_late_arrivals() {
 #[test]
 fn states_past_the_ring_keep_only_their_view_and_still_serve_a_resume() {
     let m = metrics();
-    let c = Channel::new("t".into(), &config(1e-3, 1000, 32), 4, &unlimited());
+    let c = Channel::new("t".into(), "e1", &config(1e-3, 1000, 32), 4, &unlimited());
     for step in 1..=20 {
         c.publish(state(step, 64), &m);
     }
     assert_eq!(c.retained(), (4, 20));
     let oldest = c
-        .join(Some(1))
+        .join(Some(&Resume {
+            seq: 1,
+            epoch: Some("e1".into()),
+        }))
         .resume_from
         .expect("seq 1 is in the history");
     let latest = c.latest().unwrap();

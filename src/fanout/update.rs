@@ -156,17 +156,20 @@ pub struct Update {
     /// The previous seq's view, for the in-step delta; `None` at a keyframe. (Only the
     /// view: the delta is made when a subscriber in step first needs it.)
     prev: Option<Held>,
+    /// The stream's epoch, which full frames carry.
+    epoch: Arc<str>,
     quantum_exp: Option<i32>,
     frames: Mutex<Frames>,
 }
 
 impl Update {
     /// The update for `s`, following `prev` (the update before it on this node, if
-    /// any). Without a `prev` one seq before and of the same shape, it is a keyframe.
-    /// Its view and frames are charged to `account`.
+    /// any), on a stream of `epoch`. Without a `prev` one seq before and of the same
+    /// shape, it is a keyframe. Its view and frames are charged to `account`.
     pub fn new(
         s: Sequenced,
         prev: Option<&Update>,
+        epoch: &Arc<str>,
         quantum_exp: Option<i32>,
         account: &Arc<Account>,
     ) -> Update {
@@ -182,6 +185,7 @@ impl Update {
             view: Arc::new(View::new(s.view, account)),
             accepted_at: Instant::now(),
             prev,
+            epoch: epoch.clone(),
             quantum_exp,
             frames: Mutex::new(Frames::new(account)),
         }
@@ -226,7 +230,7 @@ impl Update {
         if let Some(f) = &frames.full[encoding.index()] {
             return f.clone();
         }
-        let bytes = codec::encode_full(encoding, self.seq, &self.view);
+        let bytes = codec::encode_full(encoding, self.seq, &self.epoch, &self.view);
         let frame = Encoded::new(encoding, FrameKind::Full, bytes, metrics);
         if !frames.released {
             frames.charge.grow(frame.len);

@@ -29,6 +29,7 @@ pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Valu
             let head = s.head();
             json!({
                 "name": s.name(),
+                "epoch": s.epoch(),
                 "seq": head.seq,
                 "step": head.step,
                 "oscillators": head.oscillators,

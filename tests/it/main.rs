@@ -14,6 +14,7 @@ mod memory;
 mod metrics;
 mod proxy;
 mod publish;
+mod restart;
 mod resume;
 mod shutdown;
 mod subscribe;

@@ -129,8 +129,11 @@ async fn near_the_budget_histories_shorten_then_new_streams_then_states_are_refu
     assert!(retained < 300, "{health}");
     assert!(a["memory_bytes"].as_u64().unwrap() > 0);
     // What was shed can no longer be resumed from: a full frame, counted as a miss.
+    let epoch = a["epoch"].as_str().unwrap();
     let mut resumed = Subscriber::connect(
-        &SubscribeOptions::new(format!("{}/ws?stream=a&resume=1", server.ws()))
+        &SubscribeOptions::new(server.ws())
+            .stream("a")
+            .resume(epoch, 1)
             .encoding(Encoding::Protobuf),
     )
     .await
@@ -294,15 +297,18 @@ async fn the_largest_states_to_several_streams_stay_within_the_budget() {
     let resumer = tokio::spawn({
         let (ws, done) = (ws.clone(), done.clone());
         async move {
-            let mut held: Option<u64> = None;
+            let mut held: Option<(String, u64, State)> = None;
             let mut resumes = 0u32;
             while !done.load(Relaxed) {
-                let url = match held {
-                    Some(seq) => format!("{ws}/ws?stream=big-0&resume={seq}"),
-                    None => format!("{ws}/ws?stream=big-0"),
+                let mut options = SubscribeOptions::new(format!("{ws}/ws?stream=big-0"))
+                    .encoding(Encoding::Protobuf);
+                let mut s = match held.take() {
+                    Some((epoch, seq, state)) => {
+                        options = options.resume(epoch, seq);
+                        Subscriber::connect_holding(&options, state).await.unwrap()
+                    }
+                    None => Subscriber::connect(&options).await.unwrap(),
                 };
-                let options = SubscribeOptions::new(url).encoding(Encoding::Protobuf);
-                let mut s = Subscriber::connect(&options).await.unwrap();
                 let mut read = 0;
                 while read < 3 && !done.load(Relaxed) {
                     let next = tokio::time::timeout(Duration::from_millis(200), s.next_frame());
@@ -311,7 +317,10 @@ async fn the_largest_states_to_several_streams_stay_within_the_budget() {
                         read += 1;
                     }
                 }
-                held = s.seq();
+                held = match (s.epoch(), s.seq(), s.state()) {
+                    (Some(e), Some(seq), Some(state)) => Some((e.to_owned(), seq, state.clone())),
+                    _ => None,
+                };
                 assert_eq!(s.resyncs(), 0);
                 s.close().await.unwrap();
                 resumes += 1;

@@ -20,6 +20,10 @@ async fn resume_gets_a_delta_from_the_held_seq_or_a_full_frame_when_it_is_gone()
         let mut sub = server.subscribe(encoding, true).await;
         let r = within("first", sub.next_frame()).await.unwrap().unwrap();
         assert_eq!(r.seq, 1);
+        let epoch = sub
+            .epoch()
+            .expect("a full frame names the epoch")
+            .to_owned();
         sub.close().await.unwrap();
 
         // Twenty states go by while it is away, each moving a few phases.
@@ -30,8 +34,9 @@ async fn resume_gets_a_delta_from_the_held_seq_or_a_full_frame_when_it_is_gone()
             newest.energy -= 1.0;
             publisher.publish(&newest).await.unwrap();
         }
-        let mut options = SubscribeOptions::new(server.ws()).encoding(encoding);
-        options.resume = Some(1);
+        let options = SubscribeOptions::new(server.ws())
+            .encoding(encoding)
+            .resume(epoch, 1);
         // A raw socket: what the server sends first, before any client logic.
         let (mut resumed, _) = tokio_tungstenite::connect_async(options.ws_url())
             .await

@@ -1,7 +1,7 @@
 //! `TestServer`: the real server on 127.0.0.1:0, in this process, with a shutdown
 //! trigger the test controls; and small helpers shared by every test file.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use phasecast::{codec::Encoding, config::Config, model::State};
 use phasecast_client::{Publisher, SubscribeOptions, Subscriber};
@@ -160,10 +160,12 @@ pub fn state(step: u64, n: usize) -> State {
     }
 }
 
-/// A TCP proxy in front of a server whose connections the test can cut.
+/// A TCP proxy in front of a server whose connections the test can cut, and which
+/// can be pointed at another server (a restart behind one address).
 pub struct Proxy {
     addr: SocketAddr,
     cut: tokio::sync::watch::Sender<u64>,
+    target: Arc<std::sync::Mutex<SocketAddr>>,
 }
 
 impl Proxy {
@@ -171,10 +173,13 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (cut, watch) = tokio::sync::watch::channel(0u64);
+        let target = Arc::new(std::sync::Mutex::new(target));
+        let targets = target.clone();
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let mut watch = watch.clone();
                 watch.borrow_and_update();
+                let target = *targets.lock().unwrap();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
@@ -186,7 +191,12 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, cut }
+        Proxy { addr, cut, target }
+    }
+
+    /// New connections go to `target` from now on (those open now stay where they are).
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -61,7 +61,7 @@ async fn https_and_wss_with_a_self_signed_certificate() {
     .unwrap();
     let message = within("frame", ws.next()).await.unwrap().unwrap();
     match codec::decode_frame(Encoding::Protobuf, &message.into_data()).unwrap() {
-        Frame::Full { seq, state: s } => assert_eq!((seq, s), (1, state(1, 8))),
+        Frame::Full { seq, state: s, .. } => assert_eq!((seq, s), (1, state(1, 8))),
         other => panic!("{other:?}"),
     }
 

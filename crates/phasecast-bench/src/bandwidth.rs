@@ -83,6 +83,8 @@ fn bytes_per_frame(
     let metrics = Metrics::new(false, Default::default()).map_err(|e| e.to_string())?;
     let stream = Channel::new(
         workload.to_owned(),
+        // What a single server's full frames carry.
+        &phasecast::stream::new_epoch(),
         &config,
         4,
         &phasecast::memory::Budget::new(usize::MAX),

@@ -972,7 +972,7 @@ mod tests {
             timestamp: Some(2.0),
         };
         for e in Encoding::ALL {
-            let full = codec::encode_full(e, 99, &s);
+            let full = codec::encode_full(e, 99, "", &s);
             assert_eq!(frame_step(e, &full), Some(123_456), "{e}");
         }
         let body = codec::encode_state(Encoding::Json, &s);

@@ -26,8 +26,13 @@ pub struct SubscribeOptions {
     pub stream: Option<String>,
     /// Subscriber key, sent as `X-API-Key`.
     pub key: Option<String>,
-    /// Seq of a state already held, to resume from.
+    /// Seq of a state already held, to resume from (with
+    /// [`Subscriber::connect_holding`](crate::Subscriber::connect_holding), which is
+    /// given the state).
     pub resume: Option<u64>,
+    /// The epoch that seq belongs to (from the full frame that brought the state):
+    /// the server resumes only within it.
+    pub resume_epoch: Option<String>,
     /// Other nodes serving the same streams: a [`Subscription`](crate::Subscription)
     /// that loses its connection tries the next URL in turn (`url` first, then these).
     pub fallback_urls: Vec<String>,
@@ -54,6 +59,7 @@ impl fmt::Debug for SubscribeOptions {
             .field("stream", &self.stream)
             .field("key", &self.key.as_ref().map(|_| "…"))
             .field("resume", &self.resume)
+            .field("resume_epoch", &self.resume_epoch)
             .field("fallback_urls", &self.fallback_urls)
             .field("first_connect_tries", &self.first_connect_tries)
             .field("connect_timeout", &self.connect_timeout)
@@ -74,6 +80,7 @@ impl SubscribeOptions {
             stream: None,
             key: None,
             resume: None,
+            resume_epoch: None,
             fallback_urls: Vec::new(),
             tls: TlsConfig::default(),
             first_connect_tries: 5,
@@ -113,9 +120,12 @@ impl SubscribeOptions {
         self
     }
 
-    /// Holding the state with this seq already.
-    pub fn resume(mut self, seq: u64) -> Self {
+    /// Holding the state with seq `seq` of the stream's epoch `epoch` already (both
+    /// from the frames that built it): the first frame is then a delta from it while
+    /// the server still has it. The server resumes only within the epoch.
+    pub fn resume(mut self, epoch: impl Into<String>, seq: u64) -> Self {
         self.resume = Some(seq);
+        self.resume_epoch = Some(epoch.into());
         self
     }
 
@@ -178,6 +188,8 @@ impl SubscribeOptions {
         }
         // The client's own: always from the state it holds.
         set.push(("resume", self.resume.map(|r| r.to_string())));
+        let epoch = self.resume.and(self.resume_epoch.clone());
+        set.push(("epoch", epoch));
         url::with_query(base, &set)
     }
 
@@ -203,10 +215,17 @@ mod tests {
         let o = SubscribeOptions::new("ws://h:8787/ws?stream=lab1&format=json&x=1")
             .encoding(Encoding::Protobuf)
             .max_hz(30.0)
-            .resume(7);
+            .resume("e9", 7);
         assert_eq!(
             o.ws_url(),
-            "ws://h:8787/ws?stream=lab1&x=1&format=protobuf&max_hz=30&resume=7"
+            "ws://h:8787/ws?stream=lab1&x=1&format=protobuf&max_hz=30&resume=7&epoch=e9"
+        );
+        let resumed = SubscribeOptions::new("ws://h/ws?epoch=old&resume=1").resume("e9", 12);
+        assert_eq!(resumed.ws_url(), "ws://h/ws?resume=12&epoch=e9");
+        // No seq held: neither is sent, whatever the URL said.
+        assert_eq!(
+            SubscribeOptions::new("ws://h/ws?epoch=old&resume=1").ws_url(),
+            "ws://h/ws"
         );
         let kept = SubscribeOptions::new("ws://h:8787?stream=lab1");
         assert_eq!(kept.ws_url(), "ws://h:8787/ws?stream=lab1");

@@ -56,6 +56,9 @@ pub struct Subscriber {
     encoding: Encoding,
     pub(crate) state: Option<State>,
     pub(crate) seq: Option<u64>,
+    /// The stream's epoch from the last full frame (`None` from a server that sends
+    /// none): the numbering `seq` belongs to.
+    pub(crate) epoch: Option<String>,
     resyncs: u64,
     /// A resync was sent; deltas are ignored until the full frame comes, and no
     /// further request is sent for them (the server counts a subscriber's messages).
@@ -81,6 +84,26 @@ impl Subscriber {
     /// when the server cannot be reached in time.
     pub async fn connect(options: &SubscribeOptions) -> Result<Subscriber, ClientError> {
         Subscriber::connect_to(options, &options.url).await
+    }
+
+    /// Connects holding `state`, the state with seq `options.resume` of the epoch
+    /// `options.resume_epoch` (as a previous connection left them: [`Subscriber::seq`],
+    /// [`Subscriber::epoch`], [`Subscriber::state`]), so the first frame can be a
+    /// delta from it. (A [`Subscription`](crate::Subscription) does this itself.)
+    ///
+    /// # Errors
+    /// As [`Subscriber::connect`].
+    pub async fn connect_holding(
+        options: &SubscribeOptions,
+        state: State,
+    ) -> Result<Subscriber, ClientError> {
+        let mut s = Subscriber::connect(options).await?;
+        if options.resume.is_some() {
+            s.state = Some(state);
+            s.seq = options.resume;
+            s.epoch = options.resume_epoch.clone();
+        }
+        Ok(s)
     }
 
     pub(crate) async fn connect_to(
@@ -127,6 +150,7 @@ impl Subscriber {
             encoding,
             state: None,
             seq: None,
+            epoch: None,
             resyncs: 0,
             resync_pending: false,
         })
@@ -146,6 +170,11 @@ impl Subscriber {
     /// Seq of the state held.
     pub fn seq(&self) -> Option<u64> {
         self.seq
+    }
+
+    /// The stream's epoch, from the last full frame: resume with it and the seq.
+    pub fn epoch(&self) -> Option<&str> {
+        self.epoch.as_deref()
     }
 
     /// How many times this subscriber had to resync.
@@ -208,9 +237,11 @@ impl Subscriber {
     /// base, a checksum mismatch), which leaves the state unusable.
     fn apply(&mut self, frame: Frame, bytes: usize) -> Option<Received> {
         match frame {
-            Frame::Full { seq, state } => {
+            Frame::Full { seq, epoch, state } => {
                 self.state = Some(state);
                 self.seq = Some(seq);
+                // A full frame of another epoch replaces the state like any other.
+                self.epoch = Some(epoch).filter(|e| !e.is_empty());
                 self.resync_pending = false;
                 Some(Received {
                     seq,

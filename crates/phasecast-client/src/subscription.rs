@@ -86,6 +86,7 @@ pub struct Subscription {
     /// The state held while no connection holds it (between connections).
     state: Option<State>,
     seq: Option<u64>,
+    epoch: Option<String>,
     status: ConnectionState,
     stats: Stats,
     /// Tries since the last connection that delivered a frame.
@@ -99,7 +100,10 @@ impl Subscription {
     /// A subscription; it connects on the first call to [`Subscription::next`].
     pub fn new(options: SubscribeOptions) -> Subscription {
         Subscription {
-            seq: options.resume,
+            // It holds no state yet, so it has nothing to resume from: `resume` in the
+            // options is for a Subscriber given a state (`connect_holding`).
+            seq: None,
+            epoch: None,
             options,
             current: None,
             state: None,
@@ -118,6 +122,15 @@ impl Subscription {
             None => self.state.as_ref(),
         };
         Some((self.seq?, state?))
+    }
+
+    /// The stream's epoch the state held belongs to (`None` before the first full
+    /// frame, or from a server that sends none).
+    pub fn epoch(&self) -> Option<&str> {
+        match &self.current {
+            Some(s) => s.epoch(),
+            None => self.epoch.as_deref(),
+        }
     }
 
     /// Where the connection is.
@@ -185,11 +198,13 @@ impl Subscription {
                 });
                 let mut options = self.options.clone();
                 options.resume = self.seq;
+                options.resume_epoch = self.epoch.clone();
                 match Subscriber::connect_to(&options, &url).await {
                     Ok(mut s) => {
                         // Carry the state over: a resumed connection starts with a delta.
                         s.state = self.state.take();
                         s.seq = self.seq;
+                        s.epoch = self.epoch.take();
                         if self.ever_connected {
                             self.stats.reconnects += 1;
                         }
@@ -263,6 +278,7 @@ impl Subscription {
             // What the next connection resumes from.
             self.state = s.state;
             self.seq = s.seq;
+            self.epoch = s.epoch;
         }
         self.set(
             ConnectionState::Reconnecting,

@@ -55,7 +55,7 @@ async fn scripted_server(
         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
         ws.send(message(
             encoding,
-            codec::encode_full(encoding, 1, &state(1)),
+            codec::encode_full(encoding, 1, "", &state(1)),
         ))
         .await
         .unwrap();
@@ -73,7 +73,7 @@ async fn scripted_server(
         assert_eq!(request.is_binary(), encoding == Encoding::Protobuf);
         ws.send(message(
             encoding,
-            codec::encode_full(encoding, 3, &state(3)),
+            codec::encode_full(encoding, 3, "", &state(3)),
         ))
         .await
         .unwrap();

@@ -21,7 +21,11 @@ use super::{
     peer::close_within,
     ApiError, AppState,
 };
-use crate::{codec::Encoding, fanout::Wants, hub::DEFAULT_STREAM};
+use crate::{
+    codec::Encoding,
+    fanout::{Resume, Wants},
+    hub::DEFAULT_STREAM,
+};
 
 /// Read buffer per subscriber: they send only tiny control messages, and
 /// tungstenite's 128 KiB default would be held (and zeroed) for every socket.
@@ -37,6 +41,7 @@ pub(super) struct SubscribeQuery {
     delta: Option<String>,
     max_hz: Option<String>,
     resume: Option<String>,
+    epoch: Option<String>,
     stream: Option<String>,
     key: Option<String>,
 }
@@ -46,8 +51,8 @@ pub(super) struct SubscribeQuery {
 pub struct Subscription {
     /// Format, deltas and rate: what its feed needs.
     pub wants: Wants,
-    /// Seq the subscriber holds.
-    pub resume: Option<u64>,
+    /// The state the subscriber holds: its seq and epoch.
+    pub resume: Option<Resume>,
     /// Stream name.
     pub stream: String,
 }
@@ -105,12 +110,30 @@ impl SubscribeQuery {
                 }
             },
         };
-        let resume = match &self.resume {
-            None => None,
-            Some(text) => Some(
-                text.parse::<u64>()
-                    .map_err(|_| bad("resume", format!("{text:?} is not a seq")))?,
-            ),
+        let resume = match (&self.resume, self.epoch) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(bad(
+                    "epoch",
+                    "is only meaningful with resume (?resume=SEQ&epoch=EPOCH)",
+                ))
+            }
+            (Some(text), epoch) => {
+                let seq = text
+                    .parse::<u64>()
+                    .map_err(|_| bad("resume", format!("{text:?} is not a seq")))?;
+                if let Some(e) = &epoch {
+                    if e.is_empty() || e.len() > MAX_EPOCH_LEN {
+                        return Err(bad(
+                            "epoch",
+                            format!(
+                                "must be 1 to {MAX_EPOCH_LEN} characters, as a full frame gave it"
+                            ),
+                        ));
+                    }
+                }
+                Some(Resume { seq, epoch })
+            }
         };
         Ok(Subscription {
             wants: Wants {
@@ -123,6 +146,9 @@ impl SubscribeQuery {
         })
     }
 }
+
+/// The longest epoch a subscriber may send (the server's are far shorter).
+const MAX_EPOCH_LEN: usize = 64;
 
 /// The lowest `max_hz`: one frame every 100 s. (Far lower rates made an interval too
 /// long for a `Duration`, a panic the fuzzer found with `max_hz=5e-55`.)
@@ -209,13 +235,20 @@ mod tests {
             ("delta", "false"),
             ("max_hz", "30"),
             ("resume", "9"),
+            ("epoch", "19b2c3d4e5f60718"),
             ("stream", "lab"),
         ])
         .into_subscription(Encoding::Json, &[])
         .unwrap();
         assert_eq!(s.wants.encoding, Encoding::Protobuf);
         assert!(!s.wants.deltas);
-        assert_eq!(s.resume, Some(9));
+        assert_eq!(
+            s.resume,
+            Some(Resume {
+                seq: 9,
+                epoch: Some("19b2c3d4e5f60718".into())
+            })
+        );
         assert_eq!(s.stream, "lab");
         assert!((s.wants.min_interval.unwrap().as_secs_f64() - 1.0 / 30.0).abs() < 1e-9);
 
@@ -241,11 +274,18 @@ mod tests {
             ("max_hz", "5e-55"),
             ("max_hz", "0.009"),
             ("resume", "-1"),
+            // An epoch names the numbering of a seq: alone it says nothing.
+            ("epoch", "19b2c3d4e5f60718"),
         ] {
             let err = query(&[(name, value)])
                 .into_subscription(Encoding::Json, &[])
                 .unwrap_err();
             assert_eq!(err.field(), Some(name), "{name}={value}");
         }
+        let long = "e".repeat(MAX_EPOCH_LEN + 1);
+        let err = query(&[("resume", "3"), ("epoch", &long)])
+            .into_subscription(Encoding::Json, &[])
+            .unwrap_err();
+        assert_eq!(err.field(), Some("epoch"));
     }
 }

@@ -71,7 +71,7 @@ impl Session {
         let mut feed = Feed::join(
             self.stream.clone(),
             s.wants,
-            s.resume,
+            s.resume.as_ref(),
             config.subscriber.outbox_frames,
             self.app.metrics.clone(),
         );

@@ -1,5 +1,5 @@
 //! The soak's resuming subscribers: each reads a while, disconnects, waits while the
-//! producer moves on, and reconnects with `?resume=<seq it holds>`. It applies every
+//! producer moves on, and reconnects with `?resume=<seq it holds>&epoch=<its epoch>`. It applies every
 //! frame itself (no client library in between, so nothing is retried behind its back):
 //! a delta must name the seq it holds as its base and pass its checksum, and after every
 //! frame the state held must be the producer's. Most waits stay well inside the
@@ -100,6 +100,8 @@ impl std::ops::AddAssign for Tally {
 /// The state a subscriber holds and its seq.
 struct Held {
     seq: u64,
+    /// The stream's epoch from the full frame the state was built on.
+    epoch: String,
     state: State,
 }
 
@@ -115,11 +117,12 @@ pub(crate) async fn run(ws: String, encoding: Encoding, seed: u64, shared: Arc<S
         }
         // Where this connection resumes from, and whether the server has sent more
         // states than its history holds since then.
-        let resume = held.as_ref().map(|h| h.seq);
-        let past_history = resume
-            .is_some_and(|seq| shared.sent.load(Relaxed).saturating_sub(seq) > shared.history);
-        let url = match resume {
-            Some(seq) => format!("{ws}/ws?format={encoding}&resume={seq}"),
+        let resume = held.as_ref().map(|h| (h.seq, h.epoch.clone()));
+        let past_history = resume.as_ref().is_some_and(|(seq, _)| {
+            shared.sent.load(Relaxed).saturating_sub(*seq) > shared.history
+        });
+        let url = match &resume {
+            Some((seq, epoch)) => format!("{ws}/ws?format={encoding}&resume={seq}&epoch={epoch}"),
             None => format!("{ws}/ws?format={encoding}"),
         };
         match tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), false).await {
@@ -140,7 +143,7 @@ pub(crate) async fn run(ws: String, encoding: Encoding, seed: u64, shared: Arc<S
                     &mut socket,
                     encoding,
                     frames,
-                    resume,
+                    resume.as_ref().map(|(seq, _)| *seq),
                     &mut held,
                     &mut tally,
                     &shared,
@@ -229,12 +232,12 @@ async fn read(
         };
         let was = held.as_ref().map(|h| h.seq);
         let applied = match frame {
-            Frame::Full { seq, state } => {
+            Frame::Full { seq, epoch, state } => {
                 if first {
                     tally.resumed_with_full += 1;
                 }
                 resync_pending = false;
-                *held = Some(Held { seq, state });
+                *held = Some(Held { seq, epoch, state });
                 true
             }
             Frame::Delta(_) if resync_pending => continue,

@@ -37,6 +37,13 @@ impl Writer {
         self
     }
 
+    /// A string, escaped as JSON requires.
+    fn string(&mut self, s: &str) -> &mut Self {
+        self.0
+            .push_str(&serde_json::to_string(s).expect("a string always serialises"));
+        self
+    }
+
     /// A finite float, shortest form that parses back to the same bits.
     fn float(&mut self, v: f64) -> &mut Self {
         debug_assert!(v.is_finite());
@@ -87,9 +94,12 @@ fn size_hint(state: &State) -> usize {
     96 + state.phases.len() * 22 + state.spins.len() * 3
 }
 
-pub(super) fn encode_full(seq: u64, state: &State) -> Bytes {
-    let mut w = Writer::with_capacity(size_hint(state));
+pub(super) fn encode_full(seq: u64, epoch: &str, state: &State) -> Bytes {
+    let mut w = Writer::with_capacity(size_hint(state) + epoch.len());
     w.raw("{\"seq\":").uint(seq);
+    if !epoch.is_empty() {
+        w.raw(",\"epoch\":").string(epoch);
+    }
     w.state_scalars(state.step, state.energy, state.timestamp);
     w.state_arrays(state);
     w.finish()
@@ -216,6 +226,8 @@ fn parse<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, DecodeError> {
 struct WireFrame {
     seq: u64,
     #[serde(default)]
+    epoch: String,
+    #[serde(default)]
     is_delta: bool,
     base_seq: Option<u64>,
     step: u64,
@@ -246,6 +258,7 @@ pub(super) fn decode_frame(bytes: &[u8]) -> Result<Frame, DecodeError> {
         };
         return Ok(Frame::Full {
             seq: wire.seq,
+            epoch: wire.epoch,
             state,
         });
     }

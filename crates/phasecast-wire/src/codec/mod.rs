@@ -137,6 +137,9 @@ pub enum Frame {
     Full {
         /// Seq of the state.
         seq: u64,
+        /// The stream's epoch (empty from a server that sends none): with `seq`, what
+        /// a subscriber resumes with.
+        epoch: String,
         /// The state.
         state: State,
     },
@@ -194,11 +197,12 @@ impl DecodeError {
     }
 }
 
-/// Encodes a full frame of `state` with seq `seq`.
-pub fn encode_full(encoding: Encoding, seq: u64, state: &State) -> Bytes {
+/// Encodes a full frame of `state` with seq `seq` on a stream whose epoch is `epoch`
+/// (left out when empty).
+pub fn encode_full(encoding: Encoding, seq: u64, epoch: &str, state: &State) -> Bytes {
     match encoding {
-        Encoding::Json => json::encode_full(seq, state),
-        Encoding::Protobuf => protobuf::encode_full(seq, state),
+        Encoding::Json => json::encode_full(seq, epoch, state),
+        Encoding::Protobuf => protobuf::encode_full(seq, epoch, state),
     }
 }
 
@@ -213,9 +217,9 @@ pub fn encode_delta(encoding: Encoding, delta: &Delta, target: &State) -> Bytes 
 
 /// Size of the protobuf encodings of a full frame and of a delta frame, without
 /// encoding them: how the server decides that a delta would not be smaller.
-pub fn protobuf_sizes(seq: u64, delta: &Delta, target: &State) -> (usize, usize) {
+pub fn protobuf_sizes(seq: u64, epoch: &str, delta: &Delta, target: &State) -> (usize, usize) {
     (
-        protobuf::full_frame(seq, target).encoded_len(),
+        protobuf::full_frame(seq, epoch, target).encoded_len(),
         protobuf::delta_frame(delta, target).encoded_len(),
     )
 }

@@ -15,13 +15,13 @@ fn malformed(reason: impl std::fmt::Display) -> DecodeError {
     DecodeError::malformed(Encoding::Protobuf, reason)
 }
 
-pub(super) fn full_frame(seq: u64, state: &State) -> pb::Frame {
+pub(super) fn full_frame(seq: u64, epoch: &str, state: &State) -> pb::Frame {
     pb::Frame {
         seq,
         step: state.step,
         energy: state.energy,
         timestamp: state.timestamp,
-        epoch: String::new(),
+        epoch: epoch.to_owned(),
         body: Some(pb::frame::Body::Full(pb::FullState {
             phases: state.phases.clone(),
             spin_count: state.spins.len() as u32,
@@ -105,8 +105,8 @@ pub(super) fn delta_frame(delta: &Delta, target: &State) -> pb::Frame {
     }
 }
 
-pub(super) fn encode_full(seq: u64, state: &State) -> Bytes {
-    full_frame(seq, state).encode_to_vec().into()
+pub(super) fn encode_full(seq: u64, epoch: &str, state: &State) -> Bytes {
+    full_frame(seq, epoch, state).encode_to_vec().into()
 }
 
 pub(super) fn encode_delta(delta: &Delta, target: &State) -> Bytes {
@@ -165,6 +165,7 @@ pub(super) fn decode_frame(bytes: &[u8]) -> Result<Frame, DecodeError> {
         None => Err(malformed("frame has neither full nor delta")),
         Some(pb::frame::Body::Full(full)) => Ok(Frame::Full {
             seq: frame.seq,
+            epoch: frame.epoch,
             state: State {
                 step: frame.step,
                 spins: unpack_spins(full.spin_count, &full.spin_bits)?,

@@ -16,7 +16,7 @@ fn sample(step: u64, phases: Vec<f64>, spins: Vec<i8>) -> State {
 /// Decodes `frame` and brings `held` to the state it carries.
 fn receive(held: &mut Option<State>, encoding: Encoding, frame: &[u8]) -> u64 {
     match decode_frame(encoding, frame).unwrap() {
-        Frame::Full { seq, state } => {
+        Frame::Full { seq, state, .. } => {
             *held = Some(state);
             seq
         }
@@ -60,10 +60,16 @@ fn golden_pair() -> (State, State, Delta) {
 #[test]
 fn golden_json_full() {
     let (base, _, _) = golden_pair();
-    let bytes = encode_full(Encoding::Json, 41, &base);
+    let bytes = encode_full(Encoding::Json, 41, "", &base);
     assert_eq!(
         std::str::from_utf8(&bytes).unwrap(),
         r#"{"seq":41,"step":10,"energy":-1.25,"timestamp":1764000000.5,"phases":[0.5,1.0,2.0,3.0],"spins":[1,-1,1,1]}"#
+    );
+    // With an epoch: one more key after the seq, nothing else changes.
+    let bytes = encode_full(Encoding::Json, 41, "19b2c3d4e5f60718", &base);
+    assert_eq!(
+        std::str::from_utf8(&bytes).unwrap(),
+        r#"{"seq":41,"epoch":"19b2c3d4e5f60718","step":10,"energy":-1.25,"timestamp":1764000000.5,"phases":[0.5,1.0,2.0,3.0],"spins":[1,-1,1,1]}"#
     );
 }
 
@@ -80,8 +86,12 @@ fn golden_json_delta() {
 #[test]
 fn golden_protobuf_full() {
     let (base, _, _) = golden_pair();
-    let bytes = encode_full(Encoding::Protobuf, 41, &base);
+    let bytes = encode_full(Encoding::Protobuf, 41, "", &base);
     assert_eq!(hex(&bytes), GOLDEN_PROTOBUF_FULL);
+    // With an epoch: field 7 appended (tag 0x3a, length 16), the rest unchanged.
+    let bytes = encode_full(Encoding::Protobuf, 41, "19b2c3d4e5f60718", &base);
+    let epoch_field = format!("3a10{}", hex(b"19b2c3d4e5f60718"));
+    assert_eq!(hex(&bytes), format!("{GOLDEN_PROTOBUF_FULL}{epoch_field}"));
 }
 
 #[test]
@@ -258,8 +268,9 @@ proptest! {
     #[test]
     fn full_frames_round_trip(state in (1usize..64).prop_flat_map(arb_state), seq in any::<u64>()) {
         for e in Encoding::ALL {
-            let frame = decode_frame(e, &encode_full(e, seq, &state)).unwrap();
-            prop_assert_eq!(&frame, &Frame::Full { seq, state: state.clone() });
+            let epoch = format!("{seq:x}");
+            let frame = decode_frame(e, &encode_full(e, seq, &epoch, &state)).unwrap();
+            prop_assert_eq!(&frame, &Frame::Full { seq, epoch, state: state.clone() });
             prop_assert_eq!(decode_state(e, &encode_state(e, &state)).unwrap(), state.clone());
         }
     }
@@ -277,7 +288,7 @@ proptest! {
         }
         for e in Encoding::ALL {
             let mut held = None;
-            receive(&mut held, e, &encode_full(e, 0, &views[0]));
+            receive(&mut held, e, &encode_full(e, 0, "", &views[0]));
             let mut held_seq = 0;
             for seq in (stride..views.len()).step_by(stride) {
                 let d = diff(&views[held_seq], held_seq as u64, &views[seq], seq as u64, tol.quantum_exp());
