@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A short libFuzzer run of every decoder that reads bytes from outside (fuzz/):
 # producer states, subscriber control messages, frames as a client decodes them, the
-# /ws query (format, resume, ...) and updates from other nodes. A crash fails the run
+# /ws query (format, resume, ...) and log entries from other nodes. A crash fails the run
 # and leaves its input in fuzz/artifacts/<target>/, to become a regression test.
 #
 #   scripts/fuzz-smoke.sh            # FUZZ_SECONDS per target, default 5

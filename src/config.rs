@@ -123,15 +123,46 @@ pub struct StreamConfig {
     pub frame_cache_bytes: usize,
 }
 
-/// Settings for the NATS bus.
+/// Settings for the shared log on NATS JetStream (`bus/`).
 #[derive(Debug, Clone)]
 pub struct BusConfig {
     /// NATS server URL(s), comma-separated (`nats://127.0.0.1:4222`).
     pub url: String,
-    /// This node's id, carried in every update it publishes.
+    /// This node's id: its broker connection's name and its appends' ids.
     pub node_id: String,
-    /// Updates waiting to be published; past it they are dropped (and counted).
-    pub queue: usize,
+    /// Copies JetStream keeps of each new log; `None`: 3 on a clustered broker, 1
+    /// on a single server.
+    pub replicas: Option<usize>,
+    /// Where JetStream keeps the logs.
+    pub storage: LogStorage,
+    /// Log entries older than this are dropped (besides the count the history needs).
+    pub max_age: Option<Duration>,
+    /// How long an append may wait for the log's confirmation before the producer is
+    /// refused.
+    pub append_timeout: Duration,
+}
+
+impl BusConfig {
+    /// The defaults for a broker at `url`, this node being `node_id`.
+    pub fn new(url: impl Into<String>, node_id: impl Into<String>) -> BusConfig {
+        BusConfig {
+            url: url.into(),
+            node_id: node_id.into(),
+            replicas: None,
+            storage: LogStorage::File,
+            max_age: None,
+            append_timeout: defaults::NATS_APPEND_TIMEOUT,
+        }
+    }
+}
+
+/// Where JetStream keeps the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogStorage {
+    /// On disk: the logs survive a restart of the broker.
+    File,
+    /// In memory: faster, lost when every broker server restarts.
+    Memory,
 }
 
 /// The built-in demo producer.
@@ -193,8 +224,8 @@ pub mod defaults {
     pub const PING_INTERVAL: Duration = Duration::from_secs(20);
     /// `--client-message-rate`.
     pub const CLIENT_MESSAGE_RATE: u32 = 20;
-    /// `--bus-queue`.
-    pub const BUS_QUEUE: usize = 4096;
+    /// `--nats-append-timeout`.
+    pub const NATS_APPEND_TIMEOUT: Duration = Duration::from_secs(2);
     /// `--demo-hz`.
     pub const DEMO_HZ: f64 = 200.0;
     /// `--demo-oscillators`.
@@ -542,10 +573,21 @@ pub struct ServeArgs {
     /// This node's id on the bus (default: hostname and process id).
     #[arg(long, env = "PCC_NODE_ID")]
     pub node_id: Option<String>,
-    /// Updates waiting for the broker before they are dropped (other nodes then heal
-    /// with a keyframe).
-    #[arg(long, env = "PCC_BUS_QUEUE", default_value_t = defaults::BUS_QUEUE)]
-    pub bus_queue: usize,
+    /// Copies JetStream keeps of each stream's log, 1 to 5 (default: 3 on a clustered
+    /// broker, 1 on a single server). Set when a log is made.
+    #[arg(long, env = "PCC_NATS_REPLICAS", value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: Option<u8>,
+    /// Where JetStream keeps the logs: file (survives a broker restart) or memory.
+    #[arg(long, env = "PCC_NATS_STORAGE", value_enum, default_value_t = LogStorage::File)]
+    pub nats_storage: LogStorage,
+    /// Drop log entries older than this, e.g. 1h (default: keep the newest
+    /// PCC_HISTORY + PCC_KEYFRAME_INTERVAL, whatever their age). Set when a log is made.
+    #[arg(long, env = "PCC_LOG_MAX_AGE", value_parser = duration)]
+    pub log_max_age: Option<humantime::Duration>,
+    /// How long a producer's state may wait for the log to confirm it before the
+    /// producer is refused (503).
+    #[arg(long, env = "PCC_NATS_APPEND_TIMEOUT", value_parser = duration, default_value_t = (defaults::NATS_APPEND_TIMEOUT).into())]
+    pub nats_append_timeout: humantime::Duration,
     /// Run a built-in producer: a Kuramoto simulation with coupled spins.
     #[arg(long, env = "PCC_DEMO")]
     pub demo: bool,
@@ -723,10 +765,21 @@ impl ServeArgs {
                 .node_id
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(default_node_id);
+            if self.nats_append_timeout.is_zero() {
+                problems.push(
+                    "--nats-append-timeout / PCC_NATS_APPEND_TIMEOUT: must be above 0".to_owned(),
+                );
+            }
             config.bus = Some(BusConfig {
                 url,
                 node_id,
-                queue: self.bus_queue.max(1),
+                replicas: self.nats_replicas.map(usize::from),
+                storage: self.nats_storage,
+                max_age: self
+                    .log_max_age
+                    .map(Into::into)
+                    .filter(|a: &Duration| !a.is_zero()),
+                append_timeout: *self.nats_append_timeout,
             });
         }
         if problems.is_empty() {

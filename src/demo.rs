@@ -9,11 +9,11 @@ use std::{
 
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     config::DemoConfig,
-    hub::{Hub, DEFAULT_STREAM},
+    hub::{Hub, HubError, DEFAULT_STREAM},
     workload::Workload,
 };
 
@@ -38,9 +38,17 @@ pub(crate) async fn run(hub: Arc<Hub>, config: DemoConfig, shutdown: Cancellatio
             .duration_since(UNIX_EPOCH)
             .ok()
             .map(|d| d.as_secs_f64());
-        if let Err(e) = hub.publish(DEFAULT_STREAM, state) {
-            warn!(error = %e, "demo producer stopped");
-            break;
+        match hub.publish(DEFAULT_STREAM, state).await {
+            Ok(_) => {}
+            // The broker is away: this state is lost, the next ones go when it is back.
+            Err(HubError::Log(e)) => {
+                debug!(error = %e, "demo state not taken by the log");
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "demo producer stopped");
+                break;
+            }
         }
         hub.metrics().state_received(started.elapsed());
     }

@@ -1,7 +1,8 @@
 //! The [`Hub`]: every stream of this node by name, the limit on streams, and the entry
 //! points the transport uses to publish states and to subscribe. When nodes share a
-//! broker, the hub is given the [`Bus`] it forwards what it sequences to, and applies
-//! what other nodes sequenced ([`Hub::apply_remote`]).
+//! broker, the hub is given the [`Bus`]: it appends what producers send to the
+//! stream's log, and its streams follow the logs ([`Hub::follow_logs`]), so the log,
+//! not this node, orders every stream.
 //!
 //! Each stream is a [`Channel`] (`fanout/`): its sequencing, history and broadcast.
 //!
@@ -19,12 +20,14 @@
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock},
+    time::Duration,
 };
 
-use tracing::warn;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
 
 use crate::{
-    bus::{Bus, Inbound},
+    bus::{Bus, FromLog, LogError, Logged},
     config::StreamConfig,
     fanout::Channel,
     memory::{self, Budget, Fraction},
@@ -36,6 +39,11 @@ use crate::{
 /// New streams are refused once accepting their first state would take the budget past
 /// this share: the rest is kept for the streams that exist.
 pub const NEW_STREAM_CEILING: Fraction = Fraction(90);
+
+/// How long a producer's reply waits, once its state is in the log, for this node to
+/// have applied it (so what it reads back here is what it sent). It is durable
+/// either way; past this the reply goes without waiting.
+const APPLIED_WAIT: Duration = Duration::from_secs(1);
 
 /// The stream the old API (`POST /pcc_state`, `/ws` without `?stream=`) uses.
 pub const DEFAULT_STREAM: &str = "default";
@@ -80,6 +88,9 @@ pub enum HubError {
         /// The budget.
         limit: usize,
     },
+    /// The shared log did not take the state (nodes on a broker).
+    #[error(transparent)]
+    Log(#[from] LogError),
 }
 
 /// What publishing a state did.
@@ -100,20 +111,20 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     /// What every stream's views and frames are charged to.
     budget: Arc<Budget>,
-    /// Where sequenced states also go when several nodes share a broker.
-    bus: Option<Bus>,
+    /// The shared log, when several nodes share a broker.
+    bus: Option<Arc<Bus>>,
 }
 
 impl Hub {
-    /// A hub with the default stream already created, keeping its streams within
-    /// `budget`; with a `bus`, what this node sequences is also forwarded to the other
-    /// nodes.
+    /// A hub keeping its streams within `budget`. Without a `bus` the default stream
+    /// is created now; with one, streams come from the logs on the broker (the
+    /// default stream's log is made at start, `server.rs`).
     pub fn new(
         config: StreamConfig,
         outbox_frames: usize,
         metrics: Arc<Metrics>,
         budget: Arc<Budget>,
-        bus: Option<Bus>,
+        bus: Option<Arc<Bus>>,
     ) -> Hub {
         let hub = Hub {
             config,
@@ -123,9 +134,16 @@ impl Hub {
             budget,
             bus,
         };
-        hub.stream_or_create(DEFAULT_STREAM)
-            .expect("the default stream fits any stream limit >= 1");
+        if hub.bus.is_none() {
+            hub.stream_or_create(DEFAULT_STREAM)
+                .expect("the default stream fits any stream limit >= 1");
+        }
         hub
+    }
+
+    /// The shared log, if nodes share a broker.
+    pub fn bus(&self) -> Option<&Arc<Bus>> {
+        self.bus.as_ref()
     }
 
     /// The metrics every stream and session records to.
@@ -147,56 +165,117 @@ impl Hub {
             .cloned()
     }
 
-    /// The stream called `name`, created if needed.
+    /// The stream called `name`, created with a new epoch if needed (a single node).
     ///
     /// # Errors
     /// An invalid name, or the stream limit.
     pub fn stream_or_create(&self, name: &str) -> Result<Arc<Channel>, HubError> {
-        if let Some(s) = self.stream(name) {
-            return Ok(s);
+        match self.stream(name) {
+            Some(s) => Ok(s),
+            None => self.create(name, &stream::new_epoch()),
         }
+    }
+
+    /// Creates the stream `name` of `epoch`, replacing (and retiring) one of another
+    /// epoch; an existing one of the same epoch is returned.
+    fn create(&self, name: &str, epoch: &str) -> Result<Arc<Channel>, HubError> {
         validate_stream_name(name)?;
         let mut streams = self.streams.write().expect("stream map poisoned");
         if let Some(s) = streams.get(name) {
-            return Ok(s.clone());
+            if s.epoch() == epoch {
+                return Ok(s.clone());
+            }
         }
-        if streams.len() >= self.config.max_streams {
+        let replaced = streams.remove(name);
+        if replaced.is_none() && streams.len() >= self.config.max_streams {
             return Err(HubError::TooManyStreams(self.config.max_streams));
         }
         let stream = Arc::new(Channel::new(
             name.to_owned(),
-            // Nodes on a shared broker do not yet agree on an epoch: their streams
-            // have none, and resumes there are taken by seq alone (as before epochs).
-            &if self.bus.is_some() {
-                String::new()
-            } else {
-                stream::new_epoch()
-            },
+            epoch,
             &self.config,
             self.outbox_frames,
             &self.budget,
         ));
         streams.insert(name.to_owned(), stream.clone());
-        self.metrics.stream_created();
+        drop(streams);
+        match replaced {
+            Some(old) => {
+                info!(
+                    stream = name,
+                    old = old.epoch(),
+                    new = epoch,
+                    "stream's log made anew: its subscribers reconnect"
+                );
+                old.retire();
+            }
+            None => self.metrics.stream_created(),
+        }
         Ok(stream)
     }
 
     /// Publishes `state` (already validated) on the stream `name`, if it fits the
-    /// memory budget (see the module docs for what happens when it does not).
+    /// memory budget (see the module docs for what happens when it does not). On a
+    /// single node the stream sequences it; on a broker it is appended to the
+    /// stream's log, and the reply comes once the log has stored it.
     ///
     /// # Errors
-    /// An invalid stream name, the stream limit, or the memory budget.
-    pub fn publish(&self, name: &str, state: State) -> Result<Published, HubError> {
-        let stream = self.admit(name, &state)?;
-        let seq = stream.publish_and(state, &self.metrics, |sequenced| {
-            if let Some(bus) = &self.bus {
-                bus.forward(name, sequenced, stream.account());
-            }
-        });
+    /// An invalid stream name, the stream limit, the memory budget, or (on a
+    /// broker) the log not taking it.
+    pub async fn publish(&self, name: &str, state: State) -> Result<Published, HubError> {
+        let Some(bus) = &self.bus else {
+            let stream = self.admit(name, &state)?;
+            let seq = stream.publish(state, &self.metrics);
+            return Ok(Published {
+                seq,
+                subscribers: stream.subscribers(),
+            });
+        };
+        self.check_room(name, &state)?;
+        let seq = bus.append(name, &state).await.inspect_err(|_| {
+            self.metrics.bus_dropped(BusDrop::PublishFailed);
+        })?;
+        self.metrics.bus_published();
         Ok(Published {
             seq,
-            subscribers: stream.subscribers(),
+            subscribers: self.applied(name, seq).await,
         })
+    }
+
+    /// Waits (at most [`APPLIED_WAIT`]) until this node has applied `seq` of `name`
+    /// from the log; returns the stream's subscribers then.
+    async fn applied(&self, name: &str, seq: u64) -> usize {
+        let wait = async {
+            loop {
+                if let Some(stream) = self.stream(name) {
+                    let mut head = stream.watch_head();
+                    if head.wait_for(|h| *h >= seq).await.is_ok() && !stream.is_retired() {
+                        return stream.subscribers();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        tokio::time::timeout(APPLIED_WAIT, wait)
+            .await
+            .unwrap_or_else(|_| self.stream(name).map_or(0, |s| s.subscribers()))
+    }
+
+    /// Whether `state` would fit, before it goes to the log: the same checks as
+    /// [`Hub::admit`], without creating the stream (its log does).
+    fn check_room(&self, name: &str, state: &State) -> Result<(), HubError> {
+        match self.stream(name) {
+            Some(stream) => self.make_room(Some(&stream), stream.cost_of(state)),
+            None => {
+                validate_stream_name(name)?;
+                if self.streams.read().expect("stream map poisoned").len()
+                    >= self.config.max_streams
+                {
+                    return Err(HubError::TooManyStreams(self.config.max_streams));
+                }
+                self.make_room(None, 4 * memory::state_bytes(state))
+            }
+        }
     }
 
     /// The stream `name` (created if needed) once `state` fits the memory budget.
@@ -272,28 +351,56 @@ impl Hub {
         self.metrics.memory_action(MemoryAction::HistoryShortened);
     }
 
-    /// Applies what other nodes sequenced, as it arrives from the bus, until the bus
-    /// closes.
-    pub async fn apply_remote(&self, mut inbound: Inbound) {
-        while let Some((name, update)) = inbound.recv().await {
-            self.metrics.bus_received();
-            match self.admit(&name, &update.view) {
-                Ok(s) => {
-                    if !s.apply(update, &self.metrics) {
-                        self.metrics.bus_dropped(BusDrop::Stale);
+    /// Applies what the logs hold, in each log's order, until the bus closes.
+    pub async fn follow_logs(&self, mut logs: mpsc::Receiver<FromLog>) {
+        while let Some(from_log) = logs.recv().await {
+            match from_log {
+                FromLog::Opened { stream, epoch } => {
+                    if let Err(e) = self.open(&stream, &epoch) {
+                        self.refused_log(&stream, &e);
                     }
                 }
-                Err(e) => {
-                    warn!(error = %e, stream = %name, "bus update for a stream this node cannot hold");
-                    self.metrics.bus_dropped(match e {
-                        HubError::TooManyStreams(_) | HubError::InvalidStreamName(_) => {
-                            BusDrop::StreamLimit
-                        }
-                        _ => BusDrop::MemoryLimit,
-                    });
-                }
+                FromLog::Entry(entry) => self.follow(entry),
             }
         }
+    }
+
+    /// The stream `name` of `epoch`, for its log: created (or replaced, when the log
+    /// was made anew) if the stream limit and the memory budget allow.
+    fn open(&self, name: &str, epoch: &str) -> Result<Arc<Channel>, HubError> {
+        match self.stream(name) {
+            Some(s) if s.epoch() == epoch => Ok(s),
+            _ => self.create(name, epoch),
+        }
+    }
+
+    /// Applies one log entry to its stream. An entry this node cannot hold is
+    /// counted and skipped; the stream's next state is then a keyframe here.
+    fn follow(&self, entry: Logged) {
+        self.metrics.bus_received();
+        let Logged {
+            stream: name,
+            epoch,
+            seq,
+            state,
+        } = entry;
+        let taken = self.open(&name, &epoch).and_then(|stream| {
+            self.make_room(Some(&stream), stream.cost_of(&state))?;
+            Ok(stream.follow(seq, state, &self.metrics))
+        });
+        match taken {
+            Ok(true) => {}
+            Ok(false) => self.metrics.bus_dropped(BusDrop::Stale),
+            Err(e) => self.refused_log(&name, &e),
+        }
+    }
+
+    fn refused_log(&self, name: &str, e: &HubError) {
+        warn!(error = %e, stream = %name, "log entry for a stream this node cannot hold");
+        self.metrics.bus_dropped(match e {
+            HubError::TooManyStreams(_) | HubError::InvalidStreamName(_) => BusDrop::StreamLimit,
+            _ => BusDrop::MemoryLimit,
+        });
     }
 
     /// Every stream, sorted by name.
@@ -371,21 +478,21 @@ mod tests {
         h.stream(name).unwrap().retained().1
     }
 
-    #[test]
-    fn near_the_budget_the_hub_degrades_in_order() {
+    #[tokio::test]
+    async fn near_the_budget_the_hub_degrades_in_order() {
         // 8 KiB views (1,024 phases) under a 1 MiB budget, history up to 1,000 states.
         let h = hub_within(16, 1 << 20, 1000);
         let budget = h.budget().clone();
         // 1. Shorter history: 300 states (2.4 MiB of views) are all accepted.
         for step in 1..=300 {
-            h.publish("a", sized(step, 1024)).unwrap();
+            h.publish("a", sized(step, 1024)).await.unwrap();
         }
         let kept = history_len(&h, "a");
         assert!(kept < 300 && kept > 50, "{kept} states kept");
         assert!(budget.used() <= budget.limit());
         // A second stream takes its share from the first, the larger one.
         for step in 1..=40 {
-            h.publish("b", sized(step, 1024)).unwrap();
+            h.publish("b", sized(step, 1024)).await.unwrap();
         }
         assert!(history_len(&h, "a") < kept);
         assert_eq!(history_len(&h, "b"), 40);
@@ -394,7 +501,7 @@ mod tests {
         // shrink no further than one state each.
         let mut created = 0;
         let refused = loop {
-            match h.publish(&format!("s{created}"), sized(1, 8192)) {
+            match h.publish(&format!("s{created}"), sized(1, 8192)).await {
                 Ok(_) => created += 1,
                 Err(e) => break e,
             }
@@ -407,15 +514,15 @@ mod tests {
         assert!(created >= 3, "{created}");
         assert!(budget.used() <= budget.limit());
         // Existing streams still take states of their size.
-        h.publish("a", sized(301, 1024)).unwrap();
-        h.publish("s0", sized(2, 8192)).unwrap();
+        h.publish("a", sized(301, 1024)).await.unwrap();
+        h.publish("s0", sized(2, 8192)).await.unwrap();
         // 3. A state that does not fit what is left: 507; past the whole budget: 413.
         assert!(matches!(
-            h.publish("s0", sized(3, 70_000)),
+            h.publish("s0", sized(3, 70_000)).await,
             Err(HubError::OverBudget { .. })
         ));
         assert!(matches!(
-            h.publish("s0", sized(4, 200_000)),
+            h.publish("s0", sized(4, 200_000)).await,
             Err(HubError::LargerThanBudget { .. })
         ));
         // Nothing was lost: the refused states left the streams as they were.
@@ -423,14 +530,14 @@ mod tests {
         assert!(budget.used() <= budget.limit());
     }
 
-    #[test]
-    fn streams_are_created_by_publishing_up_to_the_limit() {
+    #[tokio::test]
+    async fn streams_are_created_by_publishing_up_to_the_limit() {
         let h = hub(2);
         assert!(h.stream(DEFAULT_STREAM).is_some());
-        assert_eq!(h.publish("lab-1", state()).unwrap().seq, 1);
-        assert_eq!(h.publish("lab-1", state()).unwrap().seq, 2);
+        assert_eq!(h.publish("lab-1", state()).await.unwrap().seq, 1);
+        assert_eq!(h.publish("lab-1", state()).await.unwrap().seq, 2);
         assert_eq!(
-            h.publish("lab-2", state()),
+            h.publish("lab-2", state()).await,
             Err(HubError::TooManyStreams(2))
         );
         assert_eq!(

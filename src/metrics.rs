@@ -84,6 +84,9 @@ label_enum! {
         StreamLimit => "stream_limit",
         /// The memory budget has no room for it (`PCC_MEMORY_LIMIT`).
         MemoryLimit => "memory_limit",
+        /// Nodes on a broker: the stream's log did not take it (broker unreachable,
+        /// or no confirmation within `PCC_NATS_APPEND_TIMEOUT`).
+        LogUnavailable => "log_unavailable",
     }
 }
 
@@ -92,7 +95,10 @@ impl RejectReason {
     pub fn is_limit(self) -> bool {
         matches!(
             self,
-            RejectReason::RateLimited | RejectReason::StreamLimit | RejectReason::MemoryLimit
+            RejectReason::RateLimited
+                | RejectReason::StreamLimit
+                | RejectReason::MemoryLimit
+                | RejectReason::LogUnavailable
         )
     }
 }
@@ -153,19 +159,17 @@ label_enum! {
 }
 
 label_enum! {
-    /// Why an update between nodes was dropped.
+    /// Why a state was not appended to its log, or a log entry not applied here.
     pub enum BusDrop {
-        /// The outbound queue was full (the broker is away).
-        QueueFull => "queue_full",
-        /// The NATS client refused the publish.
+        /// The log did not take a producer's state (the producer was refused).
         PublishFailed => "publish_failed",
-        /// A received update could not be decoded.
+        /// A log entry could not be decoded.
         Undecodable => "undecodable",
-        /// A received update was not newer than the stream's newest (duplicate or late).
+        /// A log entry at or below the stream's newest seq (read again after an error).
         Stale => "stale",
-        /// A received update named a stream past the stream limit.
+        /// A log entry for a stream past the stream limit.
         StreamLimit => "stream_limit",
-        /// The memory budget had no room to queue it.
+        /// The memory budget had no room for a log entry.
         MemoryLimit => "memory_limit",
     }
 }
@@ -373,15 +377,15 @@ impl Metrics {
             ),
             bus_published: counter(
                 "phasecast_bus_published",
-                "Stream updates this node published to the other nodes",
+                "Producer states this node appended to their streams' logs (nodes on a broker)",
             ),
             bus_received: counter(
                 "phasecast_bus_received",
-                "Stream updates received from other nodes",
+                "Log entries this node read from the broker, whoever appended them",
             ),
             bus_dropped: counter(
                 "phasecast_bus_dropped",
-                "Stream updates between nodes dropped, by reason",
+                "States not appended to their log, or log entries not applied here, by reason",
             ),
             refused: counter(
                 "phasecast_connections_refused",

@@ -2,17 +2,17 @@
 //! already-bound listener, and owns shutdown: stop accepting, close every session
 //! with a close frame, wait for them (bounded), return.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
-    bus::{self, Bus},
+    bus,
     config::{ByteSize, Config},
     demo,
-    hub::Hub,
+    hub::{Hub, DEFAULT_STREAM},
     memory::Budget,
     metrics::Metrics,
     transport::{self, AppState, Listen, RateLimiter, TrustedProxies},
@@ -66,6 +66,58 @@ fn say_what_is_open(config: &Config, addr: std::net::SocketAddr) {
     }
 }
 
+/// How long a starting node on a broker waits for the logs to be replayed before it
+/// serves anyway (the broker may be away; it catches up once it is back).
+const REPLAY_WAIT: Duration = Duration::from_secs(10);
+
+/// Nodes on a broker: makes the default stream's log (so `/ws` has a stream, as on a
+/// single node), follows every log on the broker, and waits until each is replayed
+/// up to the entry that was newest at start, so the first subscriber gets the same
+/// view as on every other node.
+async fn replay(hub: &Arc<Hub>) {
+    let Some(bus) = hub.bus().cloned() else {
+        return;
+    };
+    let started = tokio::time::Instant::now();
+    let replayed = async {
+        loop {
+            let listed = match bus.ensure_log(DEFAULT_STREAM).await {
+                Ok(()) => bus.follow_existing().await,
+                Err(e) => Err(e),
+            };
+            match listed {
+                Ok(logs) => return logs,
+                Err(e) => {
+                    debug!(error = %e, "the logs cannot be listed yet");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    };
+    let caught_up = async {
+        let logs = replayed.await;
+        for (name, last) in &logs {
+            loop {
+                if let Some(stream) = hub.stream(name) {
+                    let mut head = stream.watch_head();
+                    if head.wait_for(|seq| *seq >= *last).await.is_ok() {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        logs.len()
+    };
+    match tokio::time::timeout(REPLAY_WAIT, caught_up).await {
+        Ok(logs) => info!(logs, took = ?started.elapsed(), "logs replayed"),
+        Err(_) => warn!(
+            "the logs were not replayed within {REPLAY_WAIT:?} (is the broker reachable?): \
+             serving, and catching up as they come"
+        ),
+    }
+}
+
 /// Runs the server on `listener` until `shutdown` completes, then drains.
 ///
 /// Returns once every session has closed or `config.shutdown_timeout` has passed.
@@ -88,18 +140,17 @@ pub async fn run(
     )?);
     let budget = Budget::new(config.memory_limit);
     metrics.observe_memory(&budget);
-    let (bus, inbound) = match config.bus.clone() {
+    let (bus, logs) = match config.bus.clone() {
         Some(bus_config) => {
-            let (bus, queued) = Bus::new(bus_config.queue, metrics.clone());
-            let inbound = bus::nats::spawn(
+            let spawned = bus::nats::spawn(
                 bus_config,
-                queued,
+                &config.stream,
                 metrics.clone(),
                 token.child_token(),
                 &tracker,
             )
             .await?;
-            (Some(bus), Some(inbound))
+            (Some(spawned.bus), Some(spawned.logs))
         }
         None => (None, None),
     };
@@ -110,9 +161,10 @@ pub async fn run(
         budget,
         bus,
     ));
-    if let Some(inbound) = inbound {
-        let hub = hub.clone();
-        tracker.spawn(async move { hub.apply_remote(inbound).await });
+    if let Some(logs) = logs {
+        let following = hub.clone();
+        tracker.spawn(async move { following.follow_logs(logs).await });
+        replay(&hub).await;
     }
     let config = Arc::new(config);
     if let Some(demo) = config.demo {

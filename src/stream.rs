@@ -3,9 +3,9 @@
 //! keyframe schedule. It is plain data, with no lock, channel or encoding: the fan-out
 //! (`fanout/channel.rs`) runs it under its lock and shares what it decides.
 //!
-//! Sequencing and applying are split so that a bus can sit between them: the node
-//! that accepts a state [`Sequencer::sequence`]s it; every other node
-//! [`Sequencer::accept`]s the resulting [`Sequenced`].
+//! Keyframes come on a schedule of seqs (1, 1 + K, 1 + 2K, ...), plus at shape changes
+//! and after a missing seq, so a node that reads a shared log ([`Sequencer::follow`])
+//! from a scheduled keyframe derives the same views as every other node.
 
 use crate::{
     config::StreamConfig,
@@ -21,16 +21,26 @@ pub fn new_epoch() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
-/// A state with its place in the stream: what travels from the sequencer to every
-/// node's fan-out.
+/// A state with its place in the stream: what the fan-out keeps and encodes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sequenced {
-    /// The seq assigned by the accepting node.
+    /// Its seq.
     pub seq: u64,
     /// The view subscribers in step hold at this seq (within ε of the producer's state).
     pub view: State,
     /// Whether this seq is a keyframe: every subscriber gets a full frame.
     pub keyframe: bool,
+}
+
+/// Whether `seq` is on the keyframe schedule of `interval`: 1, 1 + interval, ...
+pub fn is_scheduled_keyframe(seq: u64, interval: u64) -> bool {
+    seq > 0 && (seq - 1) % interval.max(1) == 0
+}
+
+/// The scheduled keyframe at or before `seq` (1 for seq 0).
+pub fn keyframe_at_or_before(seq: u64, interval: u64) -> u64 {
+    let interval = interval.max(1);
+    (seq.max(1) - 1) / interval * interval + 1
 }
 
 /// Seq, view and keyframe schedule of one stream.
@@ -40,8 +50,6 @@ pub struct Sequencer {
     keyframe_interval: u64,
     /// The newest seq and its view: what the next state is compared with.
     last: Option<(u64, State)>,
-    /// Seqs since the last keyframe.
-    since_keyframe: u64,
 }
 
 impl Sequencer {
@@ -51,7 +59,6 @@ impl Sequencer {
             tolerance: config.tolerance,
             keyframe_interval: config.keyframe_interval.max(1),
             last: None,
-            since_keyframe: 0,
         }
     }
 
@@ -65,16 +72,24 @@ impl Sequencer {
         self.last.as_ref().map_or(0, |(seq, _)| *seq)
     }
 
-    /// Gives `state` the next seq and derives the view subscribers will hold: the
-    /// first state, a shape change and every `keyframe_interval`-th seq are keyframes
-    /// (the view is the state itself); otherwise the view follows the state within ε
-    /// ([`delta::advance`]). Whether a delta is worth sending is not decided here but
-    /// once per encoding, when the frame is made (`fanout/update.rs`).
+    /// Gives `state` the next seq and derives the view subscribers will hold (see
+    /// [`Sequencer::follow`]). Whether a delta is worth sending is not decided here
+    /// but once per encoding, when the frame is made (`fanout/update.rs`).
     pub fn sequence(&mut self, state: State) -> Sequenced {
-        let seq = self.seq() + 1;
+        self.follow(self.seq() + 1, state)
+    }
+
+    /// Takes `state` at `seq` (above the newest; a shared log decides it) and derives
+    /// its view: at a scheduled keyframe, a shape change, the first state and after a
+    /// missing seq the view is the state itself; otherwise it follows the state within
+    /// ε of the previous view ([`delta::advance`]). The same states at the same seqs
+    /// from the same keyframe give the same views, on every node.
+    pub fn follow(&mut self, seq: u64, state: State) -> Sequenced {
         let view = match &self.last {
-            Some((_, prev))
-                if prev.same_shape(&state) && self.since_keyframe + 1 < self.keyframe_interval =>
+            Some((prev_seq, prev))
+                if *prev_seq + 1 == seq
+                    && prev.same_shape(&state)
+                    && !is_scheduled_keyframe(seq, self.keyframe_interval) =>
             {
                 Some(delta::advance(prev, &state, &self.tolerance))
             }
@@ -92,30 +107,8 @@ impl Sequencer {
                 keyframe: true,
             },
         };
-        self.record(&sequenced);
+        self.last = Some((seq, sequenced.view.clone()));
         sequenced
-    }
-
-    /// Takes a state another node sequenced. States at or below the newest seq are
-    /// refused (duplicates, late arrivals); returns whether it was taken.
-    pub fn accept(&mut self, sequenced: &Sequenced) -> bool {
-        if sequenced.seq <= self.seq() && self.last.is_some() {
-            return false;
-        }
-        // After a gap (a broker outage, a node that just started) the view held by
-        // this node's subscribers is not the one the update was derived from: the
-        // fan-out sends full frames until the chain is whole again.
-        self.record(sequenced);
-        true
-    }
-
-    fn record(&mut self, sequenced: &Sequenced) {
-        if sequenced.keyframe {
-            self.since_keyframe = 0;
-        } else {
-            self.since_keyframe += 1;
-        }
-        self.last = Some((sequenced.seq, sequenced.view.clone()));
     }
 }
 
@@ -158,8 +151,8 @@ mod tests {
                 keyframes.push(sequenced.seq);
             }
         }
-        // 1: first; 5: interval; 6: shape change; 7: shape change back; 11 would be next.
-        assert_eq!(keyframes, vec![1, 5, 6, 7]);
+        // 1: first; 5: schedule; 6: shape change; 7: shape change back; 9: schedule.
+        assert_eq!(keyframes, vec![1, 5, 6, 7, 9]);
     }
 
     #[test]
@@ -176,17 +169,29 @@ mod tests {
     }
 
     #[test]
-    fn accept_refuses_duplicates_and_late_arrivals() {
-        let mut a = Sequencer::new(&config(0.0, 100));
-        let mut b = Sequencer::new(&config(0.0, 100));
-        let first = a.sequence(state(1, 4));
-        assert!(b.accept(&first));
-        assert!(!b.accept(&first));
-        let second = a.sequence(state(2, 4));
-        assert_eq!(second.seq, 2);
-        assert!(b.accept(&second));
-        assert_eq!(b.seq(), 2);
-        // b now sequences after what it accepted.
-        assert_eq!(b.sequence(state(3, 4)).seq, 3);
+    fn nodes_following_one_log_from_a_keyframe_derive_the_same_views() {
+        let eps = 1e-3;
+        let states: Vec<_> = (1..=40).map(|step| state(step, 16)).collect();
+        let mut first = Sequencer::new(&config(eps, 10));
+        let views: Vec<_> = states.iter().map(|s| first.sequence(s.clone())).collect();
+        // A node that starts later reads the log from the keyframe at 21.
+        let mut later = Sequencer::new(&config(eps, 10));
+        for (i, s) in states.iter().enumerate().skip(20) {
+            assert_eq!(
+                later.follow(i as u64 + 1, s.clone()),
+                views[i],
+                "seq {}",
+                i + 1
+            );
+        }
+        // A missing seq makes a keyframe: nothing is derived from a view not held.
+        let mut gap = Sequencer::new(&config(eps, 10));
+        gap.follow(3, states[2].clone());
+        assert!(gap.follow(5, states[4].clone()).keyframe);
+        assert!(!gap.follow(6, states[5].clone()).keyframe);
+        assert_eq!(keyframe_at_or_before(20, 10), 11);
+        assert_eq!(keyframe_at_or_before(21, 10), 21);
+        assert_eq!(keyframe_at_or_before(0, 10), 1);
+        assert!(is_scheduled_keyframe(31, 10) && !is_scheduled_keyframe(30, 10));
     }
 }

@@ -16,7 +16,7 @@
 use std::{
     collections::VecDeque,
     sync::{
-        atomic::{AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed},
         Arc, Mutex,
     },
 };
@@ -59,9 +59,8 @@ pub struct Resume {
 #[derive(Debug)]
 pub struct Channel {
     name: String,
-    /// Changes whenever this stream's seqs could start again: a seq is only
-    /// meaningful with it. Empty for a stream without one (nodes on a shared broker),
-    /// whose resumes are taken by seq alone.
+    /// Changes whenever this stream's seqs could start again (a new process on a
+    /// single node, a log made anew on a broker): a seq is only meaningful with it.
     epoch: Arc<str>,
     history_len: usize,
     /// How many of the newest updates keep their frames (the outbox): a subscriber
@@ -76,6 +75,8 @@ pub struct Channel {
     /// The newest seq, watched by every subscriber's feed.
     head: watch::Sender<u64>,
     subscribers: AtomicUsize,
+    /// Replaced by a stream of another epoch: its subscribers are sent away.
+    retired: AtomicBool,
     /// Size of the last full frame sent, per encoding: what a delta saves against.
     full_len: [AtomicUsize; 2],
 }
@@ -87,6 +88,18 @@ struct Inner {
     sequencer_charge: Charge,
     /// Oldest first; the newest entries, at most `window`, also hold their update.
     history: VecDeque<Entry>,
+}
+
+impl Inner {
+    /// The retained entry at `seq`. Seqs rise but may skip (a log entry this node
+    /// could not take), so it is looked up, not computed.
+    fn find(&self, seq: u64) -> Option<&Entry> {
+        let i = self
+            .history
+            .binary_search_by_key(&seq, |e| e.held.seq)
+            .ok()?;
+        self.history.get(i)
+    }
 }
 
 /// One retained state.
@@ -144,6 +157,7 @@ impl Channel {
             account,
             head: watch::channel(0).0,
             subscribers: AtomicUsize::new(0),
+            retired: AtomicBool::new(false),
             full_len: Default::default(),
         }
     }
@@ -163,37 +177,44 @@ impl Channel {
         &self.epoch
     }
 
-    /// Sequences `state` and applies it: the path from producer to subscribers.
-    /// Returns the seq. Never waits on a subscriber.
+    /// Sequences `state` and applies it: the path from producer to subscribers on a
+    /// single node. Returns the seq. Never waits on a subscriber.
     pub fn publish(&self, state: State, metrics: &Metrics) -> u64 {
-        self.publish_and(state, metrics, |_| {})
-    }
-
-    /// Like [`Channel::publish`], and hands the sequenced state to `forward` (the bus)
-    /// under the same lock, so states leave this node in seq order.
-    pub fn publish_and(
-        &self,
-        state: State,
-        metrics: &Metrics,
-        forward: impl FnOnce(&Sequenced),
-    ) -> u64 {
         let mut inner = self.lock();
         let sequenced = inner.sequencer.sequence(state);
         let seq = sequenced.seq;
-        forward(&sequenced);
         self.push(&mut inner, sequenced, metrics);
         seq
     }
 
-    /// Applies a state another node sequenced. States at or below the newest seq are
-    /// ignored (duplicates, late arrivals); returns whether it was applied.
-    pub fn apply(&self, sequenced: Sequenced, metrics: &Metrics) -> bool {
+    /// Applies `state` at the seq a shared log gave it (`bus/`). Seqs at or below
+    /// the newest are ignored (a log read again after an error); returns whether it
+    /// was applied. Never waits on a subscriber.
+    pub fn follow(&self, seq: u64, state: State, metrics: &Metrics) -> bool {
         let mut inner = self.lock();
-        if !inner.sequencer.accept(&sequenced) {
+        if seq <= inner.sequencer.seq() {
             return false;
         }
+        let sequenced = inner.sequencer.follow(seq, state);
         self.push(&mut inner, sequenced, metrics);
         true
+    }
+
+    /// Tells the newest seq as it moves.
+    pub fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// Ends the stream for its subscribers: its log was made anew (a new epoch), and
+    /// they reconnect to the stream that replaces it. Their feeds end at once.
+    pub fn retire(&self) {
+        self.retired.store(true, Relaxed);
+        self.head.send_modify(|_| {});
+    }
+
+    /// Whether [`Channel::retire`] was called.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Relaxed)
     }
 
     fn push(&self, inner: &mut Inner, sequenced: Sequenced, metrics: &Metrics) {
@@ -303,13 +324,10 @@ impl Channel {
         head.mark_unchanged();
         let latest = inner.history.back().and_then(|e| e.update.clone());
         let resume_from = resume.and_then(|r| {
-            if !self.epoch.is_empty() && r.epoch.as_deref() != Some(&*self.epoch) {
+            if r.epoch.as_deref() != Some(&*self.epoch) {
                 return None; // a seq of another (or an unknown) numbering
             }
-            let seq = r.seq;
-            let first = inner.history.front()?.held.seq;
-            let i = usize::try_from(seq.checked_sub(first)?).ok()?;
-            inner.history.get(i).map(|e| e.held.clone())
+            inner.find(r.seq).map(|e| e.held.clone())
         });
         self.subscribers.fetch_add(1, Relaxed);
         Joined {
@@ -357,10 +375,7 @@ impl Channel {
 
     /// The view at `seq`, while it is in the history.
     pub fn view(&self, seq: u64) -> Option<Arc<View>> {
-        let inner = self.lock();
-        let first = inner.history.front()?.held.seq;
-        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
-        inner.history.get(i).map(|e| e.held.view.clone())
+        self.lock().find(seq).map(|e| e.held.view.clone())
     }
 
     /// How many retained states still hold their encoded frames (at most the ring's

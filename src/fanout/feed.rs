@@ -125,9 +125,12 @@ impl Feed {
     }
 
     /// Waits for the next updates (cancel-safe: for `select!`). `None` once the stream
-    /// is gone.
+    /// is gone or retired (replaced by a stream of another epoch).
     pub async fn recv(&mut self) -> Option<Batch> {
         loop {
+            if self.channel.is_retired() {
+                return None;
+            }
             let head = *self.head.borrow_and_update();
             if head > self.cursor {
                 // Everything waiting, up to the outbox, goes in the same write.

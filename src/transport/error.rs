@@ -89,7 +89,9 @@ impl ApiError {
             ApiError::Malformed(_) | ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Hub(HubError::InvalidStreamName(_)) => StatusCode::BAD_REQUEST,
-            ApiError::Hub(HubError::TooManyStreams(_) | HubError::NoMemoryForStream { .. })
+            ApiError::Hub(
+                HubError::TooManyStreams(_) | HubError::NoMemoryForStream { .. } | HubError::Log(_),
+            )
             | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Hub(HubError::OverBudget { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Hub(HubError::LargerThanBudget { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -125,6 +127,7 @@ impl ApiError {
                 | HubError::OverBudget { .. }
                 | HubError::LargerThanBudget { .. },
             ) => RejectReason::MemoryLimit,
+            ApiError::Hub(HubError::Log(_)) => RejectReason::LogUnavailable,
             _ => return None,
         })
     }
@@ -154,6 +157,8 @@ impl IntoResponse for ApiError {
             ApiError::Hub(HubError::NoMemoryForStream { .. } | HubError::OverBudget { .. }) => {
                 Some(Duration::from_secs(1))
             }
+            // The broker client reconnects by itself.
+            ApiError::Hub(HubError::Log(_)) => Some(Duration::from_secs(1)),
             _ => None,
         };
         if let Some(after) = retry_after {

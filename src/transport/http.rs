@@ -11,7 +11,7 @@ use axum::{
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::hub::DEFAULT_STREAM;
+use crate::{config::LogStorage, hub::DEFAULT_STREAM};
 
 /// Subscribers connected now (sessions holding a slot).
 fn subscribers(app: &AppState) -> usize {
@@ -62,7 +62,16 @@ pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Valu
         },
         "bus": match &app.config.bus {
             None => json!({"kind": "none"}),
-            Some(b) => json!({"kind": "nats", "node": b.node_id, "connected": app.metrics.is_bus_connected()}),
+            Some(b) => json!({
+                "kind": "nats",
+                "log": "jetstream",
+                "node": b.node_id,
+                "connected": app.metrics.is_bus_connected(),
+                "storage": match b.storage {
+                    LogStorage::File => "file",
+                    LogStorage::Memory => "memory",
+                },
+            }),
         },
     }))
 }

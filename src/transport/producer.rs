@@ -30,8 +30,9 @@ use super::{
     ApiError, AppState,
 };
 use crate::{
+    bus::LogError,
     codec::{self, Encoding},
-    hub::{validate_stream_name, Published, DEFAULT_STREAM},
+    hub::{validate_stream_name, HubError, Published, DEFAULT_STREAM},
     metrics::RejectReason,
 };
 
@@ -81,7 +82,7 @@ async fn ingest_state(
         state.timestamp = Some(unix_now());
     }
     let step = state.step;
-    let published = app.hub.publish(stream, state)?;
+    let published = app.hub.publish(stream, state).await?;
     let processing = started.elapsed();
     app.metrics.state_received(processing);
     app.metrics.state_size(size);
@@ -312,6 +313,19 @@ impl Producer {
             };
             match result {
                 Ok(_) => accepted += 1,
+                Err(ApiError::Hub(HubError::Log(e))) => {
+                    // Nodes on a broker: states sent after this one would be refused
+                    // too. The close tells the producer, which reconnects when it can.
+                    self.app
+                        .metrics
+                        .input_rejected(RejectReason::LogUnavailable);
+                    let reason = match e {
+                        LogError::Unreachable => "log unavailable: the NATS broker is unreachable; reconnect and send again",
+                        LogError::NotStored(_) => "log unavailable: the log did not confirm the state in time; reconnect and send again",
+                    };
+                    peer.close(1013, reason).await;
+                    return accepted;
+                }
                 Err(e) => {
                     if let Some(reason) = e.reject_reason() {
                         self.app.metrics.input_rejected(reason);

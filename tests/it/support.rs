@@ -209,39 +209,72 @@ impl Proxy {
     }
 }
 
-/// A real nats-server on a free loopback port; killed on drop. It can be stopped and
-/// started again on the same port (the broker fault test).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real nats-server with JetStream on a free loopback port, keeping its store in a
+/// directory of its own (removed on drop); killed on drop. It can be stopped and
+/// started again on the same port and store (the broker fault tests), alone or as one
+/// server of a [`NatsCluster`].
 pub struct NatsServer {
     port: u16,
+    store: std::path::PathBuf,
+    /// Extra arguments: the cluster's name, listen address and routes.
+    cluster_args: Vec<String>,
     child: Option<std::process::Child>,
 }
 
 impl NatsServer {
-    /// Starts nats-server (installed by scripts/test.sh).
+    /// Starts a single nats-server with JetStream (installed by scripts/test.sh).
     pub async fn start() -> NatsServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = NatsServer { port, child: None };
+        let mut server = NatsServer::new(Vec::new());
         server.restart().await;
         server
+    }
+
+    fn new(cluster_args: Vec<String>) -> NatsServer {
+        let port = free_port();
+        let store =
+            std::env::temp_dir().join(format!("phasecast-test-nats-{}-{port}", std::process::id()));
+        NatsServer {
+            port,
+            store,
+            cluster_args,
+            child: None,
+        }
     }
 
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// Starts it (again) on its port and waits until it accepts connections.
-    pub async fn restart(&mut self) {
-        let child = std::process::Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+    fn spawn(&mut self) {
+        let mut command = std::process::Command::new("nats-server");
+        command
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.store)
+            .args(&self.cluster_args)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = command
             .spawn()
             .expect("nats-server (scripts/test.sh installs Debian's nats-server)");
         self.child = Some(child);
+    }
+
+    async fn wait_up(&self) {
         within("nats-server up", async {
             while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
@@ -253,7 +286,13 @@ impl NatsServer {
         .await;
     }
 
-    /// Kills it.
+    /// Starts it (again) on its port and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        self.spawn();
+        self.wait_up().await;
+    }
+
+    /// Kills it (SIGKILL: no goodbye to clients or the cluster).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -265,6 +304,55 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// Three nats-servers clustered on loopback with JetStream: logs there keep three
+/// replicas, and any one server may die.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub async fn start() -> NatsCluster {
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let all: Vec<String> = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect();
+        let mut servers: Vec<NatsServer> = routes
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                NatsServer::new(vec![
+                    "-n".into(),
+                    format!("phasecast-test-{i}"),
+                    "--cluster_name".into(),
+                    "phasecast-test".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{port}"),
+                    "--routes".into(),
+                    all.join(","),
+                ])
+            })
+            .collect();
+        for s in &mut servers {
+            s.spawn();
+        }
+        for s in &servers {
+            s.wait_up().await;
+        }
+        NatsCluster { servers }
+    }
+
+    /// Every server's URL, comma-separated: what a node's PCC_NATS_URL lists.
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
