@@ -14,7 +14,10 @@ use phasecast::{codec::Encoding, config::BusConfig, delta::Tolerance, model::Sta
 use phasecast_client::{FrameKind, Publisher, SubscribeOptions, Subscriber, Subscription};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{metric, nats_available, within, NatsCluster, NatsServer, Proxy, TestServer};
+use crate::support::{
+    install_crypto_provider, metric, nats_available, within, NatsCluster, NatsServer, Proxy,
+    TestServer,
+};
 
 /// A node on the broker at `urls`, its subscribers never skipped ahead (they read
 /// after bursts of states: the freshness bound, tests/it/freshness.rs, would rightly
@@ -509,4 +512,163 @@ async fn a_broker_server_dies_and_nothing_acknowledged_is_lost() {
     }
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// A phasecast node as its own process, so it can be killed with SIGKILL.
+struct NodeProcess {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl NodeProcess {
+    async fn start(nats: &str, id: &str) -> NodeProcess {
+        install_crypto_provider();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_phasecast"))
+            .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--nats-url", nats, "--node-id", id])
+            .args(["--freshness", "0", "--producer-rate-limit", "0"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the phasecast binary");
+        let node = NodeProcess { port, child };
+        let health = format!("{}/health", node.http());
+        within("node up", async {
+            loop {
+                if let Ok(r) = reqwest::get(&health).await {
+                    if let Ok(h) = r.json::<serde_json::Value>().await {
+                        if h["bus"]["connected"] == true && h["streams"][0]["name"] == "default" {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        node
+    }
+
+    fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn ws(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Three node processes; the producer's node is killed with SIGKILL mid-run and the
+/// producer moves to another node. Subscribers on the surviving nodes get every seq in
+/// order, exact; the killed node's subscribers resume on another node with a delta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producers_node_is_killed_and_nobody_loses_a_state() {
+    if !nats_available() {
+        return;
+    }
+    let nats = NatsServer::start().await;
+    let mut a = NodeProcess::start(&nats.url(), "a").await;
+    let b = NodeProcess::start(&nats.url(), "b").await;
+    let c = NodeProcess::start(&nats.url(), "c").await;
+    let mut survivors = Vec::new();
+    for (i, n) in [&b, &c].into_iter().enumerate() {
+        survivors.push(
+            Subscriber::connect(&SubscribeOptions::new(n.ws()).encoding(Encoding::ALL[i]))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut on_a = Vec::new();
+    for encoding in Encoding::ALL {
+        let mut options = SubscribeOptions::new(a.ws()).encoding(encoding);
+        options.fallback_urls = vec![b.ws()];
+        on_a.push(Subscription::new(options));
+    }
+
+    let mut truth = BTreeMap::new();
+    let mut producer_on = a.http();
+    let mut moved_at = None;
+    for step in 1..=300 {
+        if step == 120 {
+            // Subscribers of A hold a state before it dies.
+            for s in &mut on_a {
+                let (seq, _) = within("on A", s.next_state()).await.unwrap();
+                assert!(seq >= 1);
+            }
+            a.kill();
+        }
+        let s = state(step);
+        let reply = loop {
+            let publisher = Publisher::builder(producer_on.clone())
+                .encoding(Encoding::Protobuf)
+                .build();
+            match within("publish", publisher.publish(&s)).await {
+                Ok(r) => break r,
+                // A is gone: the producer moves to B.
+                Err(_) if producer_on != b.http() => {
+                    moved_at.get_or_insert(step);
+                    producer_on = b.http();
+                }
+                Err(e) => panic!("publishing on B: {e}"),
+            }
+        };
+        truth.insert(reply.seq, s);
+    }
+    assert!(moved_at.is_some(), "the producer moved to B");
+    let last = *truth.keys().last().unwrap();
+    for s in &mut survivors {
+        let held = read_until(s, last).await;
+        assert_eq!(
+            held.keys().copied().collect::<Vec<_>>(),
+            (held.keys().next().copied().unwrap()..=last).collect::<Vec<_>>(),
+            "every seq, in order"
+        );
+        for (seq, state) in &truth {
+            if held.contains_key(seq) {
+                assert_eq!(&held[seq], state, "seq {seq}");
+            }
+        }
+        assert_eq!(s.resyncs(), 0);
+    }
+    for s in &mut on_a {
+        let mut seq = 0;
+        while seq < last {
+            let (got, state) = within("resumed on B", s.next_state()).await.unwrap();
+            assert!(got > seq);
+            if let Some(t) = truth.get(&got) {
+                assert_eq!(&state, t, "seq {got}");
+            }
+            seq = got;
+        }
+        let stats = s.stats();
+        assert!(stats.reconnects >= 1);
+        assert_eq!(stats.resyncs, 0);
+    }
+    let scrape = reqwest::get(format!("{}/metrics", b.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric(&scrape, "phasecast_resumes_total{result=\"hit\"}"),
+        Some(2.0),
+        "A's two subscribers resumed on B with a delta"
+    );
 }

@@ -1,6 +1,7 @@
 //! phasecast's measuring tools, behind the `phasecast-bench` binary: `bandwidth` (bytes
 //! per frame through the real stream and codec), `loadgen` (end-to-end load on real
-//! sockets, with hostile clients), `soak` (a bounded run under churn) and
+//! sockets, with hostile clients), `soak` (a bounded run under churn), `replay` (a
+//! node's start on a broker until it serves) and
 //! `bench-report` (the tables and charts in `docs/`). They measure the server from
 //! outside, as a user's clients would, so they live in a crate of their own.
 
@@ -8,6 +9,7 @@ pub mod attack;
 pub mod bandwidth;
 pub mod chart;
 pub mod loadgen;
+pub mod replay;
 pub mod report;
 pub mod retention;
 pub mod soak;

@@ -304,9 +304,13 @@ pub(crate) async fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts nats-server with a WebSocket listener; returns it, its TCP address and
+/// Starts nats-server with a WebSocket listener (and, for phasecast nodes, JetStream,
+/// keeping its store in the server's own directory); returns it, its TCP address and
 /// its WebSocket URL.
-async fn spawn_nats(binary: &str) -> anyhow::Result<(Spawned, SocketAddr, String)> {
+pub(crate) async fn spawn_nats(
+    binary: &str,
+    jetstream: bool,
+) -> anyhow::Result<(Spawned, SocketAddr, String)> {
     let (port, ws_port) = (free_port()?, free_port()?);
     let dir = std::env::temp_dir().join(format!(
         "phasecast-loadgen-nats-{}-{port}",
@@ -314,10 +318,14 @@ async fn spawn_nats(binary: &str) -> anyhow::Result<(Spawned, SocketAddr, String
     ));
     std::fs::create_dir_all(&dir)?;
     let conf = dir.join("nats.conf");
-    std::fs::write(
-        &conf,
-        format!("listen: 127.0.0.1:{port}\nmax_payload: 8MB\nwebsocket {{\n  listen: 127.0.0.1:{ws_port}\n  no_tls: true\n}}\n"),
-    )?;
+    let mut text = format!("listen: 127.0.0.1:{port}\nmax_payload: 8MB\nwebsocket {{\n  listen: 127.0.0.1:{ws_port}\n  no_tls: true\n}}\n");
+    if jetstream {
+        text.push_str(&format!(
+            "jetstream {{\n  store_dir: {:?}\n}}\n",
+            dir.join("jetstream")
+        ));
+    }
+    std::fs::write(&conf, text)?;
     let child = Command::new(binary)
         .arg("-c")
         .arg(&conf)
@@ -401,7 +409,7 @@ async fn start(args: &LoadgenArgs) -> anyhow::Result<Endpoints> {
             let mut broker_pid = None;
             let mut bus_url = None;
             if args.nodes > 1 {
-                let (broker, tcp, _) = spawn_nats(&args.nats_server).await?;
+                let (broker, tcp, _) = spawn_nats(&args.nats_server, true).await?;
                 broker_pid = Some(broker.child.id());
                 bus_url = Some(format!("nats://{tcp}"));
                 spawned.push(broker);
@@ -415,7 +423,7 @@ async fn start(args: &LoadgenArgs) -> anyhow::Result<Endpoints> {
                 spawned.push(server);
             }
             if args.nodes > 1 {
-                // Let every node's bus subscription settle before the first state.
+                // Let every node follow the default stream's log before the first state.
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Ok(Endpoints {
@@ -428,7 +436,7 @@ async fn start(args: &LoadgenArgs) -> anyhow::Result<Endpoints> {
             })
         }
         System::Nats => {
-            let (spawned, tcp, ws) = spawn_nats(&args.nats_server).await?;
+            let (spawned, tcp, ws) = spawn_nats(&args.nats_server, false).await?;
             Ok(Endpoints {
                 http: String::new(),
                 ws: vec![ws],

@@ -7,6 +7,7 @@
 //! cargo run --release -p phasecast-bench -- bench-report target/bench/load.jsonl
 //! target/release/phasecast-bench soak --duration 30s
 //! target/release/phasecast-bench soak --duration 5m --oscillators 1024 --resuming 10
+//! target/release/phasecast-bench replay --oscillators 1024 --keyframe-interval 200
 //! ```
 //!
 //! `loadgen` and `soak` start the `phasecast` server binary that sits beside this one
@@ -16,7 +17,7 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use phasecast_bench::{bandwidth, loadgen, report, retention, soak};
+use phasecast_bench::{bandwidth, loadgen, replay, report, retention, soak};
 use tracing_subscriber::EnvFilter;
 
 /// Measure phasecast: bytes per frame, end-to-end load, soak; report the results.
@@ -42,6 +43,9 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Measure the server's memory per retained state, at several state sizes.
     Retention(retention::RetentionArgs),
+    /// Measure how long a node on a broker takes from its start to serving its first
+    /// subscriber the view it replayed from the log.
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::BenchReport(args) => bench_report(args),
         Command::Soak(args) => soak(args),
         Command::Retention(args) => retention(args),
+        Command::Replay(args) => replay(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,6 +146,18 @@ fn retention(args: retention::RetentionArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print!("{}", retention::markdown(&rows));
+    }
+    runtime.shutdown_background();
+    Ok(())
+}
+
+fn replay(args: replay::ReplayArgs) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let result = runtime.block_on(replay::run(&args))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print!("{}", replay::markdown(&result));
     }
     runtime.shutdown_background();
     Ok(())

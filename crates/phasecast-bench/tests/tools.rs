@@ -141,6 +141,53 @@ fn loadgen_and_report_smoke() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Nodes on a broker: a load run over three nodes, and the replay measurement, whose
+/// every replayed view the tool compares with the first node's.
+#[test]
+fn nodes_on_a_broker_smoke() {
+    if !nats_available() {
+        return;
+    }
+    let result: serde_json::Value = serde_json::from_str(&phasecast(&[
+        "loadgen",
+        "--nodes",
+        "3",
+        "--subscribers",
+        "6",
+        "--rate",
+        "100",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--quiet",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(result["nodes"], 3, "{result}");
+    assert!(
+        result["delivered_ratio"].as_f64().unwrap() >= 0.99,
+        "{result}"
+    );
+    let replay: serde_json::Value = serde_json::from_str(&phasecast(&[
+        "replay",
+        "--oscillators",
+        "64",
+        "--keyframe-interval",
+        "20",
+        "--history",
+        "50",
+        "--runs",
+        "2",
+        "--json",
+    ]))
+    .unwrap();
+    let runs = replay["start_to_serve_ms"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{replay}");
+    assert!(runs.iter().all(|t| t.as_f64().unwrap() > 0.0), "{replay}");
+    assert_eq!(replay["states"], 70);
+}
+
 #[test]
 fn bandwidth_smoke() {
     let table = phasecast(&["bandwidth", "--states", "100", "--seeds", "1"]);
