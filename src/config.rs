@@ -36,8 +36,8 @@ pub struct Config {
     pub bus: Option<BusConfig>,
     /// Connection-level limits and TLS.
     pub connection: ConnectionConfig,
-    /// Bytes that what producers send may occupy: retained views, cached frames,
-    /// states waiting for the bus (`memory.rs`).
+    /// Bytes that what producers send may occupy: retained views and cached frames
+    /// (`memory.rs`).
     pub memory_limit: usize,
 }
 
@@ -506,8 +506,8 @@ pub struct ServeArgs {
     /// Largest number of streams.
     #[arg(long, env = "PCC_MAX_STREAMS", default_value_t = defaults::MAX_STREAMS)]
     pub max_streams: usize,
-    /// Memory that producers' data may occupy (retained states, cached frames, states
-    /// waiting for the bus), e.g. 512MiB, 2GiB. Near it, histories get shorter, then new
+    /// Memory that producers' data may occupy (retained states, cached frames), e.g.
+    /// 512MiB, 2GiB. Near it, histories get shorter, then new
     /// streams are refused (503), then states that do not fit (507).
     #[arg(long, env = "PCC_MEMORY_LIMIT", default_value_t = ByteSize(defaults::MEMORY_LIMIT))]
     pub memory_limit: ByteSize,

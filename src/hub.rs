@@ -24,7 +24,7 @@ use std::{
 };
 
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     bus::{Bus, FromLog, LogError, Logged},
@@ -357,6 +357,7 @@ impl Hub {
             match from_log {
                 FromLog::Opened { stream, epoch } => {
                     if let Err(e) = self.open(&stream, &epoch) {
+                        warn!(error = %e, stream = %stream, "a log on the broker this node cannot follow");
                         self.refused_log(&stream, &e);
                     }
                 }
@@ -395,8 +396,16 @@ impl Hub {
         }
     }
 
+    /// Counts a log (or an entry of it) this node cannot hold. A stream past the
+    /// stream limit is warned about once, when its log is opened; its entries only
+    /// count.
     fn refused_log(&self, name: &str, e: &HubError) {
-        warn!(error = %e, stream = %name, "log entry for a stream this node cannot hold");
+        match e {
+            HubError::TooManyStreams(_) | HubError::InvalidStreamName(_) => {
+                debug!(error = %e, stream = %name, "log entry for a stream this node cannot hold");
+            }
+            _ => warn!(error = %e, stream = %name, "log entry this node cannot hold"),
+        }
         self.metrics.bus_dropped(match e {
             HubError::TooManyStreams(_) | HubError::InvalidStreamName(_) => BusDrop::StreamLimit,
             _ => BusDrop::MemoryLimit,

@@ -11,15 +11,17 @@
 //!   and deltas, JSON and protobuf frames ([`codec::pb`] is generated from `proto/`).
 //! - [`config`]: the `serve` flags and environment variables, validated, with their
 //!   defaults written once.
-//! - [`memory`]: the memory budget every retained view, cached frame and queued bus
-//!   update is charged to, per stream.
+//! - [`memory`]: the memory budget every retained view and cached frame is charged
+//!   to, per stream.
 //! - [`metrics`]: every OpenTelemetry instrument, rendered for Prometheus.
 //! - [`stream`]: one stream's order: seqs, the views subscribers hold, keyframes.
 //! - [`fanout`]: per stream, the history and broadcast ring ([`fanout::Channel`]), the
 //!   once-encoded frames every subscriber shares ([`fanout::Update`]), and the
 //!   slow-consumer policy of each subscriber ([`fanout::Feed`]), with no socket in it.
-//! - [`bus`]: how sequenced states reach other nodes (NATS), behind a narrow handle.
-//! - [`hub`]: every stream by name, the stream limit; given the bus.
+//! - [`bus`]: the streams' logs in NATS JetStream when nodes share a broker: append,
+//!   follow, replay.
+//! - [`hub`]: every stream by name, the stream limit; appends to the logs and follows
+//!   them when given the bus.
 //! - [`transport`]: HTTP and WebSocket by role: producers, subscribers, the peer layer
 //!   both share, health and metrics, the accept loop.
 //! - [`server`]: wiring and graceful shutdown; [`server::run`] is the entry point.

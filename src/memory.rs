@@ -1,6 +1,5 @@
 //! The memory budget: every byte that grows with what producers send (the views of
-//! retained states, wherever they are held; cached frames; states waiting for the bus)
-//! is charged to one server-wide [`Budget`], per stream through an [`Account`]. A
+//! retained states, wherever they are held; cached frames) is charged to one server-wide [`Budget`], per stream through an [`Account`]. A
 //! [`Charge`] is returned to its account when it is dropped, so what is accounted is
 //! what is alive, whoever holds it.
 //!

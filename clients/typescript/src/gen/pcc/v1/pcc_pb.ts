@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pcc/v1/pcc.proto.
  */
 export const file_pcc_v1_pcc: GenFile = /*@__PURE__*/
-  fileDesc("ChBwY2MvdjEvcGNjLnByb3RvEgZwY2MudjEibQoIUGNjU3RhdGUSDAoEc3RlcBgBIAEoBBIOCgZwaGFzZXMYAiADKAESDQoFc3BpbnMYAyADKBESDgoGZW5lcmd5GAQgASgBEhYKCXRpbWVzdGFtcBgFIAEoAUgAiAEBQgwKCl90aW1lc3RhbXAitwEKBUZyYW1lEgsKA3NlcRgBIAEoBBIMCgRzdGVwGAIgASgEEg4KBmVuZXJneRgDIAEoARIWCgl0aW1lc3RhbXAYBCABKAFIAYgBARIhCgRmdWxsGAUgASgLMhEucGNjLnYxLkZ1bGxTdGF0ZUgAEiMKBWRlbHRhGAYgASgLMhIucGNjLnYxLkRlbHRhU3RhdGVIABINCgVlcG9jaBgHIAEoCUIGCgRib2R5QgwKCl90aW1lc3RhbXAiQgoJRnVsbFN0YXRlEg4KBnBoYXNlcxgBIAMoARISCgpzcGluX2NvdW50GAIgASgNEhEKCXNwaW5fYml0cxgDIAEoDCKwAQoKRGVsdGFTdGF0ZRIPCgdza2lwcGVkGAEgASgEEhAKCGNoZWNrc3VtGAIgASgGEhMKC3F1YW50dW1fZXhwGAMgASgREhEKCXN0ZXBfZ2FwcxgEIAMoDRINCgVzdGVwcxgFIAMoEhISCgp2YWx1ZV9nYXBzGAYgAygNEg4KBnZhbHVlcxgHIAMoARIRCglmbGlwX2dhcHMYCCADKA0SEQoJZmxpcF9iaXRzGAkgASgMIjcKDUNsaWVudE1lc3NhZ2USIAoGcmVzeW5jGAEgASgLMg4ucGNjLnYxLlJlc3luY0gAQgQKAm9wIggKBlJlc3luYyJdCgxTdHJlYW1VcGRhdGUSCwoDc2VxGAEgASgEEh4KBHZpZXcYAiABKAsyEC5wY2MudjEuUGNjU3RhdGUSEAoIa2V5ZnJhbWUYAyABKAgSDgoGb3JpZ2luGAQgASgJYgZwcm90bzM");
+  fileDesc("ChBwY2MvdjEvcGNjLnByb3RvEgZwY2MudjEibQoIUGNjU3RhdGUSDAoEc3RlcBgBIAEoBBIOCgZwaGFzZXMYAiADKAESDQoFc3BpbnMYAyADKBESDgoGZW5lcmd5GAQgASgBEhYKCXRpbWVzdGFtcBgFIAEoAUgAiAEBQgwKCl90aW1lc3RhbXAitwEKBUZyYW1lEgsKA3NlcRgBIAEoBBIMCgRzdGVwGAIgASgEEg4KBmVuZXJneRgDIAEoARIWCgl0aW1lc3RhbXAYBCABKAFIAYgBARIhCgRmdWxsGAUgASgLMhEucGNjLnYxLkZ1bGxTdGF0ZUgAEiMKBWRlbHRhGAYgASgLMhIucGNjLnYxLkRlbHRhU3RhdGVIABINCgVlcG9jaBgHIAEoCUIGCgRib2R5QgwKCl90aW1lc3RhbXAiQgoJRnVsbFN0YXRlEg4KBnBoYXNlcxgBIAMoARISCgpzcGluX2NvdW50GAIgASgNEhEKCXNwaW5fYml0cxgDIAEoDCKwAQoKRGVsdGFTdGF0ZRIPCgdza2lwcGVkGAEgASgEEhAKCGNoZWNrc3VtGAIgASgGEhMKC3F1YW50dW1fZXhwGAMgASgREhEKCXN0ZXBfZ2FwcxgEIAMoDRINCgVzdGVwcxgFIAMoEhISCgp2YWx1ZV9nYXBzGAYgAygNEg4KBnZhbHVlcxgHIAMoARIRCglmbGlwX2dhcHMYCCADKA0SEQoJZmxpcF9iaXRzGAkgASgMIjcKDUNsaWVudE1lc3NhZ2USIAoGcmVzeW5jGAEgASgLMg4ucGNjLnYxLlJlc3luY0gAQgQKAm9wIggKBlJlc3luY2IGcHJvdG8z");
 
 /**
  * One state of the phase-coupled computation (PCC), as a producer sends it:
@@ -326,49 +326,4 @@ export type Resync = Message<"pcc.v1.Resync"> & {
  */
 export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
   messageDesc(file_pcc_v1_pcc, 5);
-
-/**
- * Between phasecast nodes, over NATS (subject `phasecast.v1.stream.<name>`): a state
- * with its place in the stream, as sequenced by the node that accepted it. Every node
- * keeps the same seqs and views from these, so a subscriber can resume on any node.
- * Clients never see this message.
- *
- * @generated from message pcc.v1.StreamUpdate
- */
-export type StreamUpdate = Message<"pcc.v1.StreamUpdate"> & {
-  /**
-   * The seq the accepting node assigned.
-   *
-   * @generated from field: uint64 seq = 1;
-   */
-  seq: bigint;
-
-  /**
-   * The view subscribers in step hold at this seq (within ε of the producer's state).
-   *
-   * @generated from field: pcc.v1.PccState view = 2;
-   */
-  view?: PccState | undefined;
-
-  /**
-   * Every subscriber gets a full frame at this seq.
-   *
-   * @generated from field: bool keyframe = 3;
-   */
-  keyframe: boolean;
-
-  /**
-   * Id of the accepting node (PCC_NODE_ID), so it can skip its own messages.
-   *
-   * @generated from field: string origin = 4;
-   */
-  origin: string;
-};
-
-/**
- * Describes the message pcc.v1.StreamUpdate.
- * Use `create(StreamUpdateSchema)` to create a new message.
- */
-export const StreamUpdateSchema: GenMessage<StreamUpdate> = /*@__PURE__*/
-  messageDesc(file_pcc_v1_pcc, 6);
 

@@ -78,15 +78,3 @@ class ClientMessage(_message.Message):
 class Resync(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
-
-class StreamUpdate(_message.Message):
-    __slots__ = ("seq", "view", "keyframe", "origin")
-    SEQ_FIELD_NUMBER: _ClassVar[int]
-    VIEW_FIELD_NUMBER: _ClassVar[int]
-    KEYFRAME_FIELD_NUMBER: _ClassVar[int]
-    ORIGIN_FIELD_NUMBER: _ClassVar[int]
-    seq: int
-    view: PccState
-    keyframe: bool
-    origin: str
-    def __init__(self, seq: _Optional[int] = ..., view: _Optional[_Union[PccState, _Mapping]] = ..., keyframe: bool = ..., origin: _Optional[str] = ...) -> None: ...
