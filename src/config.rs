@@ -156,12 +156,14 @@ impl BusConfig {
     }
 }
 
-/// Where JetStream keeps the logs.
+/// Where JetStream keeps the logs: `File`, on disk (the logs survive a restart of the
+/// broker), or `Memory` (faster, lost when every broker server restarts).
+// The variants have no doc comments: clap would list them as help for each value, and
+// that switches `serve --help` to its long layout for every flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[allow(missing_docs)]
 pub enum LogStorage {
-    /// On disk: the logs survive a restart of the broker.
     File,
-    /// In memory: faster, lost when every broker server restarts.
     Memory,
 }
 

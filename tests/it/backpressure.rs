@@ -8,14 +8,16 @@ use crate::support::{metric, within, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_subscriber_is_dropped_and_the_others_get_every_state() {
-    // The outbox holds every state of the test, so the good subscriber cannot fall
-    // behind it however slowly this machine runs it; only a socket unwritable for the
-    // whole send timeout (the stuck one's) or a backlog over 256 KiB closes anyone.
+    // The outbox and the history hold every state of the test, and the freshness
+    // bound is off, so the good subscriber cannot be skipped ahead however slowly this
+    // machine runs it; only a socket unwritable for the whole send timeout (the stuck
+    // one's) or a backlog over 256 KiB closes anyone.
     let server = TestServer::with(|c| {
         c.subscriber.send_timeout = Duration::from_secs(2);
         c.subscriber.max_backlog_bytes = 256 << 10;
         c.subscriber.outbox_frames = 512;
-        c.stream.history = 64;
+        c.subscriber.freshness = None;
+        c.stream.history = 512;
     })
     .await;
     // Connected, then never read from again.

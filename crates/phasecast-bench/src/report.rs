@@ -197,11 +197,13 @@ pub fn markdown(reports: &Reports) -> String {
         .filter(|(_, _, c)| c.nodes > 1)
         .collect();
     if !multi.is_empty() {
-        out.push_str("\n| system | subscribers | producer's node p50 / p99 ms | other nodes p50 / p99 ms | server CPU % (all nodes) | per node | broker CPU % | server µs/frame |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("\n| system | subscribers | producer's node p50 / p99 ms | other nodes p50 / p99 ms | server CPU % (all nodes) | per node | broker CPU % | server µs/frame | nodes + broker µs/frame |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (name, n, c) in multi {
+            // The broker's CPU per delivered frame, added in the same proportion.
+            let with_broker = c.us_per_frame * (c.cpu + c.broker_cpu) / c.cpu;
             out.push_str(&format!(
-                "| {name} | {n} | {:.2} / {:.2} | {:.2} / {:.2} | {:.1} | {:.1} | {:.1} | {:.2} |\n",
-                c.local.0, c.local.1, c.remote.0, c.remote.1, c.cpu, c.cpu / c.nodes as f64, c.broker_cpu, c.us_per_frame
+                "| {name} | {n} | {:.2} / {:.2} | {:.2} / {:.2} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |\n",
+                c.local.0, c.local.1, c.remote.0, c.remote.1, c.cpu, c.cpu / c.nodes as f64, c.broker_cpu, c.us_per_frame, with_broker
             ));
         }
     }
