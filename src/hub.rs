@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::{
-    bus::{Bus, FromLog, LogError, Logged},
+    bus::{Bus, Confirmation, FromLog, LogError, Logged},
     config::StreamConfig,
     fanout::Channel,
     memory::{self, Budget, Fraction},
@@ -100,6 +100,23 @@ pub struct Published {
     pub seq: u64,
     /// Subscribers of the stream at that moment.
     pub subscribers: usize,
+}
+
+/// What [`Hub::send`] did with a state.
+pub enum Sending {
+    /// Published (a single node).
+    Published(Published),
+    /// Sent to the log; its confirmation is awaited with [`Hub::confirmed`].
+    Confirming(Confirmation),
+}
+
+impl std::fmt::Debug for Sending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sending::Published(p) => f.debug_tuple("Published").field(p).finish(),
+            Sending::Confirming(_) => f.write_str("Confirming"),
+        }
+    }
 }
 
 /// All streams of this node.
@@ -240,6 +257,45 @@ impl Hub {
             seq,
             subscribers: self.applied(name, seq).await,
         })
+    }
+
+    /// Starts publishing `state` on the stream `name` without waiting for the log
+    /// (`/ingest`, whose accepted states get no answer): on a single node it is
+    /// published at once ([`Sending::Published`]); on a broker it is sent to the log and
+    /// the log's confirmation is to be awaited with [`Hub::confirmed`], so a producer's
+    /// states can be in flight together, in order.
+    ///
+    /// # Errors
+    /// As [`Hub::publish`], for what can be known before the log answers.
+    pub async fn send(&self, name: &str, state: State) -> Result<Sending, HubError> {
+        let Some(bus) = &self.bus else {
+            return self.publish(name, state).await.map(Sending::Published);
+        };
+        self.check_room(name, &state)?;
+        match bus.send(name, &state).await {
+            Ok(confirmation) => Ok(Sending::Confirming(confirmation)),
+            Err(e) => {
+                self.metrics.bus_dropped(BusDrop::PublishFailed);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The log's answer to a [`Sending::Confirming`]: the seq, counted.
+    ///
+    /// # Errors
+    /// [`HubError::Log`] when the log did not store it.
+    pub async fn confirmed(&self, confirmation: Confirmation) -> Result<u64, HubError> {
+        match confirmation.await {
+            Ok(seq) => {
+                self.metrics.bus_published();
+                Ok(seq)
+            }
+            Err(e) => {
+                self.metrics.bus_dropped(BusDrop::PublishFailed);
+                Err(e.into())
+            }
+        }
     }
 
     /// Waits (at most [`APPLIED_WAIT`]) until this node has applied `seq` of `name`

@@ -32,7 +32,7 @@ use crate::{
     stream::keyframe_at_or_before,
 };
 
-pub use nats::{Bus, FromLog, Spawned};
+pub use nats::{Bus, Confirmation, FromLog, Spawned};
 
 /// Subject prefix of the logs; the stream name follows.
 pub const LOG_SUBJECT_PREFIX: &str = "phasecast.v1.log.";

@@ -5,6 +5,8 @@
 
 use std::{
     collections::HashSet,
+    future::Future,
+    pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
         Arc, Mutex,
@@ -16,7 +18,7 @@ use async_nats::{
     connection::State as Connection,
     jetstream::{
         self,
-        consumer::{pull, DeliverPolicy},
+        consumer::{push, DeliverPolicy},
         stream::{self, DiscardPolicy, StorageType},
     },
     HeaderMap,
@@ -42,13 +44,13 @@ const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
 /// Pause between attempts to append or to read a log after an error.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-/// How long one pull for a log's entries waits on the broker; its idle heartbeat is
-/// half of it, and two missed heartbeats make the follower's consumer again (after a
-/// broker server died with it).
-const PULL_EXPIRY: Duration = Duration::from_secs(2);
-
 /// Where JetStream announces a stream it created; the stream's name is the last token.
 const CREATED_ADVISORIES: &str = "$JS.EVENT.ADVISORY.STREAM.CREATED.*";
+
+/// An append sent to the log, waiting for the log's confirmation: the seq, or why
+/// the state was not stored. Confirmations of one node's appends come in the order
+/// they were sent.
+pub type Confirmation = Pin<Box<dyn Future<Output = Result<u64, LogError>> + Send>>;
 
 /// What a follower reports, in log order.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,6 +225,54 @@ impl Bus {
             self.known.lock().expect("bus lock").remove(stream);
             tokio::time::sleep(RETRY_PAUSE).await;
         }
+    }
+
+    /// Sends `state` to the log of `stream` (made if needed) without waiting for the
+    /// log's confirmation, so a producer's states can be in flight together (on
+    /// `/ingest`), in order; the [`Confirmation`] tells the seq, within the append
+    /// timeout. Not retried: a state not confirmed is reported, and the producer told.
+    ///
+    /// # Errors
+    /// [`LogError::Unreachable`] when the broker is not connected;
+    /// [`LogError::NotStored`] when the log cannot be made or the state not sent.
+    pub async fn send(
+        self: &Arc<Self>,
+        stream: &str,
+        state: &State,
+    ) -> Result<Confirmation, LogError> {
+        if !self.is_connected() {
+            return Err(LogError::Unreachable);
+        }
+        let wait = self.config.append_timeout;
+        let deadline = Instant::now() + wait;
+        let sent = async {
+            self.ensure_log(stream).await?;
+            let mut headers = HeaderMap::new();
+            let id = format!(
+                "{}-{}",
+                self.config.node_id,
+                self.next_id.fetch_add(1, Relaxed)
+            );
+            headers.insert("Nats-Msg-Id", id.as_str());
+            self.jetstream
+                .publish_with_headers(log_subject(stream), headers, encode_entry(state))
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let ack = match tokio::time::timeout_at(deadline, sent).await {
+            Ok(Ok(ack)) => ack,
+            Ok(Err(e)) => return Err(LogError::NotStored(e)),
+            Err(_) => return Err(LogError::NotStored("not sent in time".to_owned())),
+        };
+        Ok(Box::pin(async move {
+            match tokio::time::timeout_at(deadline, ack).await {
+                Ok(Ok(ack)) => Ok(ack.sequence),
+                Ok(Err(e)) => Err(LogError::NotStored(e.to_string())),
+                Err(_) => Err(LogError::NotStored(format!(
+                    "no confirmation within {wait:?} (PCC_NATS_APPEND_TIMEOUT)"
+                ))),
+            }
+        }))
     }
 
     /// Makes the log of `stream` if it does not exist, and follows it.
@@ -400,14 +450,15 @@ impl Bus {
             }
             *next = Some((epoch.clone(), start));
         }
+        // A push consumer: the broker sends each entry as it is stored (with flow
+        // control), and the client makes the consumer again after a gap or two missed
+        // idle heartbeats (a broker server gone with it).
         let consumer = log
-            .create_consumer(pull::OrderedConfig {
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
                 deliver_policy: DeliverPolicy::ByStartSequence {
                     start_sequence: start,
                 },
-                // Pulls expire, and heartbeats come, this often: a consumer lost with
-                // a broker server is noticed within two heartbeats and made again.
-                max_expires: PULL_EXPIRY,
                 ..Default::default()
             })
             .await

@@ -51,7 +51,7 @@ pub(super) enum Ending {
     Unwritable,
 }
 
-/// What happened on a peer's side, from [`Peer::next`].
+/// What happened on a peer's side, from [`Peer::answer`].
 #[derive(Debug)]
 pub(super) enum Event {
     /// A data message (text or binary) within the budget.
@@ -117,14 +117,6 @@ impl Peer {
     /// The socket, for writing frames.
     pub(super) fn socket(&mut self) -> &mut WebSocket {
         &mut self.socket
-    }
-
-    /// The next event on the peer's side, its answer (a ping, a close handshake)
-    /// written. Not cancel-safe: where other work races the peer in `select!`, race
-    /// [`Peer::poll`] and [`Peer::answer`] what it saw in the arm.
-    pub(super) async fn next(&mut self) -> Event {
-        let seen = self.poll().await;
-        self.answer(seen).await
     }
 
     /// Waits for the shutdown, a message, or the ping slot. Cancel-safe: nothing is

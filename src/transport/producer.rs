@@ -17,6 +17,7 @@ use axum::{
     response::{IntoResponse, Response},
     Extension, Json,
 };
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::{sync::OwnedSemaphorePermit, time::timeout};
@@ -32,7 +33,7 @@ use super::{
 use crate::{
     bus::LogError,
     codec::{self, Encoding},
-    hub::{validate_stream_name, HubError, Published, DEFAULT_STREAM},
+    hub::{validate_stream_name, HubError, Published, Sending, DEFAULT_STREAM},
     metrics::RejectReason,
 };
 
@@ -46,22 +47,23 @@ struct Accepted {
     processing: Duration,
 }
 
+/// States of one `/ingest` producer sent to the log and not yet confirmed, at most:
+/// past it the producer's next message waits (and TCP slows the producer down).
+const IN_FLIGHT: usize = 256;
+
 /// Bodies larger than this are decoded and validated on tokio's blocking pool: a
 /// 1.4 MB JSON state takes milliseconds of CPU, which must not hold up the runtime
 /// worker that small states and subscribers share.
 const DECODE_OFF_RUNTIME: usize = 64 << 10;
 
-/// Decodes, validates and publishes one producer state, `started` being when its
-/// request or message was taken up; shared by the HTTP routes and the producer
-/// WebSocket. A state without a timestamp gets the time it was accepted, as the old
-/// server did.
-async fn ingest_state(
+/// Decodes and validates one producer state; shared by the HTTP routes and the
+/// producer WebSocket. A state without a timestamp gets the time it was accepted, as
+/// the old server did.
+async fn take_state(
     app: &AppState,
-    stream: &str,
     encoding: Encoding,
     body: Bytes,
-    started: Instant,
-) -> Result<Accepted, ApiError> {
+) -> Result<crate::model::State, ApiError> {
     let size = body.len();
     let limits = app.config.producer.limits;
     let decode = move || -> Result<_, ApiError> {
@@ -81,6 +83,20 @@ async fn ingest_state(
     if state.timestamp.is_none() {
         state.timestamp = Some(unix_now());
     }
+    Ok(state)
+}
+
+/// Decodes, validates and publishes one producer state (HTTP), `started` being when
+/// its request was taken up.
+async fn ingest_state(
+    app: &AppState,
+    stream: &str,
+    encoding: Encoding,
+    body: Bytes,
+    started: Instant,
+) -> Result<Accepted, ApiError> {
+    let size = body.len();
+    let state = take_state(app, encoding, body).await?;
     let step = state.step;
     let published = app.hub.publish(stream, state).await?;
     let processing = started.elapsed();
@@ -282,20 +298,42 @@ impl Producer {
         info!(peer = %self.peer, stream = %self.stream, accepted, "producer disconnected");
     }
 
-    /// Returns how many states were accepted.
+    /// Returns how many states were accepted. On a broker, a state is sent to the log
+    /// as it arrives and its confirmation awaited beside the next ones (at most
+    /// [`IN_FLIGHT`] at once), so the producer's rate is not one log round trip a
+    /// state; a state the log does not confirm closes the producer with 1013.
     async fn drive(&self, peer: &mut Peer) -> u64 {
         let rate = self.app.config.producer.rate_limit;
         let mut bucket = Bucket::new(rate);
         let mut accepted = 0;
-        let send_timeout = self.app.config.subscriber.send_timeout;
+        let mut in_flight = FuturesOrdered::new();
         loop {
-            let event = peer.next().await;
+            let event = tokio::select! {
+                biased;
+                Some(confirmed) = in_flight.next(), if !in_flight.is_empty() => {
+                    match confirmed {
+                        Ok(_) => {
+                            accepted += 1;
+                            continue;
+                        }
+                        Err(e) => {
+                            self.log_unavailable(peer, &e).await;
+                            return accepted;
+                        }
+                    }
+                }
+                seen = peer.poll(), if in_flight.len() < IN_FLIGHT => peer.answer(seen).await,
+            };
             let started = Instant::now();
             let (encoding, incoming) = match event {
                 Event::Handled | Event::Probed(_) => continue,
                 Event::Ended(ending) => {
                     if ending == Ending::TooBig {
                         self.app.metrics.input_rejected(RejectReason::TooLarge);
+                    }
+                    // What was sent before the end still gets its answer counted.
+                    while let Some(confirmed) = in_flight.next().await {
+                        accepted += u64::from(confirmed.is_ok());
                     }
                     return accepted;
                 }
@@ -309,45 +347,80 @@ impl Producer {
                     retry_after: Default::default(),
                 })
             } else {
-                ingest_state(&self.app, &self.stream, encoding, incoming.clone(), started).await
+                self.send(encoding, incoming.clone(), started).await
             };
             match result {
-                Ok(_) => accepted += 1,
-                Err(ApiError::Hub(HubError::Log(e))) => {
-                    // Nodes on a broker: states sent after this one would be refused
-                    // too. The close tells the producer, which reconnects when it can.
-                    self.app
-                        .metrics
-                        .input_rejected(RejectReason::LogUnavailable);
-                    let reason = match e {
-                        LogError::Unreachable => "log unavailable: the NATS broker is unreachable; reconnect and send again",
-                        LogError::NotStored(_) => "log unavailable: the log did not confirm the state in time; reconnect and send again",
-                    };
-                    peer.close(1013, reason).await;
+                Ok(Sending::Published(_)) => accepted += 1,
+                Ok(Sending::Confirming(confirmation)) => {
+                    let hub = self.app.hub.clone();
+                    in_flight.push_back(async move { hub.confirmed(confirmation).await });
+                }
+                Err(ApiError::Hub(e @ HubError::Log(_))) => {
+                    self.log_unavailable(peer, &e).await;
                     return accepted;
                 }
                 Err(e) => {
-                    if let Some(reason) = e.reject_reason() {
-                        self.app.metrics.input_rejected(reason);
-                    }
-                    let mut reply = e.body();
-                    // Name the rejected state's step whenever it can be read, valid
-                    // state or not.
-                    if let Some(step) = codec::peek_step(encoding, &incoming) {
-                        reply["step"] = step.into();
-                    }
-                    let reply = Message::Text(reply.to_string().into());
-                    // A producer that sends bad states and never reads the answers is
-                    // closed rather than left holding its slot.
-                    if !matches!(
-                        timeout(send_timeout, peer.socket().send(reply)).await,
-                        Ok(Ok(()))
-                    ) {
+                    if !self.refuse(peer, e, encoding, &incoming).await {
                         return accepted;
                     }
                 }
             }
         }
+    }
+
+    /// Decodes, validates and sends one state.
+    async fn send(
+        &self,
+        encoding: Encoding,
+        body: Bytes,
+        started: Instant,
+    ) -> Result<Sending, ApiError> {
+        let size = body.len();
+        let state = take_state(&self.app, encoding, body).await?;
+        let sending = self.app.hub.send(&self.stream, state).await?;
+        self.app.metrics.state_received(started.elapsed());
+        self.app.metrics.state_size(size);
+        Ok(sending)
+    }
+
+    /// Nodes on a broker: the log did not take a state. States sent after it would be
+    /// refused too; the close tells the producer, which reconnects when it can.
+    async fn log_unavailable(&self, peer: &mut Peer, e: &HubError) {
+        self.app
+            .metrics
+            .input_rejected(RejectReason::LogUnavailable);
+        let reason = match e {
+            HubError::Log(LogError::Unreachable) => {
+                "log unavailable: the NATS broker is unreachable; reconnect and send again"
+            }
+            _ => "log unavailable: the log did not confirm the state in time; reconnect and send again",
+        };
+        peer.close(1013, reason).await;
+    }
+
+    /// Answers a refused state with its error as JSON text; false when the producer
+    /// does not read it (it is then closed rather than left holding its slot).
+    async fn refuse(
+        &self,
+        peer: &mut Peer,
+        e: ApiError,
+        encoding: Encoding,
+        incoming: &Bytes,
+    ) -> bool {
+        if let Some(reason) = e.reject_reason() {
+            self.app.metrics.input_rejected(reason);
+        }
+        let mut reply = e.body();
+        // Name the rejected state's step whenever it can be read, valid state or not.
+        if let Some(step) = codec::peek_step(encoding, incoming) {
+            reply["step"] = step.into();
+        }
+        let reply = Message::Text(reply.to_string().into());
+        let send_timeout = self.app.config.subscriber.send_timeout;
+        matches!(
+            timeout(send_timeout, peer.socket().send(reply)).await,
+            Ok(Ok(()))
+        )
     }
 }
 
