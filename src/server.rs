@@ -74,7 +74,7 @@ const REPLAY_WAIT: Duration = Duration::from_secs(10);
 /// single node), follows every log on the broker, and waits until each is replayed
 /// up to the entry that was newest at start, so the first subscriber gets the same
 /// view as on every other node.
-async fn replay(hub: &Arc<Hub>) {
+async fn replay(hub: &Arc<Hub>, tracker: &TaskTracker, shutdown: CancellationToken) {
     let Some(bus) = hub.bus().cloned() else {
         return;
     };
@@ -111,10 +111,22 @@ async fn replay(hub: &Arc<Hub>) {
     };
     match tokio::time::timeout(REPLAY_WAIT, caught_up).await {
         Ok(logs) => info!(logs, took = ?started.elapsed(), "logs replayed"),
-        Err(_) => warn!(
-            "the logs were not replayed within {REPLAY_WAIT:?} (is the broker reachable?): \
-             serving, and catching up as they come"
-        ),
+        Err(_) => {
+            warn!(
+                "the logs were not replayed within {REPLAY_WAIT:?} (is the broker reachable?): \
+                 serving, and catching up as they come"
+            );
+            // Other logs are found by discovery once the broker answers; the default
+            // stream's log is made by this node as soon as it can be.
+            tracker.spawn(async move {
+                while bus.ensure_log(DEFAULT_STREAM).await.is_err() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            });
+        }
     }
 }
 
@@ -164,7 +176,7 @@ pub async fn run(
     if let Some(logs) = logs {
         let following = hub.clone();
         tracker.spawn(async move { following.follow_logs(logs).await });
-        replay(&hub).await;
+        replay(&hub, &tracker, token.child_token()).await;
     }
     let config = Arc::new(config);
     if let Some(demo) = config.demo {

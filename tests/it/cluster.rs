@@ -371,6 +371,41 @@ async fn after_every_node_restarts_clients_resume_with_a_delta() {
     b.shutdown().await;
 }
 
+/// A node started while its broker is down serves once its replay wait is over, and
+/// makes the default stream's log when the broker comes: `/ws` then has a stream, as on
+/// a single node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_before_its_broker_makes_the_default_log_when_it_comes() {
+    if !nats_available() {
+        return;
+    }
+    let mut nats = NatsServer::start().await;
+    nats.stop();
+    let bus = BusConfig::new(nats.url(), "early");
+    let a = TestServer::with(move |c| {
+        c.bus = Some(bus);
+        c.subscriber.freshness = None;
+    })
+    .await;
+    // It answers only once it stopped waiting for the logs.
+    a.wait_for_health("serving without a broker", |h| {
+        h["bus"]["connected"] == false && h["streams"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    nats.restart().await;
+    a.wait_for_health("the default stream's log", |h| {
+        h["bus"]["connected"] == true && h["streams"][0]["name"] == "default"
+    })
+    .await;
+    let mut sub = Subscriber::connect(&SubscribeOptions::new(a.ws()).encoding(Encoding::Json))
+        .await
+        .unwrap();
+    let truth = publish(&a, 1..=3).await;
+    let held = read_until(&mut sub, 3).await;
+    assert_eq!(held, truth);
+    a.shutdown().await;
+}
+
 /// The broker goes away: producers are refused, with 503 and a reason over HTTP and
 /// with a close on `/ingest`, within the append timeout; nothing is acknowledged and
 /// then lost. When it is back (its file store kept the log), publishing goes on.
