@@ -407,9 +407,21 @@ impl Hub {
         self.metrics.memory_action(MemoryAction::HistoryShortened);
     }
 
-    /// Applies what the logs hold, in each log's order, until the bus closes.
-    pub async fn follow_logs(&self, mut logs: mpsc::Receiver<FromLog>) {
-        while let Some(from_log) = logs.recv().await {
+    /// Applies what the logs hold, in each log's order, until `shutdown` (the bus the
+    /// followers send through lives as long as this hub, so the queue never closes).
+    pub async fn follow_logs(
+        &self,
+        mut logs: mpsc::Receiver<FromLog>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let from_log = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = logs.recv() => match next {
+                    Some(f) => f,
+                    None => return,
+                },
+            };
             match from_log {
                 FromLog::Opened { stream, epoch } => {
                     if let Err(e) = self.open(&stream, &epoch) {

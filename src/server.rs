@@ -175,7 +175,8 @@ pub async fn run(
     ));
     if let Some(logs) = logs {
         let following = hub.clone();
-        tracker.spawn(async move { following.follow_logs(logs).await });
+        let stop = token.child_token();
+        tracker.spawn(async move { following.follow_logs(logs, stop).await });
         replay(&hub, &tracker, token.child_token()).await;
     }
     let config = Arc::new(config);

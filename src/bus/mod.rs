@@ -16,8 +16,8 @@
 //! - A node that starts replays each log from the keyframe before the history it
 //!   keeps; the log keeps `history + keyframe interval` states (and, if set, no
 //!   older than an age), so a subscriber resumes on any node, after any restart.
-//! - With the broker unreachable, appending fails: the producer is refused (503),
-//!   never answered for a state that is then lost.
+//! - With the broker unreachable, appending fails: the producer is refused (503 over
+//!   HTTP, close 1013 on `/ingest`), never answered for a state that is then lost.
 //!
 //! The broker client itself is in [`nats`]; this file holds what the log is made of.
 

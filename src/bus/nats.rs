@@ -85,7 +85,8 @@ pub struct Bus {
     /// both, so a replay from its keyframe covers the whole history.
     history: u64,
     keyframe_interval: u64,
-    /// Logs known to exist (appended to or followed), by stream name.
+    /// Logs known to exist (made or found by this node's appends and listings), by
+    /// stream name: an append to one of them skips the round trip that makes it.
     known: Mutex<HashSet<String>>,
     /// Streams with a follower.
     following: Mutex<HashSet<String>>,
@@ -403,8 +404,8 @@ impl Bus {
         }
     }
 
-    /// Reads the log of `stream` in order until shutdown, starting again after the
-    /// next entry it has not read whenever reading fails (the broker away, a server of
+    /// Reads the log of `stream` in order until shutdown, starting again at the next
+    /// entry it has not read whenever reading fails (the broker away, a server of
     /// the cluster gone); from the log's replay point when the log was made anew.
     async fn follow_log(self: Arc<Self>, stream: String) {
         let mut next = None;
@@ -451,8 +452,9 @@ impl Bus {
             *next = Some((epoch.clone(), start));
         }
         // A push consumer: the broker sends each entry as it is stored (with flow
-        // control), and the client makes the consumer again after a gap or two missed
-        // idle heartbeats (a broker server gone with it).
+        // control). The client makes the consumer again after a gap or a reconnect;
+        // after two missed idle heartbeats (a broker server gone with it, about 10 s)
+        // it reports an error, and `follow_log` makes a new one.
         let consumer = log
             .create_consumer(push::OrderedConfig {
                 deliver_subject: self.client.new_inbox(),
