@@ -301,24 +301,31 @@ impl Hub {
     /// Waits (at most [`APPLIED_WAIT`]) until this node has applied `seq` of `name`
     /// from the log; returns the stream's subscribers then.
     async fn applied(&self, name: &str, seq: u64) -> usize {
-        let wait = async {
-            loop {
-                if let Some(stream) = self.stream(name) {
-                    let mut head = stream.watch_head();
-                    if head.wait_for(|h| *h >= seq).await.is_ok() && !stream.is_retired() {
-                        return stream.subscribers();
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        };
-        tokio::time::timeout(APPLIED_WAIT, wait)
-            .await
-            .unwrap_or_else(|_| self.stream(name).map_or(0, |s| s.subscribers()))
+        match tokio::time::timeout(APPLIED_WAIT, self.wait_applied(name, seq)).await {
+            Ok(stream) => stream.subscribers(),
+            Err(_) => self.stream(name).map_or(0, |s| s.subscribers()),
+        }
     }
 
-    /// Whether `state` would fit, before it goes to the log: the same checks as
-    /// [`Hub::admit`], without creating the stream (its log does).
+    /// Waits until this node's stream `name` has applied `seq` from its log, and
+    /// returns it: the stream may not exist yet, or be replaced (a log made anew) on
+    /// the way. Unbounded: callers bound it.
+    pub async fn wait_applied(&self, name: &str, seq: u64) -> Arc<Channel> {
+        loop {
+            if let Some(stream) = self.stream(name) {
+                let mut head = stream.watch_head();
+                let reached = head.wait_for(|h| *h >= seq || stream.is_retired()).await;
+                if reached.is_ok() && !stream.is_retired() {
+                    return stream;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Whether `state` would fit (making room if needed): the stream name, the stream
+    /// limit for a new stream, the memory budget. It creates nothing: on a single node
+    /// [`Hub::admit`] creates the stream next; on a broker its log does.
     fn check_room(&self, name: &str, state: &State) -> Result<(), HubError> {
         match self.stream(name) {
             Some(stream) => self.make_room(Some(&stream), stream.cost_of(state)),
@@ -329,6 +336,7 @@ impl Hub {
                 {
                     return Err(HubError::TooManyStreams(self.config.max_streams));
                 }
+                // A first state's view, the sequencer's copy and room for its frames.
                 self.make_room(None, 4 * memory::state_bytes(state))
             }
         }
@@ -336,18 +344,8 @@ impl Hub {
 
     /// The stream `name` (created if needed) once `state` fits the memory budget.
     fn admit(&self, name: &str, state: &State) -> Result<Arc<Channel>, HubError> {
-        match self.stream(name) {
-            Some(stream) => {
-                self.make_room(Some(&stream), stream.cost_of(state))?;
-                Ok(stream)
-            }
-            None => {
-                validate_stream_name(name)?;
-                // A first state's view, the sequencer's copy and room for its frames.
-                self.make_room(None, 4 * memory::state_bytes(state))?;
-                self.stream_or_create(name)
-            }
-        }
+        self.check_room(name, state)?;
+        self.stream_or_create(name)
     }
 
     /// Makes room for `cost` more bytes on `stream` (`None`: a stream to be created),

@@ -97,15 +97,7 @@ async fn replay(hub: &Arc<Hub>, tracker: &TaskTracker, shutdown: CancellationTok
     let caught_up = async {
         let logs = replayed.await;
         for (name, last) in &logs {
-            loop {
-                if let Some(stream) = hub.stream(name) {
-                    let mut head = stream.watch_head();
-                    if head.wait_for(|seq| *seq >= *last).await.is_ok() {
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            hub.wait_applied(name, *last).await;
         }
         logs.len()
     };

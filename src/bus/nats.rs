@@ -19,6 +19,7 @@ use async_nats::{
     jetstream::{
         self,
         consumer::{push, DeliverPolicy},
+        context::PublishAckFuture,
         stream::{self, DiscardPolicy, StorageType},
     },
     HeaderMap,
@@ -187,22 +188,13 @@ impl Bus {
             return Err(LogError::Unreachable);
         }
         let deadline = Instant::now() + self.config.append_timeout;
-        let id = format!(
-            "{}-{}",
-            self.config.node_id,
-            self.next_id.fetch_add(1, Relaxed)
-        );
+        let id = self.next_msg_id();
         let payload = encode_entry(state);
         loop {
             let attempt = async {
-                self.ensure_log(stream).await?;
-                let mut headers = HeaderMap::new();
-                headers.insert("Nats-Msg-Id", id.as_str());
                 let ack = self
-                    .jetstream
-                    .publish_with_headers(log_subject(stream), headers, payload.clone())
-                    .await
-                    .map_err(|e| e.to_string())?
+                    .publish(stream, &id, payload.clone())
+                    .await?
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok::<u64, String>(ack.sequence)
@@ -246,20 +238,8 @@ impl Bus {
         }
         let wait = self.config.append_timeout;
         let deadline = Instant::now() + wait;
-        let sent = async {
-            self.ensure_log(stream).await?;
-            let mut headers = HeaderMap::new();
-            let id = format!(
-                "{}-{}",
-                self.config.node_id,
-                self.next_id.fetch_add(1, Relaxed)
-            );
-            headers.insert("Nats-Msg-Id", id.as_str());
-            self.jetstream
-                .publish_with_headers(log_subject(stream), headers, encode_entry(state))
-                .await
-                .map_err(|e| e.to_string())
-        };
+        let id = self.next_msg_id();
+        let sent = self.publish(stream, &id, encode_entry(state));
         let ack = match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(ack)) => ack,
             Ok(Err(e)) => return Err(LogError::NotStored(e)),
@@ -274,6 +254,32 @@ impl Bus {
                 ))),
             }
         }))
+    }
+
+    /// A new `Nats-Msg-Id`: unique per append of this node, the same for its retries.
+    fn next_msg_id(&self) -> String {
+        format!(
+            "{}-{}",
+            self.config.node_id,
+            self.next_id.fetch_add(1, Relaxed)
+        )
+    }
+
+    /// Sends one entry to the log of `stream` (made if needed) under the message id
+    /// `id`; the returned future is the log's confirmation.
+    async fn publish(
+        self: &Arc<Self>,
+        stream: &str,
+        id: &str,
+        payload: bytes::Bytes,
+    ) -> Result<PublishAckFuture, String> {
+        self.ensure_log(stream).await?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id);
+        self.jetstream
+            .publish_with_headers(log_subject(stream), headers, payload)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Makes the log of `stream` if it does not exist, and follows it.

@@ -444,7 +444,7 @@ async fn with_the_broker_away_producers_are_refused_and_nothing_acknowledged_is_
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["reason"], "log_unavailable", "{body}");
     assert!(
-        took < BusConfig::new("", "").append_timeout + Duration::from_secs(3),
+        took < phasecast::config::defaults::NATS_APPEND_TIMEOUT + Duration::from_secs(3),
         "refused after {took:?}"
     );
     let text = phasecast::codec::encode_state(Encoding::Json, &state(21));
