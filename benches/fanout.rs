@@ -16,7 +16,7 @@ use phasecast::{
     codec::{self, Encoding},
     config::StreamConfig,
     delta::Tolerance,
-    fanout::{Channel, Update},
+    fanout::{Channel, Form, Update},
     metrics::Metrics,
     workload::Workload,
 };
@@ -34,6 +34,8 @@ fn fanout(c: &mut Criterion) {
             history: 16,
             max_streams: 1,
             frame_cache_bytes: phasecast::config::defaults::FRAME_CACHE_BYTES,
+            precision_classes: vec![],
+            summary_bins: 16,
         };
         let stream = Channel::new(
             "bench".into(),
@@ -44,19 +46,24 @@ fn fanout(c: &mut Criterion) {
         );
         let mut workload = Workload::kuramoto(32, 7);
         stream.publish(workload.next_state(), &metrics);
+        let class = stream.classes().default_class();
         let mut subscribers: Vec<_> = (0..SUBSCRIBERS)
-            .map(|_| stream.join(None).latest.expect("published").held())
+            .map(|_| {
+                let joined = stream.join(class, None, false, &metrics);
+                joined.latest.expect("published").held()
+            })
             .collect();
         // What each subscriber's feed does when woken: take the update after its cursor.
         let next = |held: &phasecast::fanout::Held| -> Arc<Update> {
-            stream.since(held.seq, 1).updates.pop().expect("an update")
+            let since = stream.since(class, held.seq, 1, false);
+            since.updates.into_iter().next().expect("an update")
         };
         group.bench_function(BenchmarkId::new("shared", encoding), |b| {
             b.iter(|| {
                 stream.publish(workload.next_state(), &metrics);
                 for held in subscribers.iter_mut() {
                     let update = next(held);
-                    black_box(update.frame_for(encoding, Some(held), &metrics));
+                    black_box(update.frame_for(Form::whole(encoding), Some(held), &metrics));
                     *held = update.held();
                 }
             })

@@ -121,6 +121,11 @@ pub struct StreamConfig {
     /// Bytes of encoded frames a stream keeps for its newest updates, past the two
     /// newest (which always keep theirs).
     pub frame_cache_bytes: usize,
+    /// Tolerances subscribers may choose (`?epsilon=`) besides lossless and the
+    /// default `tolerance`, which are always offered.
+    pub precision_classes: Vec<Tolerance>,
+    /// Bins of the phase histogram in summaries (`?fields=summary`).
+    pub summary_bins: usize,
 }
 
 /// Settings for the shared log on NATS JetStream (`bus/`).
@@ -216,6 +221,12 @@ pub mod defaults {
     pub const MEMORY_LIMIT: usize = 512 << 20;
     /// `--frame-cache`.
     pub const FRAME_CACHE_BYTES: usize = 16 << 20;
+    /// `--precision-classes`.
+    pub const PRECISION_CLASSES: &str = "0,0.0001,0.001,0.01";
+    /// `--summary-bins`.
+    pub const SUMMARY_BINS: usize = 16;
+    /// Most bins `--summary-bins` may ask for.
+    pub const MAX_SUMMARY_BINS: usize = 4096;
     /// `--shutdown-timeout`.
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
     /// `--connection-rate-limit`.
@@ -268,6 +279,9 @@ impl Default for Config {
                 history: defaults::HISTORY,
                 max_streams: defaults::MAX_STREAMS,
                 frame_cache_bytes: defaults::FRAME_CACHE_BYTES,
+                precision_classes: parse_classes(defaults::PRECISION_CLASSES)
+                    .expect("the default classes parse"),
+                summary_bins: defaults::SUMMARY_BINS,
             },
             metrics: true,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
@@ -516,6 +530,13 @@ pub struct ServeArgs {
     /// Bytes of encoded frames each stream keeps for subscribers a few frames behind.
     #[arg(long, env = "PCC_FRAME_CACHE", default_value_t = ByteSize(defaults::FRAME_CACHE_BYTES))]
     pub frame_cache: ByteSize,
+    /// Tolerances in radians subscribers may choose with ?epsilon=, comma-separated;
+    /// 0 (lossless) and PCC_DELTA_EPSILON (the default class) are always offered.
+    #[arg(long, env = "PCC_PRECISION_CLASSES", default_value = defaults::PRECISION_CLASSES)]
+    pub precision_classes: String,
+    /// Bins of the phase histogram in summaries (?fields=summary).
+    #[arg(long, env = "PCC_SUMMARY_BINS", default_value_t = defaults::SUMMARY_BINS)]
+    pub summary_bins: usize,
     /// Frames a subscriber may fall behind before it skips to the newest state.
     #[arg(long, env = "PCC_OUTBOX_FRAMES", default_value_t = defaults::OUTBOX_FRAMES)]
     pub outbox_frames: usize,
@@ -708,6 +729,18 @@ impl ServeArgs {
         config.producer.limits.max_oscillators = self.max_oscillators;
         config.stream.max_streams = self.max_streams;
         config.stream.frame_cache_bytes = self.frame_cache.0;
+        match parse_classes(&self.precision_classes) {
+            Ok(classes) => config.stream.precision_classes = classes,
+            Err(e) => problems.push(format!("--precision-classes / PCC_PRECISION_CLASSES: {e}")),
+        }
+        if !(1..=defaults::MAX_SUMMARY_BINS).contains(&self.summary_bins) {
+            problems.push(format!(
+                "--summary-bins / PCC_SUMMARY_BINS: must be from 1 to {}, got {}",
+                defaults::MAX_SUMMARY_BINS,
+                self.summary_bins
+            ));
+        }
+        config.stream.summary_bins = self.summary_bins;
         config.memory_limit = self.memory_limit.0;
         config.subscriber.outbox_frames = self.outbox_frames;
         config.subscriber.max_subscribers = self.max_subscribers;
@@ -838,6 +871,20 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
     n.checked_mul(scale)
         .and_then(|v| usize::try_from(v).ok())
         .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A comma-separated list of tolerances in radians (empty entries ignored).
+fn parse_classes(list: &str) -> Result<Vec<Tolerance>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let epsilon: f64 = e
+                .parse()
+                .map_err(|_| format!("{e:?} is not a number of radians"))?;
+            Tolerance::new(epsilon)
+        })
+        .collect()
 }
 
 #[cfg(test)]

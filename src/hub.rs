@@ -530,6 +530,8 @@ mod tests {
             history,
             max_streams,
             frame_cache_bytes: 1 << 20,
+            precision_classes: vec![],
+            summary_bins: 16,
         };
         let metrics = Metrics::new(false, tokio_util::task::TaskTracker::new()).unwrap();
         Hub::new(config, 8, Arc::new(metrics), Budget::new(budget), None)

@@ -6,15 +6,18 @@
 //! Data flows one way: ingest → stream → fan-out → transport. Each module depends
 //! only on those before it in this list; `config` and `metrics` are leaves every
 //! other module is handed.
-//! - [`model`], [`delta`], [`codec`]: the wire layer, from the `phasecast-wire` crate
-//!   (shared with the Rust client): the PCC [`State`](model::State), views within ε
-//!   and deltas, JSON and protobuf frames ([`codec::pb`] is generated from `proto/`).
+//! - [`model`], [`delta`], [`codec`], [`projection`], [`summary`]: the wire layer, from
+//!   the `phasecast-wire` crate (shared with the Rust client): the PCC
+//!   [`State`](model::State), views within ε and deltas, JSON and protobuf frames
+//!   ([`codec::pb`] is generated from `proto/`), the parts of a state a subscriber
+//!   takes, and the summaries computed once per state.
 //! - [`config`]: the `serve` flags and environment variables, validated, with their
 //!   defaults written once.
 //! - [`memory`]: the memory budget every retained view and cached frame is charged
 //!   to, per stream.
 //! - [`metrics`]: every OpenTelemetry instrument, rendered for Prometheus.
-//! - [`stream`]: one stream's order: seqs, the views subscribers hold, keyframes.
+//! - [`stream`]: one stream's order: seqs, the views subscribers hold, keyframes, the
+//!   precision classes.
 //! - [`fanout`]: per stream, the history and broadcast ring ([`fanout::Channel`]), the
 //!   once-encoded frames every subscriber shares ([`fanout::Update`]), and the
 //!   slow-consumer policy of each subscriber ([`fanout::Feed`]), with no socket in it.
@@ -30,7 +33,7 @@
 //! The Rust client is the `phasecast-client` crate; the benchmark and load tools are
 //! the `phasecast-bench` crate.
 
-pub use phasecast_wire::{codec, delta, model};
+pub use phasecast_wire::{codec, delta, model, projection, summary};
 
 pub mod bus;
 pub mod config;

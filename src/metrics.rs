@@ -366,7 +366,10 @@ impl Metrics {
                 "phasecast_client_messages_ignored",
                 "Text messages from subscribers that are not control messages (keep-alives and the like), read and ignored",
             ),
-            keyframes: counter("phasecast_keyframes", "Keyframes produced by streams"),
+            keyframes: counter(
+                "phasecast_keyframes",
+                "Keyframes produced by streams, in every precision class",
+            ),
             slow_disconnects: counter(
                 "phasecast_slow_client_disconnects",
                 "Subscribers closed for being too slow, by reason",

@@ -6,6 +6,9 @@
 //! Keyframes come on a schedule of seqs (1, 1 + K, 1 + 2K, ...), plus at shape changes
 //! and after a missing seq, so a node that reads a shared log ([`Sequencer::follow`])
 //! from a scheduled keyframe derives the same views as every other node.
+//!
+//! A stream offers several tolerances at once ([`Classes`], `?epsilon=`): each class
+//! has a sequencer of its own, fed the same states at the same seqs.
 
 use crate::{
     config::StreamConfig,
@@ -43,6 +46,75 @@ pub fn keyframe_at_or_before(seq: u64, interval: u64) -> u64 {
     (seq.max(1) - 1) / interval * interval + 1
 }
 
+/// The precision classes a stream offers: tolerances, lossless first, one of them the
+/// default for subscribers that do not choose. A class is named by its index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classes {
+    tolerances: Vec<Tolerance>,
+    default: usize,
+}
+
+impl Classes {
+    /// Lossless, every tolerance in `offered`, and `default`: sorted, each once.
+    pub fn new(default: Tolerance, offered: &[Tolerance]) -> Classes {
+        let mut tolerances: Vec<Tolerance> = [Tolerance::LOSSLESS, default]
+            .into_iter()
+            .chain(offered.iter().copied())
+            .collect();
+        tolerances.sort_by(|a, b| a.epsilon().total_cmp(&b.epsilon()));
+        tolerances.dedup_by(|a, b| a.epsilon() == b.epsilon());
+        let default = tolerances
+            .iter()
+            .position(|t| t.epsilon() == default.epsilon())
+            .expect("the default is among the classes");
+        Classes {
+            tolerances,
+            default,
+        }
+    }
+
+    /// The classes a stream of `config` offers: lossless, its `precision_classes` and
+    /// its default `tolerance`.
+    pub fn of(config: &StreamConfig) -> Classes {
+        Classes::new(config.tolerance, &config.precision_classes)
+    }
+
+    /// Only `default` (and lossless).
+    pub fn only(default: Tolerance) -> Classes {
+        Classes::new(default, &[])
+    }
+
+    /// How many classes.
+    pub fn len(&self) -> usize {
+        self.tolerances.len()
+    }
+
+    /// Always false: lossless is always offered.
+    pub fn is_empty(&self) -> bool {
+        self.tolerances.is_empty()
+    }
+
+    /// The default class.
+    pub fn default_class(&self) -> usize {
+        self.default
+    }
+
+    /// The class of tolerance `epsilon`, if offered.
+    pub fn find(&self, epsilon: f64) -> Option<usize> {
+        self.tolerances.iter().position(|t| t.epsilon() == epsilon)
+    }
+
+    /// The tolerance of `class`.
+    pub fn tolerance(&self, class: usize) -> Tolerance {
+        self.tolerances[class]
+    }
+
+    /// Every class's ε, ascending.
+    pub fn epsilons(&self) -> impl Iterator<Item = f64> + '_ {
+        self.tolerances.iter().map(|t| t.epsilon())
+    }
+}
+
 /// Seq, view and keyframe schedule of one stream.
 #[derive(Debug, Clone)]
 pub struct Sequencer {
@@ -53,11 +125,16 @@ pub struct Sequencer {
 }
 
 impl Sequencer {
-    /// A sequencer for a new, empty stream.
+    /// A sequencer for a new, empty stream at the default tolerance of `config`.
     pub fn new(config: &StreamConfig) -> Sequencer {
+        Sequencer::with_tolerance(config.tolerance, config.keyframe_interval)
+    }
+
+    /// A sequencer for a new, empty stream of tolerance `tolerance`.
+    pub fn with_tolerance(tolerance: Tolerance, keyframe_interval: u64) -> Sequencer {
         Sequencer {
-            tolerance: config.tolerance,
-            keyframe_interval: config.keyframe_interval.max(1),
+            tolerance,
+            keyframe_interval: keyframe_interval.max(1),
             last: None,
         }
     }
@@ -75,23 +152,24 @@ impl Sequencer {
     /// Gives `state` the next seq and derives the view subscribers will hold (see
     /// [`Sequencer::follow`]). Whether a delta is worth sending is not decided here
     /// but once per encoding, when the frame is made (`fanout/update.rs`).
-    pub fn sequence(&mut self, state: State) -> Sequenced {
+    pub fn sequence(&mut self, state: &State) -> Sequenced {
         self.follow(self.seq() + 1, state)
     }
 
     /// Takes `state` at `seq` (above the newest; a shared log decides it) and derives
     /// its view: at a scheduled keyframe, a shape change, the first state and after a
-    /// missing seq the view is the state itself; otherwise it follows the state within
+    /// missing seq the view is the state itself (its phases on the class's quantum
+    /// grid, [`delta::keyframe_view`]); otherwise it follows the state within
     /// ε of the previous view ([`delta::advance`]). The same states at the same seqs
     /// from the same keyframe give the same views, on every node.
-    pub fn follow(&mut self, seq: u64, state: State) -> Sequenced {
+    pub fn follow(&mut self, seq: u64, state: &State) -> Sequenced {
         let view = match &self.last {
             Some((prev_seq, prev))
                 if *prev_seq + 1 == seq
-                    && prev.same_shape(&state)
+                    && prev.same_shape(state)
                     && !is_scheduled_keyframe(seq, self.keyframe_interval) =>
             {
-                Some(delta::advance(prev, &state, &self.tolerance))
+                Some(delta::advance(prev, state, &self.tolerance))
             }
             _ => None,
         };
@@ -103,7 +181,7 @@ impl Sequencer {
             },
             None => Sequenced {
                 seq,
-                view: state,
+                view: delta::keyframe_view(state, &self.tolerance),
                 keyframe: true,
             },
         };
@@ -123,7 +201,20 @@ mod tests {
             history: 16,
             max_streams: 8,
             frame_cache_bytes: crate::config::defaults::FRAME_CACHE_BYTES,
+            precision_classes: vec![],
+            summary_bins: 16,
         }
+    }
+
+    #[test]
+    fn classes_are_lossless_the_offered_and_the_default_sorted_once() {
+        let t = |e| Tolerance::new(e).unwrap();
+        let c = Classes::new(t(0.002), &[t(0.01), t(0.0), t(0.001), t(0.01)]);
+        assert_eq!(c.epsilons().collect::<Vec<_>>(), [0.0, 0.001, 0.002, 0.01]);
+        assert_eq!(c.default_class(), 2);
+        assert_eq!(c.find(0.001), Some(1));
+        assert_eq!(c.find(0.005), None);
+        assert_eq!(Classes::only(Tolerance::LOSSLESS).len(), 1);
     }
 
     /// A state in which the first eight phases move every step.
@@ -145,7 +236,7 @@ mod tests {
         let mut keyframes = vec![];
         for step in 1..=10 {
             let n = if step == 6 { 12 } else { 64 };
-            let sequenced = s.sequence(state(step, n));
+            let sequenced = s.sequence(&state(step, n));
             assert_eq!(sequenced.seq, step);
             if sequenced.keyframe {
                 keyframes.push(sequenced.seq);
@@ -161,7 +252,7 @@ mod tests {
         let mut s = Sequencer::new(&config(eps, 1000));
         for step in 0..200 {
             let truth = state(step, 16);
-            let view = s.sequence(truth.clone()).view;
+            let view = s.sequence(&truth).view;
             for (v, t) in view.phases.iter().zip(&truth.phases) {
                 assert!((v - t).abs() <= eps, "step {step}: {v} vs {t}");
             }
@@ -173,22 +264,17 @@ mod tests {
         let eps = 1e-3;
         let states: Vec<_> = (1..=40).map(|step| state(step, 16)).collect();
         let mut first = Sequencer::new(&config(eps, 10));
-        let views: Vec<_> = states.iter().map(|s| first.sequence(s.clone())).collect();
+        let views: Vec<_> = states.iter().map(|s| first.sequence(s)).collect();
         // A node that starts later reads the log from the keyframe at 21.
         let mut later = Sequencer::new(&config(eps, 10));
         for (i, s) in states.iter().enumerate().skip(20) {
-            assert_eq!(
-                later.follow(i as u64 + 1, s.clone()),
-                views[i],
-                "seq {}",
-                i + 1
-            );
+            assert_eq!(later.follow(i as u64 + 1, s), views[i], "seq {}", i + 1);
         }
         // A missing seq makes a keyframe: nothing is derived from a view not held.
         let mut gap = Sequencer::new(&config(eps, 10));
-        gap.follow(3, states[2].clone());
-        assert!(gap.follow(5, states[4].clone()).keyframe);
-        assert!(!gap.follow(6, states[5].clone()).keyframe);
+        gap.follow(3, &states[2]);
+        assert!(gap.follow(5, &states[4]).keyframe);
+        assert!(!gap.follow(6, &states[5]).keyframe);
         assert_eq!(keyframe_at_or_before(20, 10), 11);
         assert_eq!(keyframe_at_or_before(21, 10), 21);
         assert_eq!(keyframe_at_or_before(0, 10), 1);

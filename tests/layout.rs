@@ -13,6 +13,8 @@ const RANKS: &[(&str, u32)] = &[
     ("codec", 0),
     ("delta", 0),
     ("model", 0),
+    ("projection", 0),
+    ("summary", 0),
     ("config", 1),
     ("memory", 1),
     ("workload", 1),

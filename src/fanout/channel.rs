@@ -12,6 +12,13 @@
 //! encoded for it. So a retained state costs its view, not every encoding ever made
 //! of it. Every view and frame is charged to the stream's memory [`Account`]; under
 //! memory pressure the hub asks the stream to [`Channel::shed`] its oldest states.
+//!
+//! Each precision class (`?epsilon=`) the stream's subscribers ask for is a *chain*
+//! of its own: a sequencer, and a history of views within its ε. The default class's
+//! chain is always there; another starts when its first subscriber joins, from the
+//! producer's newest state (the stream keeps it: the *truth*), and stays. Every chain
+//! takes every state at the same seq. Summaries (`?fields=summary`) are made once per
+//! state, from the truth, while the stream has subscribers that take them.
 
 use std::{
     collections::VecDeque,
@@ -23,14 +30,13 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::{Held, Update, View};
+use super::{Held, StateSummary, Update, View};
 use crate::{
-    codec::Encoding,
     config::StreamConfig,
     memory::{self, Account, Budget, Charge},
     metrics::Metrics,
     model::State,
-    stream::{Sequenced, Sequencer},
+    stream::{Classes, Sequenced, Sequencer},
 };
 
 /// Seq and shape of a stream's newest state, for `/health`.
@@ -62,11 +68,15 @@ pub struct Channel {
     /// Changes whenever this stream's seqs could start again (a new process on a
     /// single node, a log made anew on a broker): a seq is only meaningful with it.
     epoch: Arc<str>,
+    classes: Classes,
+    keyframe_interval: u64,
+    summary_bins: usize,
     history_len: usize,
     /// How many of the newest updates keep their frames (the outbox): a subscriber
     /// that falls further behind skips ahead (latest wins).
     window: usize,
-    /// Bytes of frames the window may keep past its two newest updates.
+    /// Bytes of frames the window may keep past its two newest updates, shared by the
+    /// active chains.
     frame_cache: usize,
     /// What this stream's views and frames are charged to.
     account: Arc<Account>,
@@ -75,14 +85,50 @@ pub struct Channel {
     /// The newest seq, watched by every subscriber's feed.
     head: watch::Sender<u64>,
     subscribers: AtomicUsize,
+    /// Subscribers that take summaries: while there are any, each state gets one.
+    summary_subscribers: AtomicUsize,
     /// Replaced by a stream of another epoch: its subscribers are sent away.
     retired: AtomicBool,
-    /// Size of the last full frame sent, per encoding: what a delta saves against.
-    full_len: [AtomicUsize; 2],
 }
 
 #[derive(Debug)]
 struct Inner {
+    /// One chain per class, by class index; `None` until a subscriber asks for it
+    /// (the default class's is always there).
+    chains: Vec<Option<Chain>>,
+    /// The producer's newest state.
+    truth: Option<Truth>,
+}
+
+impl Inner {
+    fn chain(&self, class: usize) -> &Chain {
+        self.chains[class]
+            .as_ref()
+            .expect("a subscriber's class is started when it joins")
+    }
+
+    fn active(&mut self) -> impl Iterator<Item = &mut Chain> {
+        self.chains.iter_mut().flatten()
+    }
+
+    fn seq(&self) -> u64 {
+        self.truth.as_ref().map_or(0, |t| t.seq)
+    }
+}
+
+/// The producer's newest state, as it came (not a view within ε): what a class that
+/// starts now starts from and what summaries are made of. Charged.
+#[derive(Debug)]
+struct Truth {
+    seq: u64,
+    state: State,
+    summary: Option<Arc<StateSummary>>,
+    _charge: Charge,
+}
+
+/// One precision class's views: its sequencer and history.
+#[derive(Debug)]
+struct Chain {
     sequencer: Sequencer,
     /// The sequencer's copy of the newest view.
     sequencer_charge: Charge,
@@ -90,7 +136,7 @@ struct Inner {
     history: VecDeque<Entry>,
 }
 
-impl Inner {
+impl Chain {
     /// The retained entry at `seq`. Seqs rise but may skip (a log entry this node
     /// could not take), so it is looked up, not computed.
     fn find(&self, seq: u64) -> Option<&Entry> {
@@ -100,6 +146,25 @@ impl Inner {
             .ok()?;
         self.history.get(i)
     }
+
+    fn latest(&self) -> Option<&Arc<Update>> {
+        self.history.back().and_then(|e| e.update.as_ref())
+    }
+
+    /// Bytes of encoded frames the chain keeps.
+    fn cached_bytes(&self) -> usize {
+        self.history
+            .iter()
+            .filter_map(|e| e.update.as_ref())
+            .map(|u| u.cached_bytes())
+            .sum()
+    }
+
+    /// Bytes of the newest view and its frames.
+    fn newest_bytes(&self) -> usize {
+        self.latest()
+            .map_or(0, |u| memory::state_bytes(&u.view) + u.cached_bytes())
+    }
 }
 
 /// One retained state.
@@ -108,12 +173,15 @@ struct Entry {
     held: Held,
     /// The update with its encoded frames, while it is among the newest `window`.
     update: Option<Arc<Update>>,
+    /// Its summary, if made: what an envelope folds in for a subscriber that skipped
+    /// this state after its update left the window.
+    summary: Option<Arc<StateSummary>>,
 }
 
 /// What a subscriber gets when it joins a stream.
 #[derive(Debug)]
 pub struct Joined {
-    /// The newest update, if the stream has one.
+    /// The newest update of its class, if the stream has one.
     pub latest: Option<Arc<Update>>,
     /// The state the subscriber asked to resume from, if still in the history.
     pub resume_from: Option<Held>,
@@ -130,6 +198,8 @@ pub struct Since {
     /// States after the cursor that left the window (or the history) before the
     /// subscriber took them.
     pub lagged: u64,
+    /// The summaries of the states that left the window, when asked for.
+    pub lagged_summaries: Vec<Arc<StateSummary>>,
 }
 
 impl Channel {
@@ -143,22 +213,31 @@ impl Channel {
         budget: &Arc<Budget>,
     ) -> Channel {
         let account = budget.account(&name);
+        let classes = Classes::of(config);
+        let mut chains: Vec<Option<Chain>> = (0..classes.len()).map(|_| None).collect();
+        chains[classes.default_class()] = Some(Chain {
+            sequencer: Sequencer::with_tolerance(config.tolerance, config.keyframe_interval),
+            sequencer_charge: account.charge(0),
+            history: VecDeque::new(),
+        });
         Channel {
             name,
             epoch: epoch.into(),
+            classes,
+            keyframe_interval: config.keyframe_interval,
+            summary_bins: config.summary_bins,
             history_len: config.history.max(1),
             window: outbox_frames.max(1),
             frame_cache: config.frame_cache_bytes,
             inner: Mutex::new(Inner {
-                sequencer: Sequencer::new(config),
-                sequencer_charge: account.charge(0),
-                history: VecDeque::new(),
+                chains,
+                truth: None,
             }),
             account,
             head: watch::channel(0).0,
             subscribers: AtomicUsize::new(0),
+            summary_subscribers: AtomicUsize::new(0),
             retired: AtomicBool::new(false),
-            full_len: Default::default(),
         }
     }
 
@@ -177,13 +256,17 @@ impl Channel {
         &self.epoch
     }
 
+    /// The precision classes subscribers may choose.
+    pub fn classes(&self) -> &Classes {
+        &self.classes
+    }
+
     /// Sequences `state` and applies it: the path from producer to subscribers on a
     /// single node. Returns the seq. Never waits on a subscriber.
     pub fn publish(&self, state: State, metrics: &Metrics) -> u64 {
         let mut inner = self.lock();
-        let sequenced = inner.sequencer.sequence(state);
-        let seq = sequenced.seq;
-        self.push(&mut inner, sequenced, metrics);
+        let seq = inner.seq() + 1;
+        self.push(&mut inner, seq, state, metrics);
         seq
     }
 
@@ -192,11 +275,10 @@ impl Channel {
     /// was applied. Never waits on a subscriber.
     pub fn follow(&self, seq: u64, state: State, metrics: &Metrics) -> bool {
         let mut inner = self.lock();
-        if seq <= inner.sequencer.seq() {
+        if seq <= inner.seq() {
             return false;
         }
-        let sequenced = inner.sequencer.follow(seq, state);
-        self.push(&mut inner, sequenced, metrics);
+        self.push(&mut inner, seq, state, metrics);
         true
     }
 
@@ -217,117 +299,170 @@ impl Channel {
         self.retired.load(Relaxed)
     }
 
-    fn push(&self, inner: &mut Inner, sequenced: Sequenced, metrics: &Metrics) {
-        let quantum_exp = inner.sequencer.tolerance().quantum_exp();
-        inner.sequencer_charge.clear();
-        inner
+    /// `state` at `seq` into every active chain, then the new truth.
+    fn push(&self, inner: &mut Inner, seq: u64, state: State, metrics: &Metrics) {
+        let summary = (self.summary_subscribers.load(Relaxed) > 0)
+            .then(|| Arc::new(StateSummary::of(&state, self.summary_bins, &self.account)));
+        let active = inner.chains.iter().flatten().count().max(1);
+        for chain in inner.active() {
+            let sequenced = chain.sequencer.follow(seq, &state);
+            self.push_view(chain, sequenced, summary.clone(), active, metrics);
+        }
+        inner.truth = Some(Truth {
+            seq,
+            _charge: self.account.charge(memory::state_bytes(&state)),
+            state,
+            summary,
+        });
+        self.head.send_replace(seq);
+    }
+
+    /// A chain's next view into its history, as an update.
+    fn push_view(
+        &self,
+        chain: &mut Chain,
+        sequenced: Sequenced,
+        summary: Option<Arc<StateSummary>>,
+        active: usize,
+        metrics: &Metrics,
+    ) {
+        let quantum_exp = chain.sequencer.tolerance().quantum_exp();
+        chain.sequencer_charge.clear();
+        chain
             .sequencer_charge
             .grow(memory::state_bytes(&sequenced.view));
-        let prev = inner.history.back().and_then(|e| e.update.as_deref());
+        let prev = chain.history.back().and_then(|e| e.update.as_deref());
         let update = Arc::new(Update::new(
             sequenced,
             prev,
             &self.epoch,
             quantum_exp,
+            summary.clone(),
             &self.account,
         ));
-        let seq = update.seq;
         if update.keyframe {
             metrics.keyframe();
         }
-        if inner.history.len() >= self.history_len {
-            inner.history.pop_front();
+        let history = &mut chain.history;
+        if history.len() >= self.history_len {
+            history.pop_front();
         }
         // The update that just left the window keeps only its view.
-        if inner.history.len() >= self.window {
-            let i = inner.history.len() - self.window;
-            if let Some(old) = inner.history[i].update.take() {
+        if history.len() >= self.window {
+            let i = history.len() - self.window;
+            if let Some(old) = history[i].update.take() {
                 old.release();
             }
         }
-        inner.history.push_back(Entry {
+        history.push_back(Entry {
             held: update.held(),
             update: Some(update),
+            summary,
         });
-        self.bound_frames(&mut inner.history);
-        self.head.send_replace(seq);
+        self.bound_frames(history, self.frame_cache / active);
     }
 
-    /// Releases the frames of updates in the window past the frame cache (the two
+    /// Releases the frames of updates in the window past `frame_cache` bytes (the two
     /// newest always keep theirs): those updates leave the window.
-    fn bound_frames(&self, history: &mut VecDeque<Entry>) {
+    fn bound_frames(&self, history: &mut VecDeque<Entry>, frame_cache: usize) {
         let mut kept = 0;
         for (age, entry) in history.iter_mut().rev().enumerate() {
             let Some(update) = &entry.update else { break };
             kept += update.cached_bytes();
-            if age >= 2 && kept > self.frame_cache {
+            if age >= 2 && kept > frame_cache {
                 update.release();
                 entry.update = None;
             }
         }
     }
 
-    /// Frees memory under pressure: every update but the newest leaves the window
-    /// (its frames released), then the oldest states leave the history until about
-    /// `bytes` were given back or only the newest is left. Returns the bytes given
-    /// back and the states dropped from the history.
+    /// Frees memory under pressure: in every chain, every update but the newest leaves
+    /// the window (its frames released), then the oldest states leave the histories
+    /// until about `bytes` were given back or only the newest is left. Returns the
+    /// bytes given back and the states dropped from the histories.
     pub fn shed(&self, bytes: usize) -> (usize, usize) {
         let before = self.account.used();
         let mut inner = self.lock();
-        let newest = inner.history.len().saturating_sub(1);
-        for entry in inner.history.range_mut(..newest) {
-            if let Some(update) = entry.update.take() {
-                update.release();
+        for chain in inner.active() {
+            let newest = chain.history.len().saturating_sub(1);
+            for entry in chain.history.range_mut(..newest) {
+                if let Some(update) = entry.update.take() {
+                    update.release();
+                }
             }
         }
         let mut dropped = 0;
-        while inner.history.len() > 1 && before.saturating_sub(self.account.used()) < bytes {
-            inner.history.pop_front();
-            dropped += 1;
+        while before.saturating_sub(self.account.used()) < bytes {
+            let mut any = false;
+            for chain in inner.active().filter(|c| c.history.len() > 1) {
+                chain.history.pop_front();
+                dropped += 1;
+                any = true;
+            }
+            if !any {
+                break;
+            }
         }
         (before.saturating_sub(self.account.used()), dropped)
     }
 
-    /// Bytes a state like `state` is expected to add to this stream: its view and,
-    /// from what the newest update has encoded, its frames (three times the view for
-    /// a stream's first state).
+    /// Bytes a state like `state` is expected to add to this stream: per active
+    /// class, its view and, from what the newest update has encoded, its frames
+    /// (three times the view for a stream's first state).
     pub fn cost_of(&self, state: &State) -> usize {
         let view = memory::state_bytes(state);
-        let frames = self.latest().map_or(3 * view, |u| u.cached_bytes());
-        view + frames
+        let inner = self.lock();
+        inner
+            .chains
+            .iter()
+            .flatten()
+            .map(|c| view + c.latest().map_or(3 * view, |u| u.cached_bytes()))
+            .sum()
     }
 
-    /// Bytes of the newest state and its frames: what a same-sized next state
-    /// replaces once it is in.
+    /// Bytes of the newest state and its frames, in every class: what a same-sized
+    /// next state replaces once it is in.
     pub fn newest_bytes(&self) -> usize {
-        self.latest()
-            .map_or(0, |u| memory::state_bytes(&u.view) + u.cached_bytes())
+        let inner = self.lock();
+        inner.chains.iter().flatten().map(Chain::newest_bytes).sum()
     }
 
     /// Bytes of encoded frames the stream keeps.
     pub fn cached_bytes(&self) -> usize {
-        self.lock()
-            .history
-            .iter()
-            .filter_map(|e| e.update.as_ref())
-            .map(|u| u.cached_bytes())
-            .sum()
+        let inner = self.lock();
+        inner.chains.iter().flatten().map(Chain::cached_bytes).sum()
     }
 
-    /// Joins the stream: the newest update, the update to resume from (when
-    /// `resume` names one still in the history, of this epoch), and a receiver for
-    /// what follows. Pair with [`Channel::leave`].
-    pub fn join(&self, resume: Option<&Resume>) -> Joined {
-        let inner = self.lock();
+    /// Joins the stream in precision class `class` (starting the class if it is the
+    /// first to ask): the class's newest update, the update to resume from (when
+    /// `resume` names one still in its history, of this epoch), and a receiver for
+    /// what follows. A subscriber that takes summaries (`summaries`) has the newest
+    /// state's made at once. Pair with [`Channel::leave`].
+    pub fn join(
+        &self,
+        class: usize,
+        resume: Option<&Resume>,
+        summaries: bool,
+        metrics: &Metrics,
+    ) -> Joined {
+        let mut inner = self.lock();
+        if inner.chains[class].is_none() {
+            self.start_class(&mut inner, class, metrics);
+        }
+        if summaries {
+            self.summary_subscribers.fetch_add(1, Relaxed);
+            self.summarise_newest(&mut inner);
+        }
         // Under the lock: the head seen is `latest`'s.
         let mut head = self.head.subscribe();
         head.mark_unchanged();
-        let latest = inner.history.back().and_then(|e| e.update.clone());
+        let chain = inner.chain(class);
+        let latest = chain.latest().cloned();
         let resume_from = resume.and_then(|r| {
             if r.epoch.as_deref() != Some(&*self.epoch) {
                 return None; // a seq of another (or an unknown) numbering
             }
-            inner.find(r.seq).map(|e| e.held.clone())
+            chain.find(r.seq).map(|e| e.held.clone())
         });
         self.subscribers.fetch_add(1, Relaxed);
         Joined {
@@ -337,29 +472,87 @@ impl Channel {
         }
     }
 
-    /// The updates after seq `cursor` still in the window, at most `max` (oldest
-    /// first), and how many after it are no longer there.
-    pub fn since(&self, cursor: u64, max: usize) -> Since {
+    /// Starts the chain of `class` from the truth: its first view is the newest state
+    /// itself, a keyframe. From the next scheduled keyframe on its views are those of
+    /// every other node's chain of this class.
+    fn start_class(&self, inner: &mut Inner, class: usize, metrics: &Metrics) {
+        let mut chain = Chain {
+            sequencer: Sequencer::with_tolerance(
+                self.classes.tolerance(class),
+                self.keyframe_interval,
+            ),
+            sequencer_charge: self.account.charge(0),
+            history: VecDeque::new(),
+        };
+        if let Some(truth) = &inner.truth {
+            let sequenced = chain.sequencer.follow(truth.seq, &truth.state);
+            let active = inner.chains.iter().flatten().count() + 1;
+            let summary = truth.summary.clone();
+            self.push_view(&mut chain, sequenced, summary, active, metrics);
+        }
+        inner.chains[class] = Some(chain);
+    }
+
+    /// Makes the newest state's summary, if not made yet, for every class's newest
+    /// update.
+    fn summarise_newest(&self, inner: &mut Inner) {
+        let Some(truth) = inner.truth.as_mut() else {
+            return;
+        };
+        let summary = truth
+            .summary
+            .get_or_insert_with(|| {
+                Arc::new(StateSummary::of(
+                    &truth.state,
+                    self.summary_bins,
+                    &self.account,
+                ))
+            })
+            .clone();
+        let seq = truth.seq;
+        for chain in inner.active() {
+            if let Some(entry) = chain.history.back_mut().filter(|e| e.held.seq == seq) {
+                entry.summary.get_or_insert_with(|| summary.clone());
+                if let Some(update) = &entry.update {
+                    update.summary_or(|| summary.clone());
+                }
+            }
+        }
+    }
+
+    /// The updates of `class` after seq `cursor` still in the window, at most `max`
+    /// (oldest first), and how many after it are no longer there (with their
+    /// summaries when `summaries`).
+    pub fn since(&self, class: usize, cursor: u64, max: usize, summaries: bool) -> Since {
         let inner = self.lock();
-        let start = inner.history.partition_point(|e| e.held.seq <= cursor);
+        let history = &inner.chain(class).history;
+        let start = history.partition_point(|e| e.held.seq <= cursor);
         let mut since = Since::default();
         // States between the cursor and the oldest retained one left the history. (A
         // cursor of 0 joined an empty stream: whatever came first is no gap.)
-        if let (Some(front), true) = (inner.history.get(start), cursor > 0) {
+        if let (Some(front), true) = (history.get(start), cursor > 0) {
             since.lagged = front.held.seq.saturating_sub(cursor + 1);
         }
-        for entry in inner.history.range(start..) {
+        for entry in history.range(start..) {
             match &entry.update {
                 Some(u) if since.updates.len() < max => since.updates.push(u.clone()),
                 Some(_) => break,
-                None => since.lagged += 1,
+                None => {
+                    since.lagged += 1;
+                    if summaries {
+                        since.lagged_summaries.extend(entry.summary.clone());
+                    }
+                }
             }
         }
         since
     }
 
-    /// A subscriber left.
-    pub fn leave(&self) {
+    /// A subscriber left (`summaries`: one that took summaries).
+    pub fn leave(&self, summaries: bool) {
+        if summaries {
+            self.summary_subscribers.fetch_sub(1, Relaxed);
+        }
         self.subscribers.fetch_sub(1, Relaxed);
     }
 
@@ -368,47 +561,59 @@ impl Channel {
         self.subscribers.load(Relaxed)
     }
 
-    /// The newest update, if any.
+    /// The newest update of the default class, if any.
     pub fn latest(&self) -> Option<Arc<Update>> {
-        self.lock().history.back().and_then(|e| e.update.clone())
+        self.latest_in(self.classes.default_class())
     }
 
-    /// The view at `seq`, while it is in the history.
+    /// The newest update of `class`, if it has started and has one.
+    pub fn latest_in(&self, class: usize) -> Option<Arc<Update>> {
+        let inner = self.lock();
+        inner.chains[class].as_ref()?.latest().cloned()
+    }
+
+    /// The default class's view at `seq`, while it is in the history.
     pub fn view(&self, seq: u64) -> Option<Arc<View>> {
-        self.lock().find(seq).map(|e| e.held.view.clone())
+        self.view_in(self.classes.default_class(), seq)
     }
 
-    /// How many retained states still hold their encoded frames (at most the ring's
-    /// size) and how many are kept in all.
+    /// The view of `class` at `seq`, while it is in the class's history.
+    pub fn view_in(&self, class: usize, seq: u64) -> Option<Arc<View>> {
+        let inner = self.lock();
+        inner.chains[class]
+            .as_ref()?
+            .find(seq)
+            .map(|e| e.held.view.clone())
+    }
+
+    /// How many of the default class's retained states still hold their encoded
+    /// frames (at most the ring's size) and how many are kept in all.
     pub fn retained(&self) -> (usize, usize) {
         let inner = self.lock();
-        let with_frames = inner.history.iter().filter(|e| e.update.is_some()).count();
-        (with_frames, inner.history.len())
+        let history = &inner.chain(self.classes.default_class()).history;
+        let with_frames = history.iter().filter(|e| e.update.is_some()).count();
+        (with_frames, history.len())
+    }
+
+    /// The classes started, by their ε.
+    pub fn active_classes(&self) -> Vec<f64> {
+        let inner = self.lock();
+        (0..self.classes.len())
+            .filter(|c| inner.chains[*c].is_some())
+            .map(|c| self.classes.tolerance(c).epsilon())
+            .collect()
     }
 
     /// Seq, step and size of the newest state.
     pub fn head(&self) -> Head {
         self.lock()
-            .history
-            .back()
-            .map_or(Head::default(), |e| Head {
-                seq: e.held.seq,
-                step: e.held.view.step,
-                oscillators: e.held.view.len(),
+            .truth
+            .as_ref()
+            .map_or(Head::default(), |t| Head {
+                seq: t.seq,
+                step: t.state.step,
+                oscillators: t.state.len(),
             })
-    }
-
-    /// Records the size of a full frame just sent, and returns the last known full
-    /// size for `encoding` (what a delta is measured against).
-    pub fn full_len(&self, encoding: Encoding, sent_full: Option<usize>) -> usize {
-        let slot = &self.full_len[encoding.index()];
-        match sent_full {
-            Some(n) => {
-                slot.store(n, Relaxed);
-                n
-            }
-            None => slot.load(Relaxed),
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -10,7 +10,9 @@
 //!   only the newest;
 //! - **`max_hz`**: at each slot, only the newest state, as a delta from what it holds;
 //! - **resync**: a full frame of the newest state;
-//! - **keyframes and shape changes**: full frames.
+//! - **keyframes and shape changes**: full frames;
+//! - **`max_hz` with summaries**: each frame also carries the envelope of the states
+//!   since the previous one (their summaries folded as the feed sees them).
 //!
 //! The session (`transport/subscriber/session.rs`) only writes what it is given.
 
@@ -19,10 +21,12 @@ use std::{sync::Arc, time::Duration};
 use axum::extract::ws::Message;
 use tokio::{sync::watch, time::Instant};
 
-use super::{Channel, Held, Resume, Update};
+use super::{Channel, Form, Held, Resume, StateSummary, Update};
 use crate::{
     codec::{Encoding, FrameKind},
     metrics::{ConflateReason, Metrics},
+    projection::Projection,
+    summary::EnvelopeFold,
 };
 
 /// What a subscriber asked for.
@@ -34,6 +38,37 @@ pub struct Wants {
     pub deltas: bool,
     /// Least time between frames (`max_hz`).
     pub min_interval: Option<Duration>,
+    /// Precision class, by index in the stream's classes (`?epsilon=`).
+    pub class: usize,
+    /// The parts of the state it takes (`?fields=`).
+    pub projection: Projection,
+}
+
+impl Wants {
+    /// Full and delta frames of the whole state in `encoding`, in `class`, as fast
+    /// as they come.
+    pub fn whole(encoding: Encoding, class: usize) -> Wants {
+        Wants {
+            encoding,
+            deltas: true,
+            min_interval: None,
+            class,
+            projection: Projection::DEFAULT,
+        }
+    }
+
+    /// The form of its frames.
+    pub fn form(&self) -> Form {
+        Form {
+            encoding: self.encoding,
+            projection: self.projection,
+        }
+    }
+
+    /// Whether its frames carry envelopes: it takes summaries at its own pace.
+    fn envelopes(&self) -> bool {
+        self.min_interval.is_some() && self.projection.summary()
+    }
 }
 
 /// One frame to write.
@@ -57,6 +92,8 @@ pub struct Batch {
     updates: Vec<Arc<Update>>,
     /// Updates the subscriber fell too far behind to see (they left the window).
     lagged: u64,
+    /// Their summaries, for the envelope.
+    lagged_summaries: Vec<Arc<StateSummary>>,
 }
 
 /// One subscriber's position in its stream and the policy that moves it.
@@ -80,6 +117,10 @@ pub struct Feed {
     next_slot: Instant,
     /// At most this many waiting updates are taken at once.
     outbox: usize,
+    /// The summaries of the states since the last frame (only with envelopes).
+    envelope: Option<EnvelopeFold>,
+    /// Size of the last full frame sent: what a delta saves against.
+    last_full_len: usize,
 }
 
 impl Feed {
@@ -92,7 +133,7 @@ impl Feed {
         outbox: usize,
         metrics: Arc<Metrics>,
     ) -> Feed {
-        let joined = channel.join(resume);
+        let joined = channel.join(wants.class, resume, wants.projection.summary(), &metrics);
         metrics.subscriber_opened(resume.map(|_| joined.resume_from.is_some()));
         Feed {
             channel,
@@ -105,6 +146,8 @@ impl Feed {
             pending: None,
             next_slot: Instant::now(),
             outbox: outbox.max(1),
+            envelope: wants.envelopes().then(EnvelopeFold::default),
+            last_full_len: 0,
         }
     }
 
@@ -134,12 +177,18 @@ impl Feed {
             let head = *self.head.borrow_and_update();
             if head > self.cursor {
                 // Everything waiting, up to the outbox, goes in the same write.
-                let since = self.channel.since(self.cursor, self.outbox);
+                let since = self.channel.since(
+                    self.wants.class,
+                    self.cursor,
+                    self.outbox,
+                    self.envelope.is_some(),
+                );
                 self.cursor = since.updates.last().map_or(head, |u| u.seq);
                 if !since.updates.is_empty() || since.lagged > 0 {
                     return Some(Batch {
                         updates: since.updates,
                         lagged: since.lagged,
+                        lagged_summaries: since.lagged_summaries,
                     });
                 }
             }
@@ -157,6 +206,13 @@ impl Feed {
         now: Instant,
         fresh_since: Option<std::time::Instant>,
     ) -> Vec<Outgoing> {
+        if let Some(fold) = &mut self.envelope {
+            // Every state seen counts in the envelope, whether or not it is sent.
+            let seen = batch.updates.iter().filter_map(|u| u.summary());
+            for summary in batch.lagged_summaries.iter().chain(seen) {
+                fold.add(summary);
+            }
+        }
         let stale = fresh_since
             .is_some_and(|since| batch.updates.len() > 1 && batch.updates[0].accepted_at <= since);
         if batch.lagged > 0 || stale {
@@ -221,23 +277,39 @@ impl Feed {
     /// The frames that bring the subscriber from what it holds through `updates`,
     /// counted as sent; afterwards it holds the last of them.
     fn frames(&mut self, updates: &[Arc<Update>]) -> Vec<Outgoing> {
-        let encoding = self.wants.encoding;
+        let form = self.wants.form();
         let mut out = Vec::with_capacity(updates.len());
         for update in updates {
             if self.held.as_ref().is_some_and(|h| h.seq >= update.seq) {
                 continue;
             }
-            let frame = if self.wants.deltas {
-                update.frame_for(encoding, self.held.as_ref(), &self.metrics)
+            let mut frame = if self.wants.deltas {
+                update.frame_for(form, self.held.as_ref(), &self.metrics)
             } else {
-                update.full(encoding, &self.metrics)
+                update.full(form, &self.metrics)
             };
-            let full_len = self.channel.full_len(
-                encoding,
-                (frame.kind == FrameKind::Full).then_some(frame.len),
-            );
+            if let Some(fold) = &mut self.envelope {
+                if fold.states() == 0 {
+                    // Sent again (a resync) or first: it covers this state alone.
+                    if let Some(summary) = update.summary() {
+                        fold.add(summary);
+                    }
+                }
+                if let Some(envelope) = fold.take() {
+                    frame = frame.with_envelope(form.encoding, &envelope);
+                }
+            }
+            if frame.kind == FrameKind::Full {
+                self.last_full_len = frame.len;
+            }
+            // Before any full frame (a resume's first delta), nothing is saved yet.
+            let full_len = if self.last_full_len == 0 {
+                frame.len
+            } else {
+                self.last_full_len
+            };
             self.metrics
-                .frame_sent(encoding, frame.kind, frame.len, full_len);
+                .frame_sent(form.encoding, frame.kind, frame.len, full_len);
             out.push(Outgoing {
                 message: frame.message,
                 seq: update.seq,
@@ -253,6 +325,6 @@ impl Feed {
 
 impl Drop for Feed {
     fn drop(&mut self) {
-        self.channel.leave();
+        self.channel.leave(self.wants.projection.summary());
     }
 }

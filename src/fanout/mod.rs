@@ -1,10 +1,12 @@
 //! Fan-out: from one stream's sequenced states to the frames each subscriber writes.
 //!
-//! - [`Channel`] (`channel.rs`): one stream's lock and history, which subscribers read
-//!   from when the newest seq moves; publishing never waits on a subscriber.
-//! - [`Update`] (`update.rs`): one accepted state, shared by every subscriber, with its
-//!   frames encoded once per format and kind and cached; the one place that decides
-//!   whether a delta is worth sending.
+//! - [`Channel`] (`channel.rs`): one stream's lock and history (one chain of views per
+//!   precision class in use), which subscribers read from when the newest seq moves;
+//!   publishing never waits on a subscriber.
+//! - [`Update`] (`update.rs`): one accepted state of one class, shared by every
+//!   subscriber of the class, with its frames encoded once per [`Form`] (format and
+//!   fields) and kind and cached, and its summary; the one place that decides whether a
+//!   delta is worth sending.
 //! - [`Feed`] (`feed.rs`): one subscriber's cursor and the slow-consumer policy (in
 //!   step, batching, conflation, `max_hz`, resync), with no socket in it.
 //! - [`Pace`] (`pace.rs`): how far ahead of its reader a subscriber's socket may run
@@ -18,7 +20,7 @@ mod update;
 pub use channel::{Channel, Head, Joined, Resume, Since};
 pub use feed::{Batch, Feed, Outgoing, Wants};
 pub use pace::{Pace, Reached};
-pub use update::{message, Encoded, Held, Update, View};
+pub use update::{message, Encoded, Form, Held, StateSummary, Update, View};
 
 #[cfg(test)]
 mod tests;

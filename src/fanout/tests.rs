@@ -28,6 +28,8 @@ fn config(eps: f64, keyframe_interval: u64, history: usize) -> StreamConfig {
         history,
         max_streams: 8,
         frame_cache_bytes: crate::config::defaults::FRAME_CACHE_BYTES,
+        precision_classes: vec![],
+        summary_bins: 16,
     }
 }
 
@@ -67,11 +69,10 @@ fn apply(held: &mut Option<State>, frames: &[Outgoing], e: Encoding) {
     }
 }
 
-fn wants(encoding: Encoding) -> Wants {
-    Wants {
-        encoding,
-        deltas: true,
-        min_interval: None,
+impl Setup {
+    /// Every frame in `encoding` and the stream's default class.
+    fn wants(&self, encoding: Encoding) -> Wants {
+        Wants::whole(encoding, self.channel.classes().default_class())
     }
 }
 
@@ -130,13 +131,13 @@ async fn in_step_each_update_is_its_shared_delta() {
     let s = Setup::new(1e-3, 1000, 64);
     s.publish(0, 64);
     for e in Encoding::ALL {
-        let mut feed = s.feed(wants(e), None, 64);
+        let mut feed = s.feed(s.wants(e), None, 64);
         let mut held = None;
         let first = feed.start(Instant::now());
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].kind, FrameKind::Full);
         apply(&mut held, &first, e);
-        let mut other = s.feed(wants(e), None, 64);
+        let mut other = s.feed(s.wants(e), None, 64);
         other.start(Instant::now());
         for _ in 0..5 {
             let seq = s.publish(s.channel.head().seq + 1, 64);
@@ -160,7 +161,7 @@ async fn several_waiting_go_out_in_one_batch() {
     let s = Setup::new(1e-3, 1000, 64);
     s.publish(0, 32);
     let e = Encoding::Protobuf;
-    let mut feed = s.feed(wants(e), None, 64);
+    let mut feed = s.feed(s.wants(e), None, 64);
     let mut held = None;
     apply(&mut held, &feed.start(Instant::now()), e);
     for step in 1..=5 {
@@ -187,7 +188,7 @@ async fn lagged_past_the_outbox_skips_to_the_newest_with_one_catch_up_delta() {
     let s = Setup::new(1e-3, 1000, outbox);
     s.publish(0, 64);
     for e in Encoding::ALL {
-        let mut feed = s.feed(wants(e), None, outbox);
+        let mut feed = s.feed(s.wants(e), None, outbox);
         let mut held = None;
         apply(&mut held, &feed.start(Instant::now()), e);
         let from = s.channel.head().seq;
@@ -227,7 +228,7 @@ async fn max_hz_sends_the_newest_state_at_each_slot() {
     let mut feed = s.feed(
         Wants {
             min_interval: Some(interval),
-            ..wants(e)
+            ..s.wants(e)
         },
         None,
         64,
@@ -272,7 +273,7 @@ async fn resync_sends_the_newest_state_whole() {
     let s = Setup::new(1e-3, 1000, 64);
     s.publish(0, 32);
     let e = Encoding::Protobuf;
-    let mut feed = s.feed(wants(e), None, 64);
+    let mut feed = s.feed(s.wants(e), None, 64);
     feed.start(Instant::now());
     s.publish(1, 32);
     take(&mut feed, Instant::now()).await;
@@ -293,7 +294,7 @@ async fn keyframes_and_shape_changes_are_full_frames() {
     let s = Setup::new(1e-3, 3, 64);
     s.publish(0, 32);
     let e = Encoding::Json;
-    let mut feed = s.feed(wants(e), None, 64);
+    let mut feed = s.feed(s.wants(e), None, 64);
     let mut held = None;
     apply(&mut held, &feed.start(Instant::now()), e);
     let mut kinds = Vec::new();
@@ -327,7 +328,7 @@ async fn resume_starts_with_a_delta_from_the_state_held_and_full_frames_only_whe
         s.publish(step, 32);
     }
     let e = Encoding::Protobuf;
-    let mut resumed = s.feed(wants(e), Some(4), 64);
+    let mut resumed = s.feed(s.wants(e), Some(4), 64);
     let frames = resumed.start(Instant::now());
     assert_eq!((frames[0].seq, frames[0].kind), (10, FrameKind::Delta));
     let mut held = Some(s.view(4));
@@ -336,7 +337,7 @@ async fn resume_starts_with_a_delta_from_the_state_held_and_full_frames_only_whe
     let mut full_only = s.feed(
         Wants {
             deltas: false,
-            ..wants(e)
+            ..s.wants(e)
         },
         None,
         64,
@@ -363,15 +364,15 @@ fn subscribers_in_step_share_one_encoding_per_format() {
     let next = c.latest().unwrap();
     for e in Encoding::ALL {
         let frames: Vec<_> = (0..1000)
-            .map(|_| next.frame_for(e, Some(&prev.held()), &m))
+            .map(|_| next.frame_for(Form::whole(e), Some(&prev.held()), &m))
             .collect();
         let first = frames[0].message.clone().into_data();
         assert_eq!(frames[0].kind, FrameKind::Delta);
         for f in &frames {
             assert_eq!(f.message.clone().into_data().as_ptr(), first.as_ptr());
         }
-        let a = next.full(e, &m);
-        let b = next.full(e, &m);
+        let a = next.full(Form::whole(e), &m);
+        let b = next.full(Form::whole(e), &m);
         assert_eq!(
             a.message.into_data().as_ptr(),
             b.message.into_data().as_ptr()
@@ -380,8 +381,8 @@ fn subscribers_in_step_share_one_encoding_per_format() {
     c.publish(state(3, 64), &m);
     let third = c.latest().unwrap();
     for e in Encoding::ALL {
-        let a = third.frame_for(e, Some(&prev.held()), &m);
-        let b = third.frame_for(e, Some(&prev.held()), &m);
+        let a = third.frame_for(Form::whole(e), Some(&prev.held()), &m);
+        let b = third.frame_for(Form::whole(e), Some(&prev.held()), &m);
         assert_eq!(a.kind, FrameKind::Delta);
         assert_eq!(
             a.message.into_data().as_ptr(),
@@ -407,11 +408,11 @@ fn a_delta_that_saves_nothing_is_sent_as_the_full_frame() {
     c.publish(dense(2), &m);
     let next = c.latest().unwrap();
     for e in Encoding::ALL {
-        let f = next.frame_for(e, Some(&prev.held()), &m);
+        let f = next.frame_for(Form::whole(e), Some(&prev.held()), &m);
         assert_eq!(f.kind, FrameKind::Full, "{e}");
         assert_eq!(
             f.message.into_data().as_ptr(),
-            next.full(e, &m).message.into_data().as_ptr()
+            next.full(Form::whole(e), &m).message.into_data().as_ptr()
         );
     }
 }
@@ -424,10 +425,15 @@ fn join_finds_resume_points_only_in_the_history() {
         c.publish(state(step, 8), &m);
     }
     let at = |seq, epoch: Option<&str>| {
-        c.join(Some(&Resume {
-            seq,
-            epoch: epoch.map(str::to_owned),
-        }))
+        c.join(
+            c.classes().default_class(),
+            Some(&Resume {
+                seq,
+                epoch: epoch.map(str::to_owned),
+            }),
+            false,
+            &m,
+        )
         .resume_from
         .map(|h| h.seq)
     };
@@ -468,10 +474,15 @@ fn following_a_log_ignores_seqs_already_held() {
     assert_eq!(other.head().seq, 6);
     assert_eq!(other.view(6).unwrap().step, 6);
     assert!(other.view(5).is_none());
-    let resumed = other.join(Some(&Resume {
-        seq: 3,
-        epoch: Some("e1".into()),
-    }));
+    let resumed = other.join(
+        other.classes().default_class(),
+        Some(&Resume {
+            seq: 3,
+            epoch: Some("e1".into()),
+        }),
+        false,
+        &m,
+    );
     assert_eq!(resumed.resume_from.map(|h| h.seq), Some(3));
 }
 
@@ -486,14 +497,19 @@ fn states_past_the_ring_keep_only_their_view_and_still_serve_a_resume() {
     }
     assert_eq!(c.retained(), (4, 20));
     let oldest = c
-        .join(Some(&Resume {
-            seq: 1,
-            epoch: Some("e1".into()),
-        }))
+        .join(
+            c.classes().default_class(),
+            Some(&Resume {
+                seq: 1,
+                epoch: Some("e1".into()),
+            }),
+            false,
+            &m,
+        )
         .resume_from
         .expect("seq 1 is in the history");
     let latest = c.latest().unwrap();
-    let frame = latest.frame_for(Encoding::Protobuf, Some(&oldest), &m);
+    let frame = latest.frame_for(Form::whole(Encoding::Protobuf), Some(&oldest), &m);
     assert_eq!(frame.kind, FrameKind::Delta);
     let mut held = Some(State::clone(&oldest.view));
     let out = Outgoing {
@@ -522,7 +538,7 @@ async fn the_frames_kept_for_large_states_are_bounded_in_bytes() {
     };
     s.channel.publish(dense(0), &s.metrics);
     let e = Encoding::Json;
-    let mut feed = s.feed(wants(e), None, 64);
+    let mut feed = s.feed(s.wants(e), None, 64);
     let mut held = None;
     apply(&mut held, &feed.start(Instant::now()), e);
     for step in 1..=40 {
@@ -536,7 +552,12 @@ async fn the_frames_kept_for_large_states_are_bounded_in_bytes() {
         Some(&s.view(newest)),
         "exact through releases"
     );
-    let full = s.channel.latest().unwrap().full(e, &s.metrics).len;
+    let full = s
+        .channel
+        .latest()
+        .unwrap()
+        .full(Form::whole(e), &s.metrics)
+        .len;
     let kept = s.channel.cached_bytes();
     assert!(
         kept <= (16 << 20) + 2 * full,
@@ -545,9 +566,73 @@ async fn the_frames_kept_for_large_states_are_bounded_in_bytes() {
     let (with_frames, all) = s.channel.retained();
     assert!(with_frames < 40, "{with_frames} of {all} keep their frames");
     // A subscriber that resumes from an old state gets one delta to the newest.
-    let mut late = s.feed(wants(e), Some(3), 64);
+    let mut late = s.feed(s.wants(e), Some(3), 64);
     let frames = late.start(Instant::now());
     let mut resumed = Some(s.view(3));
     apply(&mut resumed, &frames, e);
     assert_eq!(resumed, Some(s.view(newest)));
+}
+
+/// Subscribers of two classes and two projections, 100 of each in step: one encoding
+/// per (format, class, fields) in use, shared by all of its subscribers; each class
+/// holds its own views (lossless exact, 10⁻³ within ε), and the summary is made once
+/// per state for every class.
+#[tokio::test]
+async fn each_class_and_projection_shares_one_encoding() {
+    let mut config = config(0.0, 1000, 64);
+    config.precision_classes = vec![Tolerance::new(1e-3).unwrap()];
+    let channel = Arc::new(Channel::new("t".into(), "e1", &config, 64, &unlimited()));
+    let metrics = metrics();
+    channel.publish(state(0, 64), &metrics);
+    let lossy = channel.classes().find(1e-3).unwrap();
+    let summary: crate::projection::Projection = "phases,summary".parse().unwrap();
+    let mut cohorts = Vec::new();
+    for e in Encoding::ALL {
+        for class in [0, lossy] {
+            for projection in [crate::projection::Projection::DEFAULT, summary] {
+                let wants = Wants {
+                    projection,
+                    ..Wants::whole(e, class)
+                };
+                let feeds: Vec<_> = (0..100)
+                    .map(|_| Feed::join(channel.clone(), wants, None, 64, metrics.clone()))
+                    .collect();
+                cohorts.push((wants, feeds));
+            }
+        }
+    }
+    assert_eq!(channel.active_classes(), vec![0.0, 1e-3]);
+    for step in 1..=5 {
+        channel.publish(state(step, 64), &metrics);
+        let mut pointers = std::collections::HashSet::new();
+        for (wants, feeds) in &mut cohorts {
+            let mut first = None;
+            for feed in feeds.iter_mut() {
+                let batch = feed.recv().await.unwrap();
+                let frames = feed.on_batch(batch, Instant::now(), None);
+                let frame = frames.last().unwrap();
+                let bytes = frame.message.clone().into_data();
+                let p = *first.get_or_insert(bytes.as_ptr());
+                assert_eq!(bytes.as_ptr(), p, "{wants:?}: shared");
+            }
+            pointers.insert(first.unwrap());
+        }
+        // 2 formats × 2 classes × 2 projections, no two the same.
+        assert_eq!(pointers.len(), 8, "step {step}");
+    }
+    let truth = state(5, 64);
+    let exact = channel.view_in(0, 6).unwrap();
+    assert_eq!(**exact, truth);
+    let within = channel.view_in(lossy, 6).unwrap();
+    for (v, t) in within.phases.iter().zip(&truth.phases) {
+        assert!((v - t).abs() <= 1e-3);
+    }
+    let (a, b) = (
+        channel.latest_in(0).unwrap(),
+        channel.latest_in(lossy).unwrap(),
+    );
+    assert!(
+        Arc::ptr_eq(a.summary().unwrap(), b.summary().unwrap()),
+        "one summary per state"
+    );
 }

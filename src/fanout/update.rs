@@ -1,6 +1,6 @@
 //! One accepted state as every subscriber's session sees it: an [`Update`], shared
 //! (`Arc`) by all of them, which encodes the frames they need on first use and caches
-//! them, so subscribers in step share one encoding per format.
+//! them, so subscribers in step share one encoding per [`Form`] (format and fields).
 //!
 //! This is also the one place that decides whether a delta is worth sending
 //! ([`Update::frame_for`]): per encoding, a delta goes out only when it is smaller than
@@ -8,7 +8,7 @@
 
 use std::{
     ops::Deref,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Instant,
 };
 
@@ -16,13 +16,63 @@ use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
 
 use crate::{
-    codec::{self, Encoding, FrameKind},
+    codec::{self, Encoding, FrameKind, Parts},
     delta::{self, Delta},
     memory::{self, Account, Charge},
     metrics::Metrics,
     model::State,
+    projection::Projection,
     stream::Sequenced,
+    summary::{Envelope, Summary},
 };
+
+/// What a cohort of subscribers shares one encoding of: the format and the parts of
+/// the state (`?fields=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Form {
+    /// The encoding.
+    pub encoding: Encoding,
+    /// The parts of the state.
+    pub projection: Projection,
+}
+
+impl Form {
+    /// The default parts in `encoding`: the frame every subscriber got before fields.
+    pub fn whole(encoding: Encoding) -> Form {
+        Form {
+            encoding,
+            projection: Projection::DEFAULT,
+        }
+    }
+}
+
+/// The summary of one state (computed once, shared by every class's update at its
+/// seq), charged to its stream's memory account while anything holds it.
+#[derive(Debug)]
+pub struct StateSummary {
+    summary: Summary,
+    _charge: Charge,
+}
+
+impl StateSummary {
+    /// The summary of `state` with `bins` histogram bins, charged to `account`.
+    pub fn of(state: &State, bins: usize, account: &Arc<Account>) -> StateSummary {
+        let summary = Summary::of(state, bins);
+        let charge = account.charge(std::mem::size_of::<StateSummary>() + 4 * bins);
+        StateSummary {
+            summary,
+            _charge: charge,
+        }
+    }
+}
+
+impl Deref for StateSummary {
+    type Target = Summary;
+
+    fn deref(&self) -> &Summary {
+        &self.summary
+    }
+}
 
 /// The state subscribers hold at one seq, charged to its stream's memory account for
 /// as long as anything (the history, a subscriber, the next update) holds it.
@@ -75,6 +125,21 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// This frame with `envelope` added, for one subscriber (the shared bytes are
+    /// copied once, with the envelope after them).
+    pub fn with_envelope(&self, encoding: Encoding, envelope: &Envelope) -> Encoded {
+        let bytes = match &self.message {
+            Message::Text(text) => codec::with_envelope(encoding, text.as_bytes(), envelope),
+            Message::Binary(bytes) => codec::with_envelope(encoding, bytes, envelope),
+            _ => unreachable!("frames are text or binary messages"),
+        };
+        Encoded {
+            len: bytes.len(),
+            message: message(encoding, bytes),
+            kind: self.kind,
+        }
+    }
+
     /// Wraps encoded bytes as the message their encoding travels in: the one place
     /// that maps an encoding to a WebSocket message type on the server.
     fn new(encoding: Encoding, kind: FrameKind, bytes: Bytes, metrics: &Metrics) -> Encoded {
@@ -103,14 +168,15 @@ pub fn message(encoding: Encoding, bytes: Bytes) -> Message {
 const CATCH_UP_CACHE: usize = 8;
 
 /// The frames an update has encoded so far, charged to the stream's memory account.
+/// Keyed by form: a handful are in use at once, so they are looked up in order.
 #[derive(Debug)]
 struct Frames {
-    full: [Option<Encoded>; 2],
-    /// The frame for subscribers in step, per encoding: the delta, or the full frame
-    /// where that is not bigger.
-    in_step: [Option<Encoded>; 2],
-    /// Frames for subscribers that skipped frames, by (base seq, encoding). Bounded.
-    catch_up: Vec<(u64, Encoding, Encoded)>,
+    full: Vec<(Form, Encoded)>,
+    /// The frame for subscribers in step, per form: the delta, or the full frame where
+    /// that is not bigger.
+    in_step: Vec<(Form, Encoded)>,
+    /// Frames for subscribers that skipped frames, by (base seq, form). Bounded.
+    catch_up: Vec<(u64, Form, Encoded)>,
     /// Released to bound memory: frames are still made, but no longer kept.
     released: bool,
     /// The bytes of the distinct frames kept (a full frame in two slots counts once).
@@ -120,8 +186,8 @@ struct Frames {
 impl Frames {
     fn new(account: &Arc<Account>) -> Frames {
         Frames {
-            full: Default::default(),
-            in_step: Default::default(),
+            full: Vec::new(),
+            in_step: Vec::new(),
             catch_up: Vec::new(),
             released: false,
             charge: account.charge(0),
@@ -159,6 +225,9 @@ pub struct Update {
     /// The stream's epoch, which full frames carry.
     epoch: Arc<str>,
     quantum_exp: Option<i32>,
+    /// The state's summary, made while the stream has subscribers that take it (or
+    /// when the first of them joins).
+    summary: OnceLock<Arc<StateSummary>>,
     frames: Mutex<Frames>,
 }
 
@@ -171,6 +240,7 @@ impl Update {
         prev: Option<&Update>,
         epoch: &Arc<str>,
         quantum_exp: Option<i32>,
+        summary: Option<Arc<StateSummary>>,
         account: &Arc<Account>,
     ) -> Update {
         let prev = match prev {
@@ -187,7 +257,30 @@ impl Update {
             prev,
             epoch: epoch.clone(),
             quantum_exp,
+            summary: summary.map(OnceLock::from).unwrap_or_default(),
             frames: Mutex::new(Frames::new(account)),
+        }
+    }
+
+    /// The state's summary, if made.
+    pub fn summary(&self) -> Option<&Arc<StateSummary>> {
+        self.summary.get()
+    }
+
+    /// The state's summary, made with `make` if it was not yet.
+    pub fn summary_or(&self, make: impl FnOnce() -> Arc<StateSummary>) -> &Arc<StateSummary> {
+        self.summary.get_or_init(make)
+    }
+
+    /// What frames of `form` carry besides the state.
+    fn parts(&self, form: Form) -> Parts<'_> {
+        Parts {
+            projection: form.projection,
+            summary: self
+                .summary
+                .get()
+                .filter(|_| form.projection.summary())
+                .map(|s| &***s),
         }
     }
 
@@ -213,64 +306,70 @@ impl Update {
     /// gets its frame encoded for it alone.
     pub fn release(&self) {
         let mut frames = self.frames();
-        frames.full = Default::default();
-        frames.in_step = Default::default();
+        frames.full = Vec::new();
+        frames.in_step = Vec::new();
         frames.catch_up = Vec::new();
         frames.released = true;
         frames.charge.clear();
     }
 
-    /// The full frame of this state.
-    pub fn full(&self, encoding: Encoding, metrics: &Metrics) -> Encoded {
+    /// The full frame of this state in `form`.
+    pub fn full(&self, form: Form, metrics: &Metrics) -> Encoded {
         let mut frames = self.frames();
-        self.full_locked(&mut frames, encoding, metrics)
+        self.full_locked(&mut frames, form, metrics)
     }
 
-    fn full_locked(&self, frames: &mut Frames, encoding: Encoding, metrics: &Metrics) -> Encoded {
-        if let Some(f) = &frames.full[encoding.index()] {
+    fn full_locked(&self, frames: &mut Frames, form: Form, metrics: &Metrics) -> Encoded {
+        if let Some((_, f)) = frames.full.iter().find(|(k, _)| *k == form) {
             return f.clone();
         }
-        let bytes = codec::encode_full(encoding, self.seq, &self.epoch, &self.view);
-        let frame = Encoded::new(encoding, FrameKind::Full, bytes, metrics);
+        let bytes = codec::encode_full_parts(
+            form.encoding,
+            self.seq,
+            &self.epoch,
+            &self.view,
+            self.parts(form),
+        );
+        let frame = Encoded::new(form.encoding, FrameKind::Full, bytes, metrics);
         if !frames.released {
             frames.charge.grow(frame.len);
-            frames.full[encoding.index()] = Some(frame.clone());
+            frames.full.push((form, frame.clone()));
         }
         frame
     }
 
     /// The frame that brings a subscriber holding `held` (the state it was last sent,
-    /// if any) to this state: the in-step delta, a catch-up delta from `held`, or the
-    /// full frame, whichever is right and smallest.
-    pub fn frame_for(&self, encoding: Encoding, held: Option<&Held>, metrics: &Metrics) -> Encoded {
+    /// if any) to this state in `form`: the in-step delta, a catch-up delta from
+    /// `held`, or the full frame, whichever is right and smallest. Frames of a form
+    /// without phases and spins are always full: each stands alone.
+    pub fn frame_for(&self, form: Form, held: Option<&Held>, metrics: &Metrics) -> Encoded {
         let mut frames = self.frames();
-        let Some(held) = held else {
-            return self.full_locked(&mut frames, encoding, metrics);
+        let Some(held) = held.filter(|_| form.projection.has_body()) else {
+            return self.full_locked(&mut frames, form, metrics);
         };
         if self.keyframe || held.seq >= self.seq || !held.view.same_shape(&self.view) {
-            return self.full_locked(&mut frames, encoding, metrics);
+            return self.full_locked(&mut frames, form, metrics);
         }
         let in_step = self.prev.as_ref().is_some_and(|p| p.seq == held.seq);
         if in_step {
-            if let Some(f) = &frames.in_step[encoding.index()] {
+            if let Some((_, f)) = frames.in_step.iter().find(|(k, _)| *k == form) {
                 return f.clone();
             }
         } else if let Some((_, _, f)) = frames
             .catch_up
             .iter()
-            .find(|(base, e, _)| *base == held.seq && *e == encoding)
+            .find(|(base, k, _)| *base == held.seq && *k == form)
         {
             return f.clone();
         }
-        let d = delta::diff(&held.view, held.seq, &self.view, self.seq, self.quantum_exp);
-        let frame = self.smaller_of(&mut frames, encoding, &d, metrics);
+        let d = delta::diff(&held.view, held.seq, &self.view, self.seq, self.quantum_exp)
+            .project(form.projection, &self.view);
+        let frame = self.smaller_of(&mut frames, form, &d, metrics);
         if in_step {
-            frames.keep_delta(&frame, |f, frame| {
-                f.in_step[encoding.index()] = Some(frame);
-            });
+            frames.keep_delta(&frame, |f, frame| f.in_step.push((form, frame)));
         } else if frames.catch_up.len() < CATCH_UP_CACHE {
             frames.keep_delta(&frame, |f, frame| {
-                f.catch_up.push((held.seq, encoding, frame));
+                f.catch_up.push((held.seq, form, frame));
             });
         }
         frame
@@ -279,22 +378,16 @@ impl Update {
     /// Whether a delta is worth sending, decided here only: the delta `d` encoded, or
     /// the full frame when that is not bigger in this encoding. Either leaves the
     /// subscriber holding this update's view.
-    fn smaller_of(
-        &self,
-        frames: &mut Frames,
-        encoding: Encoding,
-        d: &Delta,
-        metrics: &Metrics,
-    ) -> Encoded {
-        let bytes = codec::encode_delta(encoding, d, &self.view);
+    fn smaller_of(&self, frames: &mut Frames, form: Form, d: &Delta, metrics: &Metrics) -> Encoded {
+        let bytes = codec::encode_delta_parts(form.encoding, d, &self.view, self.parts(form));
         // A delta that changes at most half the phases is always the smaller one;
         // past that, compare (JSON keys make a dense delta bigger than the full frame).
         if d.phases.len() * 2 > self.view.len() {
-            let full = self.full_locked(frames, encoding, metrics);
+            let full = self.full_locked(frames, form, metrics);
             if bytes.len() >= full.len {
                 return full;
             }
         }
-        Encoded::new(encoding, FrameKind::Delta, bytes, metrics)
+        Encoded::new(form.encoding, FrameKind::Delta, bytes, metrics)
     }
 }

@@ -11,7 +11,7 @@ use axum::{
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::{config::LogStorage, hub::DEFAULT_STREAM};
+use crate::{config::LogStorage, hub::DEFAULT_STREAM, stream::Classes};
 
 /// Subscribers connected now (sessions holding a slot).
 fn subscribers(app: &AppState) -> usize {
@@ -35,6 +35,7 @@ pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Valu
                 "oscillators": head.oscillators,
                 "subscribers": s.subscribers(),
                 "retained": s.retained().1,
+                "precision_classes_active": s.active_classes(),
                 "memory_bytes": s.account().used(),
             })
         })
@@ -49,6 +50,9 @@ pub(super) async fn health(State(app): State<AppState>) -> Json<serde_json::Valu
         "status": "healthy",
         "version": env!("CARGO_PKG_VERSION"),
         "wire_format": app.config.wire_format.as_str(),
+        "precision_classes": Classes::of(&app.config.stream).epsilons().collect::<Vec<_>>(),
+        "default_epsilon": app.config.stream.tolerance.epsilon(),
+        "summary_bins": app.config.stream.summary_bins,
         "websocket_clients": subscribers,
         "subscribers": subscribers,
         "producers": app.config.producer.max_producers - app.producer_slots.available_permits(),

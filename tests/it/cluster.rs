@@ -94,6 +94,30 @@ async fn read_until(s: &mut Subscriber, last: u64) -> BTreeMap<u64, State> {
     held
 }
 
+/// Reads `s` as frames come (so it answers pings however long the producer takes)
+/// until it holds the seq `last` is set to, keeping each state it held.
+fn read_in_background(
+    mut s: Subscriber,
+    mut last: tokio::sync::watch::Receiver<u64>,
+) -> tokio::task::JoinHandle<(Subscriber, BTreeMap<u64, State>)> {
+    tokio::spawn(async move {
+        let mut held = BTreeMap::new();
+        loop {
+            let target = *last.borrow_and_update();
+            if target > 0 && s.seq() >= Some(target) {
+                return (s, held);
+            }
+            tokio::select! {
+                r = s.next_frame() => {
+                    let r = r.unwrap().expect("still connected");
+                    held.insert(r.seq, s.state().unwrap().clone());
+                }
+                _ = last.changed() => {}
+            }
+        }
+    })
+}
+
 fn assert_within(view: &State, truth: &State, eps: f64, seq: u64) {
     assert_eq!(view.step, truth.step, "seq {seq}");
     assert_eq!(view.spins, truth.spins, "seq {seq}");
@@ -511,15 +535,15 @@ async fn a_broker_server_dies_and_nothing_acknowledged_is_lost() {
     let urls = cluster.urls();
     let a = node(&urls, "a", 0.0).await;
     let b = node(&urls, "b", 0.0).await;
-    let mut subs = Vec::new();
+    let (set_last, last) = tokio::sync::watch::channel(0);
+    let mut readers = Vec::new();
     for n in [&a, &b] {
         n.wait_for_health("default stream", |h| h["streams"][0]["name"] == "default")
             .await;
-        subs.push(
-            Subscriber::connect(&SubscribeOptions::new(n.ws()).encoding(Encoding::Protobuf))
-                .await
-                .unwrap(),
-        );
+        let s = Subscriber::connect(&SubscribeOptions::new(n.ws()).encoding(Encoding::Protobuf))
+            .await
+            .unwrap();
+        readers.push(read_in_background(s, last.clone()));
     }
     let publisher = a.publisher(Encoding::Protobuf);
     let mut truth = BTreeMap::new();
@@ -542,9 +566,9 @@ async fn a_broker_server_dies_and_nothing_acknowledged_is_lost() {
     }
     eprintln!("broker server killed: {refused} of 400 appends refused while it failed over");
     assert!(truth.len() >= 300, "appends went on: {} taken", truth.len());
-    let last = *truth.keys().last().unwrap();
-    for s in &mut subs {
-        let held = read_until(s, last).await;
+    set_last.send_replace(*truth.keys().last().unwrap());
+    for reader in readers {
+        let (s, held) = within("every state read", reader).await.unwrap();
         for (seq, state) in &truth {
             assert_eq!(held.get(seq), Some(state), "seq {seq}");
         }

@@ -16,6 +16,7 @@ mod proxy;
 mod publish;
 mod restart;
 mod resume;
+mod shaping;
 mod shutdown;
 mod subscribe;
 mod support;

@@ -9,7 +9,7 @@ use phasecast::{
     codec::Encoding,
     config::StreamConfig,
     delta::Tolerance,
-    fanout::{Channel, Held},
+    fanout::{Channel, Form, Held},
     metrics::Metrics,
     workload::{Workload, NAMES},
 };
@@ -79,6 +79,8 @@ fn bytes_per_frame(
         history: 4,
         max_streams: 1,
         frame_cache_bytes: phasecast::config::defaults::FRAME_CACHE_BYTES,
+        precision_classes: vec![],
+        summary_bins: 16,
     };
     let metrics = Metrics::new(false, Default::default()).map_err(|e| e.to_string())?;
     let stream = Channel::new(
@@ -97,9 +99,9 @@ fn bytes_per_frame(
         stream.publish(state, &metrics);
         let update = stream.latest().expect("just published");
         let frame = if deltas {
-            update.frame_for(encoding, held.as_ref(), &metrics)
+            update.frame_for(Form::whole(encoding), held.as_ref(), &metrics)
         } else {
-            update.full(encoding, &metrics)
+            update.full(Form::whole(encoding), &metrics)
         };
         total += frame.len;
         held = Some(update.held());

@@ -1,7 +1,8 @@
 //! phasecast's measuring tools, behind the `phasecast-bench` binary: `bandwidth` (bytes
 //! per frame through the real stream and codec), `loadgen` (end-to-end load on real
 //! sockets, with hostile clients), `soak` (a bounded run under churn), `replay` (a
-//! node's start on a broker until it serves) and
+//! node's start on a broker until it serves), `shaping` (what precision classes and
+//! summaries save) and
 //! `bench-report` (the tables and charts in `docs/`). They measure the server from
 //! outside, as a user's clients would, so they live in a crate of their own.
 
@@ -12,6 +13,7 @@ pub mod loadgen;
 pub mod replay;
 pub mod report;
 pub mod retention;
+pub mod shaping;
 pub mod soak;
 
 /// WebSocket settings of the tools' own clients: small buffers, since a tool holds

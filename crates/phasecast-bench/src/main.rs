@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release -p phasecast-bench -- bandwidth
+//! cargo run --release -p phasecast-bench -- shaping
 //! cargo build --release --workspace   # loadgen and soak start target/release/phasecast
 //! target/release/phasecast-bench loadgen --subscribers 1000 --format protobuf
 //! cargo run --release -p phasecast-bench -- bench-report target/bench/load.jsonl
@@ -17,7 +18,7 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use phasecast_bench::{bandwidth, loadgen, replay, report, retention, soak};
+use phasecast_bench::{bandwidth, loadgen, replay, report, retention, shaping, soak};
 use tracing_subscriber::EnvFilter;
 
 /// Measure phasecast: bytes per frame, end-to-end load, soak; report the results.
@@ -32,6 +33,9 @@ struct Cli {
 enum Command {
     /// Print bytes per frame for every frame kind on the named workloads.
     Bandwidth(bandwidth::BandwidthArgs),
+    /// Print bytes per frame per precision class, of summary-only frames, and a
+    /// dashboard's bytes a second with summaries.
+    Shaping(shaping::ShapingArgs),
     /// Load a server (or nats-server) with a producer and many subscribers; report
     /// latency, delivery, CPU and memory.
     Loadgen(loadgen::LoadgenArgs),
@@ -60,6 +64,10 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Bandwidth(args) => bandwidth(args),
+        Command::Shaping(args) => {
+            let rows = shaping::measure(&args).map_err(anyhow::Error::msg);
+            rows.map(|rows| print!("{}", shaping::markdown(&rows, &args)))
+        }
         Command::Loadgen(args) => loadgen(args),
         Command::BenchReport(args) => bench_report(args),
         Command::Soak(args) => soak(args),

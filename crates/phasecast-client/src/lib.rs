@@ -41,6 +41,8 @@ pub use error::ClientError;
 pub use options::{EventHandler, SubscribeOptions};
 pub use phasecast_wire::codec::{Encoding, FrameKind};
 pub use phasecast_wire::model::State;
+pub use phasecast_wire::projection::{Field, Projection};
+pub use phasecast_wire::summary::{Envelope, Range, Summary};
 pub use publisher::{IngestPublisher, PublishReply, Publisher, PublisherBuilder};
 pub use subscriber::{message, Received, Subscriber};
 pub use subscription::{ConnectionState, Event, Stats, Subscription, Update};

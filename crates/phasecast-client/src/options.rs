@@ -3,7 +3,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use phasecast_wire::codec::Encoding;
+use phasecast_wire::{codec::Encoding, projection::Projection};
 
 use crate::{backoff::Backoff, url, Event, TlsConfig};
 
@@ -22,6 +22,13 @@ pub struct SubscribeOptions {
     pub deltas: Option<bool>,
     /// At most this many frames a second.
     pub max_hz: Option<f64>,
+    /// Precision class: phases held within this many radians of the producer's (one
+    /// of the server's classes, `/health` `precision_classes`); `None` keeps the URL's
+    /// or the server's default.
+    pub epsilon: Option<f64>,
+    /// The parts of each state to take (`?fields=`); `None` keeps the URL's or the
+    /// whole state.
+    pub fields: Option<Projection>,
     /// Stream name; `None` keeps the URL's `stream` or the default stream.
     pub stream: Option<String>,
     /// Subscriber key, sent as `X-API-Key`.
@@ -56,6 +63,8 @@ impl fmt::Debug for SubscribeOptions {
             .field("encoding", &self.encoding)
             .field("deltas", &self.deltas)
             .field("max_hz", &self.max_hz)
+            .field("epsilon", &self.epsilon)
+            .field("fields", &self.fields)
             .field("stream", &self.stream)
             .field("key", &self.key.as_ref().map(|_| "…"))
             .field("resume", &self.resume)
@@ -77,6 +86,8 @@ impl SubscribeOptions {
             encoding: None,
             deltas: None,
             max_hz: None,
+            epsilon: None,
+            fields: None,
             stream: None,
             key: None,
             resume: None,
@@ -105,6 +116,19 @@ impl SubscribeOptions {
     /// At most `hz` frames a second.
     pub fn max_hz(mut self, hz: f64) -> Self {
         self.max_hz = Some(hz);
+        self
+    }
+
+    /// In the precision class `epsilon` (radians; 0 is lossless).
+    pub fn epsilon(mut self, epsilon: f64) -> Self {
+        self.epsilon = Some(epsilon);
+        self
+    }
+
+    /// Taking only the parts in `fields` (`"summary,phases".parse()`): the state held
+    /// has the others empty (no phases, no spins, energy 0, no timestamp).
+    pub fn fields(mut self, fields: Projection) -> Self {
+        self.fields = Some(fields);
         self
     }
 
@@ -183,6 +207,12 @@ impl SubscribeOptions {
         if let Some(hz) = self.max_hz {
             set.push(("max_hz", Some(hz.to_string())));
         }
+        if let Some(e) = self.epsilon {
+            set.push(("epsilon", Some(e.to_string())));
+        }
+        if let Some(f) = self.fields {
+            set.push(("fields", Some(f.to_string())));
+        }
         if let Some(s) = &self.stream {
             set.push(("stream", Some(s.clone())));
         }
@@ -219,6 +249,13 @@ mod tests {
         assert_eq!(
             o.ws_url(),
             "ws://h:8787/ws?stream=lab1&x=1&format=protobuf&max_hz=30&resume=7&epoch=e9"
+        );
+        let shaped = SubscribeOptions::new("ws://h/ws?epsilon=0.01")
+            .epsilon(0.001)
+            .fields("summary,phases".parse().unwrap());
+        assert_eq!(
+            shaped.ws_url(),
+            "ws://h/ws?epsilon=0.001&fields=phases%2Csummary"
         );
         let resumed = SubscribeOptions::new("ws://h/ws?epoch=old&resume=1").resume("e9", 12);
         assert_eq!(resumed.ws_url(), "ws://h/ws?resume=12&epoch=e9");

@@ -4,9 +4,10 @@
 
 use futures_util::{SinkExt, StreamExt};
 use phasecast_wire::{
-    codec::{self, ClientMessage, Encoding, Frame, FrameKind},
+    codec::{self, ClientMessage, Encoding, Extras, Frame, FrameKind},
     delta,
     model::State,
+    summary::{Envelope, Summary},
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
@@ -60,6 +61,8 @@ pub struct Subscriber {
     /// none): the numbering `seq` belongs to.
     pub(crate) epoch: Option<String>,
     resyncs: u64,
+    /// What the last frame carried besides the state (`?fields=summary`).
+    pub(crate) extras: Extras,
     /// A resync was sent; deltas are ignored until the full frame comes, and no
     /// further request is sent for them (the server counts a subscriber's messages).
     resync_pending: bool,
@@ -152,6 +155,7 @@ impl Subscriber {
             seq: None,
             epoch: None,
             resyncs: 0,
+            extras: Extras::default(),
             resync_pending: false,
         })
     }
@@ -175,6 +179,17 @@ impl Subscriber {
     /// The stream's epoch, from the last full frame: resume with it and the seq.
     pub fn epoch(&self) -> Option<&str> {
         self.epoch.as_deref()
+    }
+
+    /// The summary the last frame carried (with `fields` taking `summary`).
+    pub fn summary(&self) -> Option<&Summary> {
+        self.extras.summary.as_ref()
+    }
+
+    /// The envelope the last frame carried (with `max_hz` and `summary`): the range
+    /// of each summary quantity since the frame before.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        self.extras.envelope.as_ref()
     }
 
     /// How many times this subscriber had to resync.
@@ -209,7 +224,7 @@ impl Subscriber {
                 _ => continue,
             };
             self.encoding = encoding;
-            let frame = match codec::decode_frame(encoding, &bytes) {
+            let (frame, extras) = match codec::decode_frame_parts(encoding, &bytes) {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::warn!(error = %e, "undecodable frame: asking for a full frame");
@@ -222,6 +237,7 @@ impl Subscriber {
             }
             match self.apply(frame, bytes.len()) {
                 Some(received) => {
+                    self.extras = extras;
                     tracing::trace!(seq = received.seq, kind = received.kind.as_str(), "frame");
                     return Ok(Some(received));
                 }

@@ -4,7 +4,11 @@
 //! an [`Event`] and in its [`Stats`].
 
 use futures_util::Stream;
-use phasecast_wire::{codec::FrameKind, model::State};
+use phasecast_wire::{
+    codec::FrameKind,
+    model::State,
+    summary::{Envelope, Summary},
+};
 
 use crate::{ClientError, SubscribeOptions, Subscriber};
 
@@ -74,8 +78,14 @@ pub struct Update {
     pub seq: u64,
     /// Whether it came from a full or a delta frame.
     pub kind: FrameKind,
-    /// The state (exact, or within the server's ε for deltas).
+    /// The state (exact, or within the subscription's ε for deltas); only the parts
+    /// asked for with `fields`.
     pub state: State,
+    /// The state's summary, computed by the server (with `fields` taking `summary`).
+    pub summary: Option<Summary>,
+    /// The range of each summary quantity over the states since the previous update
+    /// (with `max_hz` and `summary`).
+    pub envelope: Option<Envelope>,
 }
 
 /// A subscription that survives disconnections.
@@ -258,10 +268,13 @@ impl Subscription {
                     // The one copy per state: the connection keeps its own to apply
                     // the next delta to.
                     let state = sub.state.clone().expect("a frame was applied");
+                    let extras = sub.extras.clone();
                     return Some(Ok(Update {
                         seq: r.seq,
                         kind: r.kind,
                         state,
+                        summary: extras.summary,
+                        envelope: extras.envelope,
                     }));
                 }
                 Ok(None) => self.lost("the server closed the connection".into()),

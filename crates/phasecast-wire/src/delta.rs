@@ -14,7 +14,7 @@
 //! in step. Each delta carries a [`checksum`] of the state it produces, so a
 //! subscriber can verify what it holds after [`apply`].
 
-use crate::model::State;
+use crate::{model::State, projection::Projection};
 
 /// How far a subscriber's phases may be from the truth, and the quantum used to
 /// send small changes compactly.
@@ -106,6 +106,31 @@ pub struct Delta {
     pub flips: Vec<u32>,
 }
 
+impl Delta {
+    /// This delta as a subscriber with `projection` gets it: only the parts it holds,
+    /// and the checksum of its projected `target` (the state the delta produces). The
+    /// default projection leaves it as it is.
+    pub fn project(mut self, projection: Projection, target: &State) -> Delta {
+        if projection.is_default() {
+            return self;
+        }
+        if !projection.phases() {
+            self.phases = Vec::new();
+        }
+        if !projection.spins() {
+            self.flips = Vec::new();
+        }
+        if !projection.energy() {
+            self.energy = 0.0;
+        }
+        if !projection.timestamp() {
+            self.timestamp = None;
+        }
+        self.checksum = projected_checksum(target, projection);
+        self
+    }
+}
+
 /// Why a delta could not be applied. The state held is then unusable: drop it and
 /// get a full frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,6 +153,30 @@ pub enum ApplyError {
         /// Checksum of the state after applying.
         actual: u64,
     },
+}
+
+/// The view at a keyframe: the truth, with each phase rounded to the nearest whole
+/// number of quanta (within ε; lossless: the truth itself). Views then stay on that
+/// grid, as [`advance`] moves them by whole quanta: a protobuf delta sends each move
+/// as a small step count, and a JSON frame writes each phase in a few digits (a
+/// multiple of 2^-9 has at most nine after the point) instead of seventeen.
+pub fn keyframe_view(truth: &State, tolerance: &Tolerance) -> State {
+    let Some(exp) = tolerance.quantum_exp else {
+        return truth.clone();
+    };
+    let quantum = f64::exp2(exp.into());
+    let on_grid = |p: f64| {
+        let snapped = (p / quantum).round() * quantum;
+        if (snapped - p).abs() <= tolerance.epsilon {
+            snapped
+        } else {
+            p
+        }
+    };
+    State {
+        phases: truth.phases.iter().map(|p| on_grid(*p)).collect(),
+        ..truth.clone()
+    }
 }
 
 /// The next view: what a subscriber in step holds once it has the producer's `truth`.
@@ -276,14 +325,41 @@ pub fn apply(held: &mut State, delta: &Delta) -> Result<(), ApplyError> {
 /// `0x243F6A8885A308D3`. The timestamp is not covered. Simple to reproduce in any
 /// language with 64-bit integers; it detects corruption, it is not a MAC.
 pub fn checksum(state: &State) -> u64 {
+    checksum_of(state.step, &state.phases, &state.spins, state.energy)
+}
+
+/// The [`checksum`] of `state` as a subscriber with `projection` holds it (see
+/// [`Projection::apply`]), without making that state.
+pub fn projected_checksum(state: &State, projection: Projection) -> u64 {
+    checksum_of(
+        state.step,
+        if projection.phases() {
+            &state.phases
+        } else {
+            &[]
+        },
+        if projection.spins() {
+            &state.spins
+        } else {
+            &[]
+        },
+        if projection.energy() {
+            state.energy
+        } else {
+            0.0
+        },
+    )
+}
+
+fn checksum_of(step: u64, phases: &[f64], spins: &[i8], energy: f64) -> u64 {
     let mut hash = Checksum::new();
-    hash.word(state.step);
-    hash.word(state.phases.len() as u64);
-    for phase in &state.phases {
+    hash.word(step);
+    hash.word(phases.len() as u64);
+    for phase in phases {
         hash.word(phase.to_bits());
     }
-    hash.word(state.spins.len() as u64);
-    for chunk in state.spins.chunks(64) {
+    hash.word(spins.len() as u64);
+    for chunk in spins.chunks(64) {
         let word = chunk
             .iter()
             .enumerate()
@@ -291,7 +367,7 @@ pub fn checksum(state: &State) -> u64 {
             .fold(0u64, |w, (j, _)| w | (1 << j));
         hash.word(word);
     }
-    hash.word(state.energy.to_bits());
+    hash.word(energy.to_bits());
     hash.0
 }
 

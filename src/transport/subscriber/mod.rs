@@ -25,6 +25,8 @@ use crate::{
     codec::Encoding,
     fanout::{Resume, Wants},
     hub::DEFAULT_STREAM,
+    projection::Projection,
+    stream::Classes,
 };
 
 /// Read buffer per subscriber: they send only tiny control messages, and
@@ -44,6 +46,8 @@ pub(super) struct SubscribeQuery {
     epoch: Option<String>,
     stream: Option<String>,
     key: Option<String>,
+    epsilon: Option<String>,
+    fields: Option<String>,
 }
 
 /// What a subscriber asked for.
@@ -64,11 +68,12 @@ pub struct Subscription {
 pub fn parse_subscription(
     query: &str,
     default: Encoding,
+    classes: &Classes,
     requested_protocols: &[String],
 ) -> Result<Subscription, ApiError> {
     let query: SubscribeQuery =
         serde_urlencoded::from_str(query).map_err(|e| bad("query", e.to_string()))?;
-    query.into_subscription(default, requested_protocols)
+    query.into_subscription(default, classes, requested_protocols)
 }
 
 fn bad(name: &'static str, reason: impl Into<String>) -> ApiError {
@@ -82,6 +87,7 @@ impl SubscribeQuery {
     fn into_subscription(
         self,
         default: Encoding,
+        classes: &Classes,
         requested_protocols: &[String],
     ) -> Result<Subscription, ApiError> {
         let encoding = match &self.format {
@@ -135,11 +141,38 @@ impl SubscribeQuery {
                 Some(Resume { seq, epoch })
             }
         };
+        let class = match &self.epsilon {
+            None => classes.default_class(),
+            Some(text) => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|e| classes.find(e))
+                .ok_or_else(|| {
+                    let offered: Vec<String> = classes.epsilons().map(|e| e.to_string()).collect();
+                    bad(
+                        "epsilon",
+                        format!(
+                            "{text:?} is not a precision class of this server: use one of {} \
+                             (PCC_PRECISION_CLASSES)",
+                            offered.join(", ")
+                        ),
+                    )
+                })?,
+        };
+        let projection = match &self.fields {
+            None => Projection::DEFAULT,
+            Some(text) => text
+                .parse::<Projection>()
+                .map_err(|e| bad("fields", e.to_string()))?,
+        };
         Ok(Subscription {
             wants: Wants {
                 encoding,
                 deltas,
                 min_interval,
+                class,
+                projection,
             },
             resume,
             stream: self.stream.unwrap_or_else(|| DEFAULT_STREAM.to_owned()),
@@ -178,7 +211,11 @@ pub(super) async fn subscribe(
             .filter_map(|p| p.to_str().ok())
             .flat_map(|p| p.split(',').map(|s| s.trim().to_owned()))
             .collect();
-        let subscription = query.into_subscription(app.config.wire_format, &requested)?;
+        let subscription = query.into_subscription(
+            app.config.wire_format,
+            &Classes::of(&app.config.stream),
+            &requested,
+        )?;
         let stream = app.hub.subscribe_to(&subscription.stream)?;
         Ok((subscription, stream))
     })();
@@ -223,6 +260,12 @@ pub(super) async fn subscribe(
 mod tests {
     use super::*;
 
+    /// Lossless (the default), 10⁻³ and 10⁻².
+    fn classes() -> Classes {
+        let t = |e| crate::delta::Tolerance::new(e).unwrap();
+        Classes::new(t(0.0), &[t(0.001), t(0.01)])
+    }
+
     fn query(pairs: &[(&str, &str)]) -> SubscribeQuery {
         let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         serde_urlencoded::from_str(&text.join("&")).unwrap()
@@ -238,7 +281,7 @@ mod tests {
             ("epoch", "19b2c3d4e5f60718"),
             ("stream", "lab"),
         ])
-        .into_subscription(Encoding::Json, &[])
+        .into_subscription(Encoding::Json, &classes(), &[])
         .unwrap();
         assert_eq!(s.wants.encoding, Encoding::Protobuf);
         assert!(!s.wants.deltas);
@@ -253,7 +296,7 @@ mod tests {
         assert!((s.wants.min_interval.unwrap().as_secs_f64() - 1.0 / 30.0).abs() < 1e-9);
 
         let d = query(&[])
-            .into_subscription(Encoding::Protobuf, &[])
+            .into_subscription(Encoding::Protobuf, &classes(), &[])
             .unwrap();
         assert_eq!(
             (d.wants.encoding, d.wants.deltas, d.stream.as_str()),
@@ -261,7 +304,7 @@ mod tests {
         );
 
         let via_protocol = query(&[])
-            .into_subscription(Encoding::Json, &["pcc.v1.protobuf".to_owned()])
+            .into_subscription(Encoding::Json, &classes(), &["pcc.v1.protobuf".to_owned()])
             .unwrap();
         assert_eq!(via_protocol.wants.encoding, Encoding::Protobuf);
 
@@ -276,15 +319,33 @@ mod tests {
             ("resume", "-1"),
             // An epoch names the numbering of a seq: alone it says nothing.
             ("epoch", "19b2c3d4e5f60718"),
+            ("epsilon", "0.002"),
+            ("epsilon", "NaN"),
+            ("epsilon", "fine"),
+            ("fields", ""),
+            ("fields", "phases,colour"),
         ] {
             let err = query(&[(name, value)])
-                .into_subscription(Encoding::Json, &[])
+                .into_subscription(Encoding::Json, &classes(), &[])
                 .unwrap_err();
             assert_eq!(err.field(), Some(name), "{name}={value}");
         }
+        let err = query(&[("epsilon", "0.5")])
+            .into_subscription(Encoding::Json, &classes(), &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("0, 0.001, 0.01"), "{err}");
+
+        let shaped = query(&[("epsilon", "1e-3"), ("fields", "summary,phases")])
+            .into_subscription(Encoding::Json, &classes(), &[])
+            .unwrap();
+        assert_eq!(shaped.wants.class, 1);
+        assert_eq!(shaped.wants.projection.to_string(), "phases,summary");
+        assert_eq!(d.wants.class, 0);
+        assert!(d.wants.projection.is_default());
+
         let long = "e".repeat(MAX_EPOCH_LEN + 1);
         let err = query(&[("resume", "3"), ("epoch", &long)])
-            .into_subscription(Encoding::Json, &[])
+            .into_subscription(Encoding::Json, &classes(), &[])
             .unwrap_err();
         assert_eq!(err.field(), Some("epoch"));
     }

@@ -8,10 +8,12 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::{ClientMessage, DecodeError, Encoding, Frame};
+use super::{ClientMessage, DecodeError, Encoding, Extras, Frame, Parts};
 use crate::{
     delta::{Delta, PhaseChange},
     model::{InvalidState, State},
+    projection::Projection,
+    summary::{Envelope, Range, Summary},
 };
 
 /// Appends JSON text to a buffer.
@@ -51,6 +53,13 @@ impl Writer {
         self
     }
 
+    /// A finite `f32`, shortest form that parses back to the same `f32`.
+    fn float32(&mut self, v: f32) -> &mut Self {
+        debug_assert!(v.is_finite());
+        self.0.push_str(ryu::Buffer::new().format_finite(v));
+        self
+    }
+
     fn list<T: Copy>(&mut self, items: &[T], mut item: impl FnMut(&mut Self, T)) -> &mut Self {
         self.0.push('[');
         for (i, v) in items.iter().enumerate() {
@@ -63,25 +72,69 @@ impl Writer {
         self
     }
 
-    /// The common tail of every state-bearing object: step, energy, timestamp.
-    fn state_scalars(&mut self, step: u64, energy: f64, timestamp: Option<f64>) -> &mut Self {
+    /// Step, and energy and timestamp when `projection` takes them.
+    fn projected_scalars(
+        &mut self,
+        step: u64,
+        energy: f64,
+        timestamp: Option<f64>,
+        projection: Projection,
+    ) -> &mut Self {
         self.raw(",\"step\":").uint(step);
-        self.raw(",\"energy\":").float(energy);
-        if let Some(t) = timestamp {
+        if projection.energy() {
+            self.raw(",\"energy\":").float(energy);
+        }
+        if let Some(t) = timestamp.filter(|_| projection.timestamp()) {
             self.raw(",\"timestamp\":").float(t);
         }
         self
     }
 
     fn state_arrays(&mut self, state: &State) -> &mut Self {
-        self.raw(",\"phases\":")
-            .list(&state.phases, |w, p| {
+        self.projected_arrays(state, Projection::DEFAULT)
+    }
+
+    fn projected_arrays(&mut self, state: &State, projection: Projection) -> &mut Self {
+        if projection.phases() {
+            self.raw(",\"phases\":").list(&state.phases, |w, p| {
                 w.float(p);
-            })
-            .raw(",\"spins\":")
-            .list(&state.spins, |w, s| {
+            });
+        }
+        if projection.spins() {
+            self.raw(",\"spins\":").list(&state.spins, |w, s| {
                 w.int(s.into());
+            });
+        }
+        self
+    }
+
+    fn summary(&mut self, summary: Option<&Summary>) -> &mut Self {
+        let Some(s) = summary else { return self };
+        self.raw(",\"summary\":{\"r\":")
+            .float32(s.r)
+            .raw(",\"psi\":")
+            .float32(s.psi)
+            .raw(",\"magnetization\":")
+            .float32(s.magnetization)
+            .raw(",\"energy\":")
+            .float32(s.energy)
+            .raw(",\"histogram\":")
+            .list(&s.histogram, |w, n| {
+                w.uint(n.into());
             })
+            .raw("}")
+    }
+
+    fn range(&mut self, name: &str, r: Range) -> &mut Self {
+        self.raw(",\"")
+            .raw(name)
+            .raw("\":{\"min\":")
+            .float32(r.min)
+            .raw(",\"max\":")
+            .float32(r.max)
+            .raw(",\"mean\":")
+            .float32(r.mean)
+            .raw("}")
     }
 
     fn finish(mut self) -> Bytes {
@@ -94,14 +147,31 @@ fn size_hint(state: &State) -> usize {
     96 + state.phases.len() * 22 + state.spins.len() * 3
 }
 
-pub(super) fn encode_full(seq: u64, epoch: &str, state: &State) -> Bytes {
+pub(super) fn encode_full(seq: u64, epoch: &str, state: &State, parts: Parts<'_>) -> Bytes {
+    let p = parts.projection;
     let mut w = Writer::with_capacity(size_hint(state) + epoch.len());
     w.raw("{\"seq\":").uint(seq);
-    if !epoch.is_empty() {
+    // A frame without a body stands alone: nothing to resume from.
+    if !epoch.is_empty() && p.has_body() {
         w.raw(",\"epoch\":").string(epoch);
     }
-    w.state_scalars(state.step, state.energy, state.timestamp);
-    w.state_arrays(state);
+    w.projected_scalars(state.step, state.energy, state.timestamp, p);
+    w.projected_arrays(state, p);
+    w.summary(parts.summary);
+    w.finish()
+}
+
+pub(super) fn with_envelope(frame: &[u8], e: &Envelope) -> Bytes {
+    let body = frame.strip_suffix(b"}").unwrap_or(frame);
+    let mut w = Writer::with_capacity(body.len() + 192);
+    w.raw(std::str::from_utf8(body).expect("the JSON encoder writes UTF-8"));
+    w.raw(",\"envelope\":{\"states\":")
+        .uint(e.states.into())
+        .range("r", e.r)
+        .range("psi", e.psi)
+        .range("magnetization", e.magnetization)
+        .range("energy", e.energy)
+        .raw("}");
     w.finish()
 }
 
@@ -116,16 +186,32 @@ pub(super) fn encode_state(state: &State) -> Bytes {
     w.finish()
 }
 
-pub(super) fn encode_delta(delta: &Delta, target: &State) -> Bytes {
+pub(super) fn encode_delta(delta: &Delta, target: &State, parts: Parts<'_>) -> Bytes {
+    let p = parts.projection;
     let mut w = Writer::with_capacity(128 + delta.phases.len() * 28 + delta.flips.len() * 10);
     w.raw("{\"is_delta\":true,\"seq\":")
         .uint(delta.seq)
         .raw(",\"base_seq\":")
         .uint(delta.base_seq);
-    w.state_scalars(delta.step, delta.energy, delta.timestamp);
+    w.projected_scalars(delta.step, delta.energy, delta.timestamp, p);
     w.raw(",\"checksum\":\"")
         .raw(&format!("{:016x}", delta.checksum))
-        .raw("\",\"phases_delta\":{");
+        .raw("\"");
+    if p.phases() {
+        w.raw(",\"phases_delta\":{");
+        phases_delta(&mut w, delta, target);
+        w.raw("}");
+    }
+    if p.spins() {
+        w.raw(",\"spins_delta\":{");
+        spins_delta(&mut w, delta, target);
+        w.raw("}");
+    }
+    w.summary(parts.summary);
+    w.finish()
+}
+
+fn phases_delta(w: &mut Writer, delta: &Delta, target: &State) {
     for (k, (index, _)) in delta.phases.iter().enumerate() {
         if k > 0 {
             w.raw(",");
@@ -136,7 +222,9 @@ pub(super) fn encode_delta(delta: &Delta, target: &State) -> Bytes {
             .raw("\":")
             .float(target.phases[*index as usize]);
     }
-    w.raw("},\"spins_delta\":{");
+}
+
+fn spins_delta(w: &mut Writer, delta: &Delta, target: &State) {
     for (k, index) in delta.flips.iter().enumerate() {
         if k > 0 {
             w.raw(",");
@@ -146,8 +234,6 @@ pub(super) fn encode_delta(delta: &Delta, target: &State) -> Bytes {
             .raw("\":")
             .int(target.spins[*index as usize].into());
     }
-    w.raw("}");
-    w.finish()
 }
 
 /// A producer's state as JSON. Every field is optional here so that a missing one is
@@ -231,6 +317,7 @@ struct WireFrame {
     is_delta: bool,
     base_seq: Option<u64>,
     step: u64,
+    #[serde(default)]
     energy: f64,
     timestamp: Option<f64>,
     phases: Option<Vec<f64>>,
@@ -238,20 +325,77 @@ struct WireFrame {
     checksum: Option<String>,
     phases_delta: Option<HashMap<String, f64>>,
     spins_delta: Option<HashMap<String, i8>>,
+    summary: Option<WireSummary>,
+    envelope: Option<WireEnvelope>,
 }
 
-pub(super) fn decode_frame(bytes: &[u8]) -> Result<Frame, DecodeError> {
+#[derive(Deserialize)]
+struct WireSummary {
+    r: f32,
+    psi: f32,
+    magnetization: f32,
+    energy: f32,
+    histogram: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct WireEnvelope {
+    states: u32,
+    r: WireRange,
+    psi: WireRange,
+    magnetization: WireRange,
+    energy: WireRange,
+}
+
+#[derive(Deserialize)]
+struct WireRange {
+    min: f32,
+    max: f32,
+    mean: f32,
+}
+
+impl From<WireRange> for Range {
+    fn from(r: WireRange) -> Range {
+        Range {
+            min: r.min,
+            max: r.max,
+            mean: r.mean,
+        }
+    }
+}
+
+pub(super) fn decode_frame(bytes: &[u8]) -> Result<(Frame, Extras), DecodeError> {
     let malformed = |reason: &str| DecodeError::malformed(Encoding::Json, reason);
-    let wire: WireFrame = parse(bytes).map_err(|e| match e {
+    let mut wire: WireFrame = parse(bytes).map_err(|e| match e {
         DecodeError::Invalid(i) => malformed(&i.to_string()),
         other => other,
     })?;
+    let extras = Extras {
+        summary: wire.summary.take().map(|s| Summary {
+            r: s.r,
+            psi: s.psi,
+            magnetization: s.magnetization,
+            energy: s.energy,
+            histogram: s.histogram,
+        }),
+        envelope: wire.envelope.take().map(|e| Envelope {
+            states: e.states,
+            r: e.r.into(),
+            psi: e.psi.into(),
+            magnetization: e.magnetization.into(),
+            energy: e.energy.into(),
+        }),
+    };
+    Ok((body_frame(wire)?, extras))
+}
+
+fn body_frame(wire: WireFrame) -> Result<Frame, DecodeError> {
+    let malformed = |reason: &str| DecodeError::malformed(Encoding::Json, reason);
     if !wire.is_delta {
+        // A part not asked for (`?fields=`) is absent: the subscriber holds none.
         let state = State {
             step: wire.step,
-            phases: wire
-                .phases
-                .ok_or_else(|| malformed("full frame without phases"))?,
+            phases: wire.phases.unwrap_or_default(),
             spins: wire.spins.unwrap_or_default(),
             energy: wire.energy,
             timestamp: wire.timestamp,

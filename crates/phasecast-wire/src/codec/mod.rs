@@ -2,8 +2,11 @@
 //! protobuf. The [`Encoding`] is chosen per connection; nothing outside this module
 //! branches on it.
 //!
-//! - [`encode_full`] / [`encode_delta`]: frames for subscribers.
-//! - [`decode_frame`]: the subscriber side (the Rust client, tests).
+//! - [`encode_full`] / [`encode_delta`]: frames for subscribers; [`encode_full_parts`]
+//!   / [`encode_delta_parts`] for a projection and a summary, [`with_envelope`] adds
+//!   an envelope.
+//! - [`decode_frame`] / [`decode_frame_parts`]: the subscriber side (the Rust client,
+//!   tests).
 //! - [`decode_state`] / [`encode_state`]: producer states (`POST /pcc_state`, `/ingest`).
 //! - [`decode_client_message`]: what a subscriber may send back.
 
@@ -18,6 +21,8 @@ use prost::Message as _;
 use crate::{
     delta::Delta,
     model::{InvalidState, State},
+    projection::Projection,
+    summary::{Envelope, Summary},
 };
 
 /// Types generated from `proto/pcc/v1/pcc.proto` by prost (see `build.rs`).
@@ -197,31 +202,75 @@ impl DecodeError {
     }
 }
 
+/// What a frame carries besides its state: the parts of the state the subscriber
+/// takes and, when it takes it, the state's summary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Parts<'a> {
+    /// The parts of the state written.
+    pub projection: Projection,
+    /// The summary, written when given.
+    pub summary: Option<&'a Summary>,
+}
+
+/// What a frame carried besides its state.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Extras {
+    /// The state's summary (`?fields=summary`).
+    pub summary: Option<Summary>,
+    /// The range of the summary over the states since the previous frame (`max_hz`
+    /// with `fields=summary`).
+    pub envelope: Option<Envelope>,
+}
+
 /// Encodes a full frame of `state` with seq `seq` on a stream whose epoch is `epoch`
 /// (left out when empty).
 pub fn encode_full(encoding: Encoding, seq: u64, epoch: &str, state: &State) -> Bytes {
+    encode_full_parts(encoding, seq, epoch, state, Parts::default())
+}
+
+/// Encodes a full frame of the parts of `state` in `parts.projection`, with
+/// `parts.summary`. Without phases and spins the frame has no body: it carries no
+/// epoch and stands alone.
+pub fn encode_full_parts(
+    encoding: Encoding,
+    seq: u64,
+    epoch: &str,
+    state: &State,
+    parts: Parts<'_>,
+) -> Bytes {
     match encoding {
-        Encoding::Json => json::encode_full(seq, epoch, state),
-        Encoding::Protobuf => protobuf::encode_full(seq, epoch, state),
+        Encoding::Json => json::encode_full(seq, epoch, state, parts),
+        Encoding::Protobuf => protobuf::encode_full(seq, epoch, state, parts),
     }
 }
 
 /// Encodes a delta frame. `target` is the state the delta produces (the JSON form
 /// sends new values, the protobuf form may send quantised steps).
 pub fn encode_delta(encoding: Encoding, delta: &Delta, target: &State) -> Bytes {
+    encode_delta_parts(encoding, delta, target, Parts::default())
+}
+
+/// Encodes a delta frame for a subscriber with `parts.projection` (a delta already
+/// [projected](Delta::project)), with `parts.summary`.
+pub fn encode_delta_parts(
+    encoding: Encoding,
+    delta: &Delta,
+    target: &State,
+    parts: Parts<'_>,
+) -> Bytes {
     match encoding {
-        Encoding::Json => json::encode_delta(delta, target),
-        Encoding::Protobuf => protobuf::encode_delta(delta, target),
+        Encoding::Json => json::encode_delta(delta, target, parts),
+        Encoding::Protobuf => protobuf::encode_delta(delta, target, parts),
     }
 }
 
-/// Size of the protobuf encodings of a full frame and of a delta frame, without
-/// encoding them: how the server decides that a delta would not be smaller.
-pub fn protobuf_sizes(seq: u64, epoch: &str, delta: &Delta, target: &State) -> (usize, usize) {
-    (
-        protobuf::full_frame(seq, epoch, target).encoded_len(),
-        protobuf::delta_frame(delta, target).encoded_len(),
-    )
+/// `frame` (encoded by this module) with `envelope` added: the frame's bytes are
+/// shared by subscribers, the envelope is one subscriber's.
+pub fn with_envelope(encoding: Encoding, frame: &[u8], envelope: &Envelope) -> Bytes {
+    match encoding {
+        Encoding::Json => json::with_envelope(frame, envelope),
+        Encoding::Protobuf => protobuf::with_envelope(frame, envelope),
+    }
 }
 
 /// Decodes a frame sent by the server.
@@ -229,6 +278,19 @@ pub fn protobuf_sizes(seq: u64, epoch: &str, delta: &Delta, target: &State) -> (
 /// # Errors
 /// [`DecodeError::Malformed`] when the bytes are not a frame.
 pub fn decode_frame(encoding: Encoding, bytes: &[u8]) -> Result<Frame, DecodeError> {
+    decode_frame_parts(encoding, bytes).map(|(frame, _)| frame)
+}
+
+/// Decodes a frame sent by the server, with its summary and envelope. A frame without
+/// a body (`?fields=` without phases and spins) is a [`Frame::Full`] of a state with
+/// neither.
+///
+/// # Errors
+/// [`DecodeError::Malformed`] when the bytes are not a frame.
+pub fn decode_frame_parts(
+    encoding: Encoding,
+    bytes: &[u8],
+) -> Result<(Frame, Extras), DecodeError> {
     match encoding {
         Encoding::Json => json::decode_frame(bytes),
         Encoding::Protobuf => protobuf::decode_frame(bytes),

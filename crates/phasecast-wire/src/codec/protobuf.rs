@@ -5,29 +5,107 @@
 use bytes::Bytes;
 use prost::Message;
 
-use super::{pack_spins, pb, ClientMessage, DecodeError, Encoding, Frame};
+use super::{pack_spins, pb, ClientMessage, DecodeError, Encoding, Extras, Frame, Parts};
 use crate::{
     delta::{Delta, PhaseChange},
     model::{InvalidState, State},
+    summary::{Envelope, Range, Summary},
 };
 
 fn malformed(reason: impl std::fmt::Display) -> DecodeError {
     DecodeError::malformed(Encoding::Protobuf, reason)
 }
 
-pub(super) fn full_frame(seq: u64, epoch: &str, state: &State) -> pb::Frame {
+pub(super) fn full_frame(seq: u64, epoch: &str, state: &State, parts: Parts<'_>) -> pb::Frame {
+    let p = parts.projection;
+    let body = p.has_body().then(|| {
+        let spins: &[i8] = if p.spins() { &state.spins } else { &[] };
+        pb::frame::Body::Full(pb::FullState {
+            phases: if p.phases() {
+                state.phases.clone()
+            } else {
+                Vec::new()
+            },
+            spin_count: spins.len() as u32,
+            spin_bits: pack_spins(spins).into(),
+        })
+    });
     pb::Frame {
         seq,
         step: state.step,
-        energy: state.energy,
-        timestamp: state.timestamp,
-        epoch: epoch.to_owned(),
-        body: Some(pb::frame::Body::Full(pb::FullState {
-            phases: state.phases.clone(),
-            spin_count: state.spins.len() as u32,
-            spin_bits: pack_spins(&state.spins).into(),
-        })),
+        energy: if p.energy() { state.energy } else { 0.0 },
+        timestamp: state.timestamp.filter(|_| p.timestamp()),
+        // A frame without a body stands alone: nothing to resume from.
+        epoch: if body.is_some() {
+            epoch.to_owned()
+        } else {
+            String::new()
+        },
+        body,
+        summary: parts.summary.map(pb::Summary::from),
+        envelope: None,
     }
+}
+
+impl From<&Summary> for pb::Summary {
+    fn from(s: &Summary) -> pb::Summary {
+        pb::Summary {
+            r: s.r,
+            psi: s.psi,
+            magnetization: s.magnetization,
+            energy: s.energy,
+            histogram: s.histogram.clone(),
+        }
+    }
+}
+
+impl From<pb::Summary> for Summary {
+    fn from(s: pb::Summary) -> Summary {
+        Summary {
+            r: s.r,
+            psi: s.psi,
+            magnetization: s.magnetization,
+            energy: s.energy,
+            histogram: s.histogram,
+        }
+    }
+}
+
+fn range_to_wire(r: Range) -> Option<pb::Range> {
+    Some(pb::Range {
+        min: r.min,
+        max: r.max,
+        mean: r.mean,
+    })
+}
+
+fn range_from_wire(r: Option<pb::Range>) -> Range {
+    r.map_or(Range::default(), |r| Range {
+        min: r.min,
+        max: r.max,
+        mean: r.mean,
+    })
+}
+
+pub(super) fn with_envelope(frame: &[u8], e: &Envelope) -> Bytes {
+    // Protobuf merges concatenated messages: a frame with only field 9 set, appended,
+    // adds the envelope to the shared frame without decoding it.
+    let suffix = pb::Frame {
+        envelope: Some(pb::Envelope {
+            states: e.states,
+            r: range_to_wire(e.r),
+            psi: range_to_wire(e.psi),
+            magnetization: range_to_wire(e.magnetization),
+            energy: range_to_wire(e.energy),
+        }),
+        ..pb::Frame::default()
+    };
+    let mut bytes = Vec::with_capacity(frame.len() + suffix.encoded_len());
+    bytes.extend_from_slice(frame);
+    suffix
+        .encode(&mut bytes)
+        .expect("a Vec grows to fit the envelope");
+    bytes.into()
 }
 
 /// Index gaps of an ascending index list: the first index, then distance - 1.
@@ -46,7 +124,7 @@ fn varint_len(v: u32) -> usize {
     prost::encoding::encoded_len_varint(v.into())
 }
 
-pub(super) fn delta_frame(delta: &Delta, target: &State) -> pb::Frame {
+pub(super) fn delta_frame(delta: &Delta, target: &State, parts: Parts<'_>) -> pb::Frame {
     let n = target.phases.len();
     let (mut step_idx, mut steps, mut value_idx, mut values) = (vec![], vec![], vec![], vec![]);
     for &(index, change) in &delta.phases {
@@ -102,15 +180,17 @@ pub(super) fn delta_frame(delta: &Delta, target: &State) -> pb::Frame {
             flip_gaps,
             flip_bits,
         })),
+        summary: parts.summary.map(pb::Summary::from),
+        envelope: None,
     }
 }
 
-pub(super) fn encode_full(seq: u64, epoch: &str, state: &State) -> Bytes {
-    full_frame(seq, epoch, state).encode_to_vec().into()
+pub(super) fn encode_full(seq: u64, epoch: &str, state: &State, parts: Parts<'_>) -> Bytes {
+    full_frame(seq, epoch, state, parts).encode_to_vec().into()
 }
 
-pub(super) fn encode_delta(delta: &Delta, target: &State) -> Bytes {
-    delta_frame(delta, target).encode_to_vec().into()
+pub(super) fn encode_delta(delta: &Delta, target: &State, parts: Parts<'_>) -> Bytes {
+    delta_frame(delta, target, parts).encode_to_vec().into()
 }
 
 /// Turns an index-gap list into indices; an empty gap list means dense (`0..count`).
@@ -159,10 +239,35 @@ fn unpack_spins(count: u32, bits: &[u8]) -> Result<Vec<i8>, DecodeError> {
         .collect())
 }
 
-pub(super) fn decode_frame(bytes: &[u8]) -> Result<Frame, DecodeError> {
-    let frame = pb::Frame::decode(bytes).map_err(malformed)?;
+pub(super) fn decode_frame(bytes: &[u8]) -> Result<(Frame, Extras), DecodeError> {
+    let mut frame = pb::Frame::decode(bytes).map_err(malformed)?;
+    let extras = Extras {
+        summary: frame.summary.take().map(Summary::from),
+        envelope: frame.envelope.take().map(|e| Envelope {
+            states: e.states,
+            r: range_from_wire(e.r),
+            psi: range_from_wire(e.psi),
+            magnetization: range_from_wire(e.magnetization),
+            energy: range_from_wire(e.energy),
+        }),
+    };
+    Ok((body_frame(frame)?, extras))
+}
+
+fn body_frame(frame: pb::Frame) -> Result<Frame, DecodeError> {
     match frame.body {
-        None => Err(malformed("frame has neither full nor delta")),
+        // Without a body (no phases and no spins asked for): the state's scalars.
+        None => Ok(Frame::Full {
+            seq: frame.seq,
+            epoch: frame.epoch,
+            state: State {
+                step: frame.step,
+                phases: Vec::new(),
+                spins: Vec::new(),
+                energy: frame.energy,
+                timestamp: frame.timestamp,
+            },
+        }),
         Some(pb::frame::Body::Full(full)) => Ok(Frame::Full {
             seq: frame.seq,
             epoch: frame.epoch,
