@@ -106,6 +106,10 @@ pub struct LoadgenArgs {
     /// Extra `serve` flags for a server this tool starts (e.g. --socket-send-buffer=256KiB).
     #[arg(long, allow_hyphen_values = true)]
     pub serve_arg: Vec<String>,
+    /// Subscriber shapes, as query parameters (`epsilon=0.001&fields=summary`): the
+    /// subscribers take them in turn (one shape: all of them). Only for phasecast.
+    #[arg(long)]
+    pub shape: Vec<String>,
     /// Idle mode: open this many connections that receive nothing; report memory.
     #[arg(long)]
     pub idle: Option<usize>,
@@ -209,6 +213,9 @@ pub struct LoadResult {
     /// Extra `serve` flags of a server this tool started.
     #[serde(default)]
     pub serve_args: Vec<String>,
+    /// The subscribers' shapes (`--shape`), taken in turn.
+    #[serde(default)]
+    pub shapes: Vec<String>,
 }
 
 fn one() -> usize {
@@ -708,8 +715,14 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
         stop: AtomicBool::new(false),
         connected: AtomicU64::new(0),
     });
-    let url = |node: &str| match args.system {
-        System::Phasecast => format!("{node}/ws?format={}&delta={}", encoding, args.delta),
+    let url = |node: &str, i: usize| match args.system {
+        System::Phasecast => {
+            let shape = match args.shape.len() {
+                0 => String::new(),
+                n => format!("&{}", args.shape[i % n]),
+            };
+            format!("{node}/ws?format={}&delta={}{shape}", encoding, args.delta)
+        }
         System::OldApi => format!("{node}/ws"),
         System::Nats => node.to_owned(),
     };
@@ -719,7 +732,7 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
     for i in 0..connections {
         let node = i % endpoints.ws.len();
         tasks.push(tokio::spawn(subscriber(
-            url(&endpoints.ws[node]),
+            url(&endpoints.ws[node], i),
             node,
             args.system,
             encoding,
@@ -786,6 +799,7 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
             attack: None,
             attack_connections: None,
             serve_args: args.serve_arg.clone(),
+            shapes: args.shape.clone(),
         });
     }
 
@@ -914,6 +928,7 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
         attack: args.attack,
         attack_connections,
         serve_args: args.serve_arg.clone(),
+        shapes: args.shape.clone(),
     })
 }
 

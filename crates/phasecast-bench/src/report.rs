@@ -46,10 +46,15 @@ fn key(r: &LoadResult) -> String {
     } else {
         format!("{system}, metrics off")
     };
-    if r.serve_args.is_empty() {
+    let system = if r.serve_args.is_empty() {
         system
     } else {
         format!("{system}, {}", r.serve_args.join(" "))
+    };
+    if r.shapes.is_empty() {
+        system
+    } else {
+        format!("{system}, shapes {}", r.shapes.join(" | "))
     }
 }
 

@@ -26,7 +26,11 @@ use crate::median;
 #[derive(Debug, Clone, Args)]
 pub struct ShapingArgs {
     /// Workloads (`kuramoto-N`, `sparse`, `static`, `random`).
-    #[arg(long, value_delimiter = ',', default_value = "kuramoto-32,kuramoto-1024")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kuramoto-32,kuramoto-1024"
+    )]
     pub workloads: Vec<String>,
     /// Precision classes, radians.
     #[arg(long, value_delimiter = ',', default_value = "0,0.0001,0.001,0.01")]
@@ -116,7 +120,11 @@ fn run(args: &ShapingArgs, workload: &str, seed: u64) -> Result<Measured, String
         readers.push(reader(0, form(encoding, summary), None));
         readers.push(reader(0, Form::whole(encoding), None));
         let hz = Some(args.arrays_hz / args.producer_hz);
-        readers.push(reader(class_of(args.arrays_epsilon), form(encoding, arrays), hz));
+        readers.push(reader(
+            class_of(args.arrays_epsilon),
+            form(encoding, arrays),
+            hz,
+        ));
     }
     // Each reader's class is started, and summaries are made, as when they join.
     let joined: Vec<_> = readers
@@ -124,7 +132,10 @@ fn run(args: &ShapingArgs, workload: &str, seed: u64) -> Result<Measured, String
         .map(|r| stream.join(r.class, None, r.form.projection.summary(), &metrics))
         .collect();
     drop(joined);
-    for (k, state) in Workload::named(workload, seed)?.take(args.states).enumerate() {
+    for (k, state) in Workload::named(workload, seed)?
+        .take(args.states)
+        .enumerate()
+    {
         stream.publish(state, &metrics);
         for r in &mut readers {
             if let Some(every) = r.every {
@@ -155,7 +166,11 @@ fn run(args: &ShapingArgs, workload: &str, seed: u64) -> Result<Measured, String
         m.summary_only[e] = per_frame(&chunk[n]);
         // Before summaries, the dashboard took every state whole, lossless and full.
         let whole = &chunk[n + 1];
-        let full_each = stream.latest_in(0).expect("published").full(whole.form, &metrics).len;
+        let full_each = stream
+            .latest_in(0)
+            .expect("published")
+            .full(whole.form, &metrics)
+            .len;
         m.before[e] = full_each as f64 * args.producer_hz;
         m.shaped[e] = (chunk[n].bytes + chunk[n + 2].bytes) as f64 / seconds;
     }
@@ -234,7 +249,11 @@ pub fn markdown(rows: &[Row], args: &ShapingArgs) -> String {
                 .iter()
                 .map(|c| format!("{:.0} ({:.1}%)", c[e], 100.0 * c[e] / r.per_class[0][e]))
                 .collect();
-            out.push_str(&format!("| `{}` | {encoding} | {} |\n", r.workload, cells.join(" | ")));
+            out.push_str(&format!(
+                "| `{}` | {encoding} | {} |\n",
+                r.workload,
+                cells.join(" | ")
+            ));
         }
     }
     out.push_str(&format!(
@@ -278,12 +297,20 @@ mod tests {
         for e in 0..2 {
             // A delta is never bigger than the full frame it replaces.
             for c in 1..3 {
-                assert!(r.per_class[c][e] <= r.per_class[0][e] * 1.001, "{:?}", r.per_class);
+                assert!(
+                    r.per_class[c][e] <= r.per_class[0][e] * 1.001,
+                    "{:?}",
+                    r.per_class
+                );
             }
             assert!(r.dashboard_shaped[e] < r.dashboard_before[e] / 2.0, "{r:?}");
         }
         // Protobuf sends the phases of a lossy class as quantised steps.
-        assert!(r.per_class[1][1] < r.per_class[0][1] / 2.0, "{:?}", r.per_class);
+        assert!(
+            r.per_class[1][1] < r.per_class[0][1] / 2.0,
+            "{:?}",
+            r.per_class
+        );
         assert!(r.summary_only[1] <= 48.0, "{r:?}");
         assert!(markdown(&rows, &args).contains("| `kuramoto-32` | protobuf |"));
     }
