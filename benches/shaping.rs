@@ -13,13 +13,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use phasecast::{
-    config::StreamConfig,
-    delta::Tolerance,
-    fanout::Channel,
-    metrics::Metrics,
-    model::State,
-    summary::Summary,
-    workload::Workload,
+    config::StreamConfig, delta::Tolerance, fanout::Channel, metrics::Metrics, model::State,
+    summary::Summary, workload::Workload,
 };
 
 const SIZES: [usize; 3] = [32, 1024, 16_384];

@@ -17,7 +17,7 @@ from phasecast.codec import (
     normalize_format,
     resync_message,
 )
-from phasecast.model import Delta, Full, State
+from phasecast.model import Delta, Full, State, same_bits
 
 
 def test_truncated_protobuf_is_a_decode_error() -> None:
@@ -29,9 +29,12 @@ def test_truncated_protobuf_is_a_decode_error() -> None:
                 decode_protobuf_frame(frame[:cut])
 
 
-def test_protobuf_frame_without_body_is_a_decode_error() -> None:
-    with pytest.raises(DecodeError, match="neither"):
-        decode_protobuf_frame(pb.Frame(seq=1, step=1).SerializeToString())
+def test_protobuf_frame_without_body_stands_alone() -> None:
+    # ?fields= without phases and spins: no body, and no epoch kept even if sent.
+    frame = decode_protobuf_frame(pb.Frame(seq=1, step=1, epoch="e").SerializeToString())
+    assert isinstance(frame, Full) and frame.standalone
+    assert (frame.seq, frame.epoch, frame.summary) == (1, None, None)
+    assert same_bits(frame.state, State(1, [], [], 0.0, None))
 
 
 def test_protobuf_frame_as_text_is_a_decode_error() -> None:
@@ -90,7 +93,8 @@ def test_protobuf_delta_rejects_nonsense() -> None:
         "{",
         '{"step":1,"energy":0,"phases":[0]}',  # no seq
         '{"seq":-1,"step":1,"energy":0,"phases":[0]}',
-        '{"seq":1,"step":1,"energy":0}',  # full without phases
+        '{"seq":1,"step":1,"energy":0,"phases":{}}',  # phases not an array
+        '{"seq":1,"step":1,"energy":0,"spins":1}',  # spins not an array
         '{"seq":1,"step":1,"energy":NaN,"phases":[0]}',
         '{"seq":1,"step":1,"energy":0,"phases":[0],"spins":[2]}',
         '{"seq":1,"step":1,"energy":0,"phases":["0"]}',

@@ -8,6 +8,7 @@ state, a reconnect, an answer); the timeouts are only failure guards.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import wire
 from realserver import RealServer, binary, free_port
 
 from phasecast import (
@@ -26,9 +28,11 @@ from phasecast import (
     State,
     Subscriber,
     SubscriptionRefused,
+    Summary,
     SyncProducer,
     SyncSubscriber,
     Update,
+    project,
 )
 from phasecast.model import same_bits
 
@@ -315,6 +319,128 @@ def test_numpy_in_and_out(phasecast_bin: str) -> None:
             assert "delta" in {u.kind for u in updates}
         for producer in producers:
             producer.close()
+
+
+# --- epsilon, fields, summaries and envelopes ------------------------------------------
+
+
+def shaped_state(step: int, n: int = 8) -> State:
+    """Phase i sits in the middle of histogram bin i (16 bins) and drifts by less than
+    ε = 0.001 a step, so a lossy view lags it, deltas carry few phases and no phase
+    comes near a bin boundary."""
+    width = 2 * math.pi / 16
+    return State(
+        step,
+        [(2 * i + 1) * width / 2 + 0.05 * math.sin(step * 0.002 * (i + 1)) for i in range(n)],
+        [1 if (step + i) % 3 else -1 for i in range(n)],
+        0.1 - 0.5 * step,
+        1764000000.0 + step / 200,
+    )
+
+
+def check_summary(summary: Summary | None, truth: State) -> None:
+    """The server's summary is that of the producer's state (float32)."""
+    assert summary is not None
+    expected = wire.summary_of(truth)
+    assert summary.histogram == tuple(expected["histogram"])
+    assert summary.energy == expected["energy"]
+    assert summary.magnetization == pytest.approx(expected["magnetization"], abs=1e-6)
+    assert summary.r == pytest.approx(expected["r"], abs=1e-5)
+    assert summary.psi == pytest.approx(expected["psi"], abs=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["json", "protobuf"])
+def test_precision_classes_fields_summaries_and_envelopes(phasecast_bin: str, fmt: str) -> None:
+    epsilon = 0.001
+    with RealServer("--producer-rate-limit", "0", binary_path=phasecast_bin) as server:
+        assert epsilon in server.health()["precision_classes"]
+        sent: dict[int, State] = {}
+        producer = SyncProducer(server.http_url, stream="shaped", format="protobuf")
+        sent[producer.publish(shaped_state(0)).seq] = shaped_state(0)
+
+        def subscriber(**options: Any) -> Subscriber:
+            return Subscriber(server.ws_url, stream="shaped", format=fmt, **options)
+
+        summaries = subscriber(epsilon=epsilon, fields=["summary"])
+        phases = subscriber(epsilon=epsilon, fields="phases,summary")
+        enveloped = subscriber(fields="summary", max_hz=20)
+        assert "epsilon=0.001&fields=summary" in summaries.connection_url()
+
+        async def take(sub: Subscriber, count: int) -> list[Update]:
+            got: list[Update] = []
+            async with sub:
+                async for update in sub:
+                    got.append(update)
+                    if len(got) == count:
+                        return got
+            raise AssertionError("the subscription ended")
+
+        async def scenario() -> list[list[Update]]:
+            done = asyncio.Event()
+
+            async def publish() -> None:
+                step = 1
+                while not done.is_set() and step < 100_000:
+                    state = shaped_state(step)
+                    sent[(await asyncio.to_thread(producer.publish, state)).seq] = state
+                    step += 1
+
+            publisher = asyncio.ensure_future(publish())
+            try:
+                return list(
+                    await asyncio.gather(take(summaries, 40), take(phases, 40), take(enveloped, 6))
+                )
+            finally:
+                done.set()
+                await publisher
+
+        by_summary, by_phases, by_envelope = run(scenario())
+        producer.close()
+
+        # fields=summary: frames without a body, each a projected state that stands alone.
+        for update in by_summary:
+            assert update.standalone and update.kind == "full" and update.epoch is None
+            assert same_bits(update.state, project(sent[update.seq], "summary")), update.seq
+            check_summary(update.summary, sent[update.seq])
+        assert summaries.resyncs == 0
+
+        # fields=phases,summary at ε: verified deltas of the projected view.
+        assert {u.kind for u in by_phases} == {"full", "delta"}
+        lagged = False
+        for update in by_phases:
+            truth = sent[update.seq]
+            assert not update.standalone and update.epoch is not None
+            assert (update.step, update.spins, update.energy, update.timestamp) == (
+                truth.step,
+                [],
+                0.0,
+                None,
+            )
+            assert len(update.phases) == len(truth.phases)
+            for held, exact in zip(update.phases, truth.phases):
+                assert abs(held - exact) <= epsilon
+                lagged = lagged or held != exact
+            check_summary(update.summary, truth)
+        assert lagged, "a view within 0.001 never lagged: is epsilon applied?"
+        assert phases.resyncs == 0
+
+        # max_hz with summary: each envelope covers every state since the previous frame.
+        for previous, update in zip(by_envelope, by_envelope[1:]):
+            envelope = update.envelope
+            assert envelope is not None and update.standalone
+            covered = [sent[seq] for seq in range(previous.seq + 1, update.seq + 1)]
+            assert envelope.states == len(covered) >= 1
+            energies = [wire.f32(s.energy) for s in covered]
+            assert (envelope.energy.min, envelope.energy.max) == (min(energies), max(energies))
+            rs = [wire.summary_of(s)["r"] for s in covered]
+            assert envelope.r.min == pytest.approx(min(rs), abs=1e-5)
+            assert envelope.r.max == pytest.approx(max(rs), abs=1e-5)
+            check_summary(update.summary, sent[update.seq])
+
+        # An epsilon the server does not offer is refused, naming it.
+        with pytest.raises(SubscriptionRefused) as err:
+            run(subscriber(epsilon=0.002).connect())
+        assert (err.value.status, err.value.field) == (400, "epsilon")
 
 
 # --- the conformance tool against the real server ------------------------------------

@@ -1,16 +1,21 @@
 """A test-only model of the server's side: views, diffs and frame encoders.
 
-A port of what ``src/delta.rs`` (advance, diff) and ``src/codec/{json,protobuf}.rs``
-(encode_full, encode_delta) do, so the tests can make the frames the server would
-send for any pair of states. It is deliberately written apart from the library's
-decoder: the two meet only through bytes.
+A port of what ``src/delta.rs`` (advance, diff), ``crates/phasecast-wire``'s codecs
+(encode_full, encode_delta, with ``?fields=`` projections, summaries and envelopes)
+and its summary do, so the tests can make the frames the server would send for any
+pair of states. It is deliberately written apart from the library's decoder: the two
+meet only through bytes.
 """
 
 from __future__ import annotations
 
+import cmath
 import json
 import math
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from phasecast._pb.pcc.v1 import pcc_pb2 as pb
 from phasecast.model import State, checksum
@@ -106,30 +111,162 @@ def diff(base: State, base_seq: int, target: State, seq: int, exp: int | None) -
     )
 
 
+# --- fields and summaries -----------------------------------------------------------
+
+#: The server's default projection: the whole state, no summary.
+DEFAULT_FIELDS: tuple[str, ...] = ("phases", "spins", "energy", "timestamp")
+
+
+def projected(state: State, fields: Sequence[str]) -> State:
+    """What a subscriber taking ``fields`` holds (the server's Projection::apply)."""
+    return State(
+        state.step,
+        list(state.phases) if "phases" in fields else [],
+        list(state.spins) if "spins" in fields else [],
+        state.energy if "energy" in fields else 0.0,
+        state.timestamp if "timestamp" in fields else None,
+    )
+
+
+def has_body(fields: Sequence[str]) -> bool:
+    return "phases" in fields or "spins" in fields
+
+
+def f32(x: float) -> float:
+    """The nearest float32, as a Python float."""
+    return float(struct.unpack("<f", struct.pack("<f", x))[0])
+
+
+def summary_of(state: State, bins: int = 16) -> dict[str, Any]:
+    """The server's summary of ``state`` (computed in doubles, sent as float32)."""
+    n = len(state.phases)
+    mean = sum(cmath.exp(1j * p) for p in state.phases) / n if n else 0j
+    r = abs(mean)
+    histogram = [0] * bins
+    for p in state.phases:
+        wrapped = p % (2 * math.pi)
+        histogram[min(int(wrapped / (2 * math.pi / bins)), bins - 1)] += 1
+    spins = list(state.spins)
+    return {
+        "r": f32(r),
+        "psi": f32(cmath.phase(mean)) if r > 0 else 0.0,
+        "magnetization": f32(sum(spins) / len(spins)) if spins else 0.0,
+        "energy": f32(state.energy),
+        "histogram": histogram,
+    }
+
+
+def envelope_of(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The envelope over consecutive states' summaries (least, greatest, mean)."""
+    out: dict[str, Any] = {"states": len(summaries)}
+    for key in ("r", "psi", "magnetization", "energy"):
+        values = [s[key] for s in summaries]
+        out[key] = {
+            "min": min(values),
+            "max": max(values),
+            "mean": f32(sum(values) / len(values)),
+        }
+    return out
+
+
+def float32_text(x: float) -> str:
+    """The shortest text that reads back as the same float32 (what ryu writes)."""
+    value = f32(x)
+    for digits in range(1, 10):
+        text = f"{value:.{digits}g}"
+        if f32(float(text)) == value:
+            break
+    if not any(c in text for c in ".en"):
+        text += ".0"
+    return text
+
+
+def summary_json(s: dict[str, Any]) -> str:
+    return (
+        f'{{"r":{float32_text(s["r"])},"psi":{float32_text(s["psi"])},'
+        f'"magnetization":{float32_text(s["magnetization"])},'
+        f'"energy":{float32_text(s["energy"])},'
+        f'"histogram":{json.dumps(s["histogram"], separators=(",", ":"))}}}'
+    )
+
+
+def envelope_json(e: dict[str, Any]) -> str:
+    def ranged(key: str) -> str:
+        r = e[key]
+        return (
+            f'"{key}":{{"min":{float32_text(r["min"])},"max":{float32_text(r["max"])},'
+            f'"mean":{float32_text(r["mean"])}}}'
+        )
+
+    parts = ",".join(ranged(k) for k in ("r", "psi", "magnetization", "energy"))
+    return f'{{"states":{e["states"]},{parts}}}'
+
+
 # --- JSON ---------------------------------------------------------------------------
 
 
-def _scalars(step: int, energy: float, timestamp: float | None) -> dict:
-    out: dict = {"step": step, "energy": energy}
-    if timestamp is not None:
+def _scalars(
+    step: int, energy: float, timestamp: float | None, fields: Sequence[str] = DEFAULT_FIELDS
+) -> dict:
+    out: dict = {"step": step}
+    if "energy" in fields:
+        out["energy"] = energy
+    if timestamp is not None and "timestamp" in fields:
         out["timestamp"] = timestamp
     return out
 
 
-def full_json(seq: int, state: State) -> str:
-    body = {"seq": seq, **_scalars(state.step, state.energy, state.timestamp)}
-    body.update(phases=state.phases, spins=state.spins)
-    return json.dumps(body, separators=(",", ":"))
+def _with_extras(
+    body: dict, summary: dict[str, Any] | None, envelope: dict[str, Any] | None
+) -> str:
+    text = json.dumps(body, separators=(",", ":"))
+    if summary is not None:
+        text = text[:-1] + ',"summary":' + summary_json(summary) + "}"
+    if envelope is not None:
+        text = text[:-1] + ',"envelope":' + envelope_json(envelope) + "}"
+    return text
 
 
-def delta_json(delta: ServerDelta, target: State) -> str:
+def full_json(
+    seq: int,
+    state: State,
+    *,
+    fields: Sequence[str] = DEFAULT_FIELDS,
+    epoch: str | None = None,
+    summary: dict[str, Any] | None = None,
+    envelope: dict[str, Any] | None = None,
+) -> str:
+    """A full frame of the parts of ``state`` in ``fields`` (no body without phases
+    and spins: then no epoch either)."""
+    body: dict = {"seq": seq}
+    if epoch and has_body(fields):
+        body["epoch"] = epoch
+    body.update(_scalars(state.step, state.energy, state.timestamp, fields))
+    if "phases" in fields:
+        body["phases"] = state.phases
+    if "spins" in fields:
+        body["spins"] = state.spins
+    return _with_extras(body, summary, envelope)
+
+
+def delta_json(
+    delta: ServerDelta,
+    target: State,
+    *,
+    fields: Sequence[str] = DEFAULT_FIELDS,
+    summary: dict[str, Any] | None = None,
+    envelope: dict[str, Any] | None = None,
+) -> str:
+    """A delta frame; with ``fields``, ``delta`` is a diff of projected states."""
     body = {"is_delta": True, "seq": delta.seq, "base_seq": delta.base_seq}
-    body.update(_scalars(delta.step, delta.energy, delta.timestamp))
+    body.update(_scalars(delta.step, delta.energy, delta.timestamp, fields))
     body["checksum"] = f"{delta.checksum:016x}"
     # New values, not steps, as the server writes them.
-    body["phases_delta"] = {str(i): target.phases[i] for i, _ in delta.phases}
-    body["spins_delta"] = {str(i): target.spins[i] for i in delta.flips}
-    return json.dumps(body, separators=(",", ":"))
+    if "phases" in fields:
+        body["phases_delta"] = {str(i): target.phases[i] for i, _ in delta.phases}
+    if "spins" in fields:
+        body["spins_delta"] = {str(i): target.spins[i] for i in delta.flips}
+    return _with_extras(body, summary, envelope)
 
 
 # --- protobuf -----------------------------------------------------------------------
@@ -166,15 +303,52 @@ def _frame(seq: int, step: int, energy: float, timestamp: float | None) -> pb.Fr
     return frame
 
 
-def full_pb(seq: int, state: State) -> bytes:
+def _pb_extras(
+    frame: pb.Frame, summary: dict[str, Any] | None, envelope: dict[str, Any] | None
+) -> None:
+    if summary is not None:
+        frame.summary.CopyFrom(pb.Summary(**summary))
+    if envelope is not None:
+        frame.envelope.CopyFrom(
+            pb.Envelope(
+                states=envelope["states"],
+                **{k: pb.Range(**envelope[k]) for k in ("r", "psi", "magnetization", "energy")},
+            )
+        )
+
+
+def full_pb(
+    seq: int,
+    state: State,
+    *,
+    fields: Sequence[str] = DEFAULT_FIELDS,
+    epoch: str | None = None,
+    summary: dict[str, Any] | None = None,
+    envelope: dict[str, Any] | None = None,
+) -> bytes:
+    """A full frame of the parts of ``state`` in ``fields``; without phases and spins
+    a frame with neither ``full`` nor ``delta``, and no epoch."""
+    state = projected(state, fields)
     frame = _frame(seq, state.step, state.energy, state.timestamp)
-    frame.full.phases.extend(state.phases)
-    frame.full.spin_count = len(state.spins)
-    frame.full.spin_bits = pack_bits([s > 0 for s in state.spins])
+    if has_body(fields):
+        frame.full.phases.extend(state.phases)
+        frame.full.spin_count = len(state.spins)
+        frame.full.spin_bits = pack_bits([s > 0 for s in state.spins])
+        frame.full.SetInParent()
+        if epoch:
+            frame.epoch = epoch
+    _pb_extras(frame, summary, envelope)
     return frame.SerializeToString()
 
 
-def delta_pb(delta: ServerDelta, target: State) -> bytes:
+def delta_pb(
+    delta: ServerDelta,
+    target: State,
+    *,
+    summary: dict[str, Any] | None = None,
+    envelope: dict[str, Any] | None = None,
+) -> bytes:
+    """A delta frame; with ``fields``, ``delta`` and ``target`` are projected."""
     n = len(target.phases)
     step_idx = [i for i, (kind, _) in delta.phases if kind == "step"]
     steps = [int(v) for _, (kind, v) in delta.phases if kind == "step"]
@@ -202,4 +376,5 @@ def delta_pb(delta: ServerDelta, target: State) -> bytes:
         d.flip_bits = pack_bits([i in flipped for i in range(len(target.spins))])
     # Even an empty delta is a delta: make sure the oneof is set.
     frame.delta.SetInParent()
+    _pb_extras(frame, summary, envelope)
     return frame.SerializeToString()

@@ -6,6 +6,13 @@ Subscribing (asyncio; :class:`SyncSubscriber` is the same without an event loop)
         async for update in sub:
             print(update.seq, update.kind, update.step, update.energy)
 
+Taking only some parts of each state, with the server's summary of it
+(``fields=``; ``epsilon=`` picks a precision class)::
+
+    async with Subscriber("ws://127.0.0.1:8787/ws", fields=["summary"], max_hz=10) as sub:
+        async for update in sub:
+            print(update.seq, update.summary.r, update.envelope.energy.max)
+
 Publishing (:class:`SyncProducer` for blocking code)::
 
     async with Producer("http://127.0.0.1:8787", key="...") as producer:
@@ -29,15 +36,20 @@ from .errors import (
     SubscriptionRefused,
 )
 from .model import (
+    FIELDS,
     ChecksumMismatch,
     Delta,
     DeltaError,
+    Envelope,
     Frame,
     Full,
     IndexOutOfRange,
+    Range,
     State,
+    Summary,
     apply_delta,
     checksum,
+    project,
 )
 from .producer import (
     IngestStream,
@@ -63,7 +75,9 @@ __all__ = [
     "DecodeError",
     "Delta",
     "DeltaError",
+    "Envelope",
     "Event",
+    "FIELDS",
     "Frame",
     "Full",
     "IndexOutOfRange",
@@ -74,10 +88,12 @@ __all__ = [
     "ProducerStats",
     "PublishError",
     "PublishResult",
+    "Range",
     "State",
     "Stats",
     "Subscriber",
     "SubscriptionRefused",
+    "Summary",
     "SyncIngestStream",
     "SyncProducer",
     "SyncSubscriber",
@@ -87,5 +103,6 @@ __all__ = [
     "checksum",
     "decode_frame",
     "encode_state",
+    "project",
     "resync_message",
 ]

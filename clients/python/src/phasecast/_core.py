@@ -12,9 +12,11 @@ from __future__ import annotations
 import copy
 import enum
 import logging
+import math
+import numbers
 import random
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -22,7 +24,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from . import _np, _ws
 from .codec import DecodeError, decode_frame, normalize_format, resync_message
 from .errors import ConnectError, PhasecastError, SubscriptionRefused
-from .model import DeltaError, Full, State, apply_delta
+from .model import DeltaError, Envelope, Full, State, Summary, apply_delta, normalize_fields
 
 logger = logging.getLogger("phasecast")
 
@@ -95,7 +97,7 @@ class Stats:
     frames: int = 0
     #: Bytes of those frames.
     bytes: int = 0
-    #: Full frames among them.
+    #: Full frames among them (frames without a body included).
     full_frames: int = 0
     #: Delta frames among them.
     delta_frames: int = 0
@@ -116,12 +118,26 @@ class Update:
     (None while the server sends none). The state's fields are readable here too:
     ``update.step``, ``update.phases``... Read-only: :meth:`copy` gives a state you
     may change.
+
+    With ``fields=`` the state is the projected one (the parts not taken are empty,
+    0.0 or None). ``summary`` and ``envelope`` are what the frame carried (with
+    ``fields`` taking ``summary``; the envelope also needs ``max_hz``), else None.
+    ``standalone`` marks a state from a frame without a body (``fields`` with
+    neither phases nor spins): a ``"full"`` update of no phases and no spins that
+    nothing resumes from.
     """
 
     seq: int
     kind: str
     epoch: str | None
     state: State = field(repr=False)
+    #: The state's summary, computed by the server (``fields`` taking ``summary``).
+    summary: Summary | None = None
+    #: The range of each summary quantity since the previous frame (``max_hz`` and
+    #: ``summary``).
+    envelope: Envelope | None = None
+    #: Whether the frame had no body (no epoch; never resumed from).
+    standalone: bool = False
 
     @property
     def is_full(self) -> bool:
@@ -218,6 +234,8 @@ class SubscriberBase:
         stream: str | None = None,
         key: str | None = None,
         *,
+        epsilon: float | None = None,
+        fields: str | Iterable[str] | None = None,
         numpy: bool = False,
         headers: Mapping[str, str] | None = None,
         on_event: EventCallback | None = None,
@@ -244,11 +262,22 @@ class SubscriberBase:
         self._connect_timeout = connect_timeout
         self._max_reconnects = max_reconnects
         self._max_message_bytes = max_message_bytes
-        self._parse_url(url, format=format, delta=delta, max_hz=max_hz, stream=stream)
+        self._parse_url(
+            url,
+            format=format,
+            delta=delta,
+            max_hz=max_hz,
+            stream=stream,
+            epsilon=None if epsilon is None else check_epsilon(epsilon),
+            fields=None if fields is None else normalize_fields(fields),
+        )
 
         self._state: State | None = None
         self._seq: int | None = None
         self._epoch: str | None = None
+        self._standalone = False  # the state held came from a frame without a body
+        self._summary: Summary | None = None
+        self._envelope: Envelope | None = None
         self._connection = ConnectionState.CONNECTING
         self._started = False  # the "connecting" event was sent
         self._ever_connected = False
@@ -271,6 +300,8 @@ class SubscriberBase:
         delta: bool | None,
         max_hz: float | None,
         stream: str | None,
+        epsilon: float | None,
+        fields: tuple[str, ...] | None,
     ) -> None:
         parts = urlsplit(url)
         scheme = {"http": "ws", "https": "wss"}.get(parts.scheme.lower(), parts.scheme.lower())
@@ -286,6 +317,10 @@ class SubscriberBase:
             explicit["delta"] = "true" if delta else "false"
         if max_hz is not None:
             explicit["max_hz"] = _number_text(max_hz)
+        if epsilon is not None:
+            explicit["epsilon"] = _number_text(epsilon)
+        if fields is not None:
+            explicit["fields"] = ",".join(fields)
         if stream is not None:
             explicit["stream"] = stream
         replaced = set(explicit)
@@ -319,10 +354,12 @@ class SubscriberBase:
         self._query = query
 
     def connection_url(self) -> str:
-        """The URL of the next connection: the URL's and the options' parameters,
-        and ``resume=SEQ&epoch=EPOCH`` from the state held (epoch only when known)."""
+        """The URL of the next connection: the URL's and the options' parameters
+        (``epsilon`` and ``fields`` on every connection, as resuming needs), and
+        ``resume=SEQ&epoch=EPOCH`` from the state held (epoch only when known; no
+        resume from a frame without a body, which stands alone)."""
         query = list(self._query)
-        if self._state is not None and self._seq is not None:
+        if self._state is not None and self._seq is not None and not self._standalone:
             query.append(("resume", str(self._seq)))
             if self._epoch:
                 query.append(("epoch", self._epoch))
@@ -339,8 +376,20 @@ class SubscriberBase:
 
     @property
     def state(self) -> State | None:
-        """The verified state held, or None before the first full frame / after a drop."""
+        """The verified state held, or None before the first full frame / after a drop.
+
+        With ``fields=`` it is the projected state (see :func:`phasecast.project`)."""
         return self._state
+
+    @property
+    def summary(self) -> Summary | None:
+        """The summary of :attr:`state` (with ``fields`` taking ``summary``), else None."""
+        return self._summary
+
+    @property
+    def envelope(self) -> Envelope | None:
+        """The envelope the frame of :attr:`state` carried (``max_hz`` and ``summary``)."""
+        return self._envelope
 
     @property
     def seq(self) -> int | None:
@@ -594,13 +643,28 @@ class SubscriberBase:
         if isinstance(frame, Full):
             stats.full_frames += 1
             self._state, self._seq, self._epoch = frame.state, frame.seq, frame.epoch
+            self._standalone = frame.standalone
             self._resync_pending = False
-            self._log_frame("full", size)
-            return Update(frame.seq, "full", frame.epoch, frame.state), None
+            self._log_frame("standalone" if frame.standalone else "full", size)
+            self._summary, self._envelope = frame.summary, frame.envelope
+            update = Update(
+                frame.seq,
+                "full",
+                frame.epoch,
+                frame.state,
+                summary=frame.summary,
+                envelope=frame.envelope,
+                standalone=frame.standalone,
+            )
+            return update, None
         stats.delta_frames += 1
         if self._state is None:
             # Deltas are ignored until the full frame that was asked for.
             return None, self._resync(f"delta to seq {frame.seq} while holding no state")
+        if self._standalone:
+            return None, self._resync(
+                f"delta to seq {frame.seq}, but the state held came from a frame without a body"
+            )
         if frame.base_seq != self._seq:
             return None, self._resync(
                 f"delta from seq {frame.base_seq}, but seq {self._seq} is held"
@@ -610,8 +674,12 @@ class SubscriberBase:
         except DeltaError as err:
             return None, self._resync(str(err))
         self._state, self._seq = state, frame.seq
+        self._summary, self._envelope = frame.summary, frame.envelope
         self._log_frame("delta", size)
-        return Update(frame.seq, "delta", self._epoch, state), None
+        update = Update(
+            frame.seq, "delta", self._epoch, state, summary=frame.summary, envelope=frame.envelope
+        )
+        return update, None
 
     def _log_frame(self, kind: str, size: int) -> None:
         if logger.isEnabledFor(logging.DEBUG):
@@ -619,6 +687,7 @@ class SubscriberBase:
 
     def _resync(self, reason: str) -> Message | None:
         """Drops the state held; the resync request to send, unless one is pending."""
+        self._summary = self._envelope = None
         if self._resync_pending:
             self._state = None
             self._seq = None
@@ -630,6 +699,23 @@ class SubscriberBase:
         self._state = None
         self._seq = None
         return resync_message(self._format)
+
+
+def check_epsilon(epsilon: float) -> float:
+    """``epsilon`` checked: a finite number >= 0, in radians.
+
+    The server takes only the precision classes it offers (``/health`` →
+    ``precision_classes``) and refuses any other with 400 naming ``epsilon``
+    (:class:`~phasecast.SubscriptionRefused`, ``field == "epsilon"``).
+
+    :raises ValueError: a negative, infinite or NaN epsilon, or not a number.
+    """
+    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
+        raise ValueError(f"epsilon: expected a number of radians, got {epsilon!r}")
+    value = float(epsilon)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"epsilon: must be a finite number >= 0 (radians), got {epsilon!r}")
+    return value
 
 
 def _number_text(value: float) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Callable, Union
 
@@ -77,6 +77,20 @@ class Subscriber(SubscriberBase):
     :param max_hz: at most this many frames a second (``?max_hz=``).
     :param stream: the stream name (``?stream=``); the server's ``default`` otherwise.
     :param key: the subscriber key (``PCC_SUBSCRIBE_KEY``), sent as ``X-API-Key``.
+    :param epsilon: the precision class (``?epsilon=``): every phase held stays within
+        this many radians of the producer's. One the server offers (``/health`` →
+        ``precision_classes``); another is refused (:class:`~phasecast.SubscriptionRefused`
+        with ``field == "epsilon"``). Default: the server's ``PCC_DELTA_EPSILON``.
+    :param fields: the parts of each state to take (``?fields=``): names among
+        ``phases``, ``spins``, ``energy``, ``timestamp`` and ``summary``, as a list or
+        a comma-separated string. The state held is then the projected one (parts
+        not taken are empty, 0.0 or None) and, with ``summary``, every update has a
+        :class:`~phasecast.Summary` (and with ``max_hz`` an
+        :class:`~phasecast.Envelope`). Without phases and spins every update stands
+        alone (``update.standalone``). Default: the whole state, no summary.
+        ``epsilon`` and ``fields`` are sent again on every reconnect; an unknown
+        field name, an empty list or a negative or non-finite epsilon raises
+        ``ValueError`` here, before any connection.
     :param numpy: hold and yield phases as a read-only ``float64`` ``numpy.ndarray``
         (and spins as ``int8``); needs ``pip install "phasecast[numpy]"``.
     :param headers: more HTTP headers for the upgrade request.
@@ -106,6 +120,8 @@ class Subscriber(SubscriberBase):
         stream: str | None = None,
         key: str | None = None,
         *,
+        epsilon: float | None = None,
+        fields: str | Iterable[str] | None = None,
         numpy: bool = False,
         headers: Mapping[str, str] | None = None,
         on_update: UpdateCallback | None = None,
@@ -124,6 +140,8 @@ class Subscriber(SubscriberBase):
             max_hz,
             stream,
             key,
+            epsilon=epsilon,
+            fields=fields,
             numpy=numpy,
             headers=headers,
             on_event=on_event,

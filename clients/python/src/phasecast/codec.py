@@ -1,7 +1,8 @@
 """The wire forms: frames from the server, states to it, resync requests.
 
 - :func:`decode_frame` turns a WebSocket message into a :class:`Full` or
-  :class:`Delta` (JSON text or protobuf ``pcc.v1.Frame`` bytes).
+  :class:`Delta` (JSON text or protobuf ``pcc.v1.Frame`` bytes), with the frame's
+  :class:`Summary` and :class:`Envelope` when it carries them.
 - :func:`encode_state` makes a producer body (JSON object or protobuf ``PccState``).
 - :func:`resync_message` is what a subscriber sends to ask for a full frame.
 
@@ -28,10 +29,13 @@ from .model import (
     ChecksumMismatch,
     Delta,
     DeltaError,
+    Envelope,
     Frame,
     Full,
     IndexOutOfRange,
+    Range,
     State,
+    Summary,
     apply_delta,
     checksum,
 )
@@ -41,10 +45,13 @@ __all__ = [
     "DecodeError",
     "Delta",
     "DeltaError",
+    "Envelope",
     "Frame",
     "Full",
     "IndexOutOfRange",
+    "Range",
     "State",
+    "Summary",
     "apply_delta",
     "checksum",
     "content_type",
@@ -103,7 +110,11 @@ def decode_json_frame(data: str | bytes, *, numpy: bool = False) -> Frame:
     """Decodes a JSON frame: a full frame, or a delta when ``is_delta`` is true.
 
     Numbers parse to the exact doubles the server wrote (it writes the shortest form
-    that round-trips).
+    that round-trips). A part of the state the subscription does not take
+    (``?fields=``) is absent: no phases or spins are empty, no energy is 0.0, no
+    timestamp is None. A frame with neither phases nor spins (nor ``is_delta``) has
+    no body: a :class:`Full` marked ``standalone``. ``summary`` and ``envelope`` are
+    read as 32-bit floats.
     """
     try:
         obj = json.loads(data, parse_constant=_reject_constant)
@@ -114,32 +125,40 @@ def decode_json_frame(data: str | bytes, *, numpy: bool = False) -> Frame:
 
     seq = _uint(obj, "seq")
     step = _uint(obj, "step")
-    energy = _number(obj.get("energy"), "energy")
+    energy = _number(obj["energy"], "energy") if "energy" in obj else 0.0
     timestamp = _optional_number(obj.get("timestamp"), "timestamp")
     is_delta = obj.get("is_delta", False)
     if not isinstance(is_delta, bool):
         raise DecodeError("is_delta: expected true or false")
+    summary = _json_summary(obj.get("summary"))
+    envelope = _json_envelope(obj.get("envelope"))
 
     if not is_delta:
         phases = obj.get("phases")
-        if not isinstance(phases, list):
-            raise DecodeError("full frame without a phases array")
         spins = obj.get("spins")
-        if spins is None:
-            spins = []
-        if not isinstance(spins, list):
+        standalone = phases is None and spins is None
+        if not isinstance(phases, (list, type(None))):
+            raise DecodeError("phases: expected an array")
+        if not isinstance(spins, (list, type(None))):
             raise DecodeError("spins: expected an array")
-        epoch = obj.get("epoch")
+        epoch = None if standalone else obj.get("epoch")
         if epoch is not None and not isinstance(epoch, str):
             raise DecodeError(f"epoch: expected a string, got {epoch!r}")
         state = State(
             step=step,
-            phases=_floats(phases, "phases"),
-            spins=_spins(spins, "spins"),
+            phases=_floats(phases or [], "phases"),
+            spins=_spins(spins or [], "spins"),
             energy=energy,
             timestamp=timestamp,
         )
-        return Full(seq, _as_numpy(state) if numpy else state, epoch or None)
+        return Full(
+            seq,
+            _as_numpy(state) if numpy else state,
+            epoch or None,
+            summary=summary,
+            envelope=envelope,
+            standalone=standalone,
+        )
 
     base_seq = _uint(obj, "base_seq")
     raw_checksum = obj.get("checksum")
@@ -161,7 +180,73 @@ def decode_json_frame(data: str | bytes, *, numpy: bool = False) -> Frame:
         checksum=int(raw_checksum, 16),
         values=values,
         spin_values=spin_values,
+        summary=summary,
+        envelope=envelope,
     )
+
+
+def _json_summary(value: Any) -> Summary | None:
+    """A JSON ``summary`` object, or None when the frame has none."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DecodeError("summary: expected an object")
+    histogram = value.get("histogram", [])
+    if not isinstance(histogram, list):
+        raise DecodeError("summary.histogram: expected an array")
+    counts = set(map(type, histogram)) <= {int} and all(0 <= n < _UINT32_LIMIT for n in histogram)
+    if not counts:
+        raise DecodeError(f"summary.histogram: expected counts (uint32), got {histogram!r}")
+    return Summary(
+        r=_float32(value.get("r"), "summary.r"),
+        psi=_float32(value.get("psi"), "summary.psi"),
+        magnetization=_float32(value.get("magnetization"), "summary.magnetization"),
+        energy=_float32(value.get("energy"), "summary.energy"),
+        histogram=tuple(histogram),
+    )
+
+
+def _json_envelope(value: Any) -> Envelope | None:
+    """A JSON ``envelope`` object, or None when the frame has none."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DecodeError("envelope: expected an object")
+    states = value.get("states")
+    if isinstance(states, bool) or not isinstance(states, int) or not 0 <= states < _UINT32_LIMIT:
+        raise DecodeError(f"envelope.states: expected a count (uint32), got {states!r}")
+    return Envelope(
+        states=states,
+        r=_json_range(value, "r"),
+        psi=_json_range(value, "psi"),
+        magnetization=_json_range(value, "magnetization"),
+        energy=_json_range(value, "energy"),
+    )
+
+
+def _json_range(envelope: dict[str, Any], key: str) -> Range:
+    value = envelope.get(key)
+    if not isinstance(value, dict):
+        raise DecodeError(f"envelope.{key}: expected an object with min, max and mean")
+    return Range(
+        min=_float32(value.get("min"), f"envelope.{key}.min"),
+        max=_float32(value.get("max"), f"envelope.{key}.max"),
+        mean=_float32(value.get("mean"), f"envelope.{key}.mean"),
+    )
+
+
+def _float32(value: Any, what: str) -> float:
+    """A JSON number as the Python float of the nearest ``float32`` (what the server
+    wrote: the shortest text that reads back as that ``float32``)."""
+    number = _number(value, what)
+    try:
+        return float(_F32.unpack(_F32.pack(number))[0])
+    except OverflowError:
+        raise DecodeError(f"{what}: {number!r} is out of range for a 32-bit float") from None
+
+
+_F32 = struct.Struct("<f")
+_UINT32_LIMIT = 1 << 32
 
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{1,16}")
@@ -254,7 +339,10 @@ def decode_protobuf_frame(data: bytes, *, numpy: bool = False) -> Frame:
 
     Unpacks what the server packs: spins as bits, indices as gaps, dense lists
     (no gaps: one entry per phase), quantised steps, and ``base_seq`` from
-    ``skipped``.
+    ``skipped``. A frame with neither ``full`` nor ``delta`` (a subscription taking
+    neither phases nor spins) is a :class:`Full` of a state with no phases and no
+    spins, marked ``standalone``. ``Frame.summary`` and ``Frame.envelope`` are read
+    when present.
     """
     frame = pb.Frame()
     try:
@@ -262,22 +350,34 @@ def decode_protobuf_frame(data: bytes, *, numpy: bool = False) -> Frame:
     except Exception as err:  # google.protobuf.message.DecodeError, or worse on junk
         raise DecodeError(f"malformed protobuf frame: {err or type(err).__name__}") from None
     timestamp = frame.timestamp if frame.HasField("timestamp") else None
+    summary = _pb_summary(frame.summary) if frame.HasField("summary") else None
+    envelope = _pb_envelope(frame.envelope) if frame.HasField("envelope") else None
     body = frame.WhichOneof("body")
+    if body is None:
+        # Nothing to resume from: no epoch is kept, even if one were sent.
+        state = State(frame.step, [], [], frame.energy, timestamp)
+        return Full(
+            frame.seq,
+            _as_numpy(state) if numpy else state,
+            None,
+            summary=summary,
+            envelope=envelope,
+            standalone=True,
+        )
     if body == "full":
         full = frame.full
         epoch = frame.epoch or None
         if numpy:
-            return Full(frame.seq, _full_state_numpy(frame, timestamp), epoch)
-        state = State(
-            step=frame.step,
-            phases=list(full.phases),
-            spins=unpack_spins(full.spin_count, full.spin_bits),
-            energy=frame.energy,
-            timestamp=timestamp,
-        )
-        return Full(frame.seq, state, epoch)
-    if body != "delta":
-        raise DecodeError("frame has neither full nor delta")
+            state = _full_state_numpy(frame, timestamp)
+        else:
+            state = State(
+                step=frame.step,
+                phases=list(full.phases),
+                spins=unpack_spins(full.spin_count, full.spin_bits),
+                energy=frame.energy,
+                timestamp=timestamp,
+            )
+        return Full(frame.seq, state, epoch, summary=summary, envelope=envelope)
 
     d = frame.delta
     base_seq = frame.seq - 1 - d.skipped
@@ -305,7 +405,29 @@ def decode_protobuf_frame(data: bytes, *, numpy: bool = False) -> Frame:
         steps=steps,
         values=values,
         flips=flips,
+        summary=summary,
+        envelope=envelope,
     )
+
+
+def _pb_summary(s: Any) -> Summary:
+    """A ``pcc.v1.Summary`` (its floats are already the float32 values)."""
+    return Summary(s.r, s.psi, s.magnetization, s.energy, tuple(s.histogram))
+
+
+def _pb_envelope(e: Any) -> Envelope:
+    """A ``pcc.v1.Envelope``; a range left out on the wire is all zeros (proto3)."""
+    return Envelope(
+        states=e.states,
+        r=_pb_range(e.r),
+        psi=_pb_range(e.psi),
+        magnetization=_pb_range(e.magnetization),
+        energy=_pb_range(e.energy),
+    )
+
+
+def _pb_range(r: Any) -> Range:
+    return Range(r.min, r.max, r.mean)
 
 
 def _full_state_numpy(frame: Any, timestamp: float | None) -> State:

@@ -11,7 +11,7 @@ import math
 import struct
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -19,14 +19,21 @@ from ._np import is_ndarray
 
 __all__ = [
     "ChecksumMismatch",
+    "DEFAULT_FIELDS",
     "Delta",
     "DeltaError",
+    "Envelope",
+    "FIELDS",
     "Frame",
     "Full",
     "IndexOutOfRange",
+    "Range",
     "State",
+    "Summary",
     "apply_delta",
     "checksum",
+    "normalize_fields",
+    "project",
     "same_bits",
 ]
 
@@ -90,14 +97,120 @@ def _as_list(values: Any) -> list[Any]:
     return values.tolist() if is_ndarray(values) else list(values)
 
 
+#: The parts of a state a subscriber may take (``?fields=``), in the server's order.
+FIELDS = ("phases", "spins", "energy", "timestamp", "summary")
+#: What a subscriber takes when it names no fields: the whole state, no summary.
+DEFAULT_FIELDS = ("phases", "spins", "energy", "timestamp")
+
+
+def normalize_fields(fields: str | Iterable[str]) -> tuple[str, ...]:
+    """``fields`` checked, without repeats and in the server's order (:data:`FIELDS`).
+
+    Takes a comma-separated string (``"summary,phases"``) or a sequence of names
+    (``["summary", "phases"]``); both give ``("phases", "summary")``.
+
+    :raises ValueError: an empty list, or a name that is not one of :data:`FIELDS`
+        (the server would refuse the subscription with 400 naming ``fields``).
+    """
+    names = [n.strip() for n in fields.split(",")] if isinstance(fields, str) else list(fields)
+    known = ", ".join(FIELDS)
+    if not names or names == [""]:
+        raise ValueError(f"fields: an empty list takes nothing; name some of {known}")
+    for name in names:
+        if not isinstance(name, str) or name not in FIELDS:
+            raise ValueError(f"fields: unknown field {name!r} (known: {known})")
+    return tuple(f for f in FIELDS if f in names)
+
+
+def project(state: State, fields: str | Iterable[str]) -> State:
+    """The state a subscriber taking ``fields`` holds: the parts not taken are empty
+    phases, empty spins, energy 0.0 and no timestamp (docs/protocol.md, "Fields and
+    summaries"). Frames, deltas and checksums are of this state.
+
+    >>> project(State(3, [0.5], [1], -1.0, 7.0), "phases,summary")
+    State(step=3, phases=[0.5], spins=[], energy=0.0, timestamp=None)
+    """
+    taken = normalize_fields(fields)
+    return State(
+        state.step,
+        _copy_seq(state.phases) if "phases" in taken else [],
+        _copy_seq(state.spins) if "spins" in taken else [],
+        state.energy if "energy" in taken else 0.0,
+        state.timestamp if "timestamp" in taken else None,
+    )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Quantities the server derives from one state, for subscribers taking
+    ``summary``: computed from the producer's state (not from the view within ε).
+
+    The numbers are 32-bit floats on the wire; here each is the Python float of that
+    ``float32`` (the same value from JSON and from protobuf).
+    """
+
+    #: Kuramoto order parameter r = |(1/N) Σ e^{iθ_k}|, in [0, 1] (0 without phases).
+    r: float
+    #: Its angle ψ in radians, in (-π, π]; 0 when r is 0.
+    psi: float
+    #: Mean spin, in [-1, 1]; 0 without spins.
+    magnetization: float
+    #: The state's energy, as a 32-bit float (``fields`` with ``energy`` gives the exact one).
+    energy: float
+    #: Count of phases per bin: bin k holds the phases (wrapped into [0, 2π)) in
+    #: [k·2π/B, (k+1)·2π/B), for the server's B bins (``PCC_SUMMARY_BINS``).
+    histogram: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "histogram", tuple(self.histogram))
+
+
+@dataclass(frozen=True)
+class Range:
+    """Least, greatest and mean value of one summary quantity over an
+    :class:`Envelope`'s states (32-bit floats, as in :class:`Summary`)."""
+
+    min: float
+    max: float
+    mean: float
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The range of each :class:`Summary` quantity over every state since the
+    subscriber's previous frame, this frame's included: what a ``max_hz`` subscriber
+    taking ``summary`` gets, so that a spike between two frames still shows.
+    """
+
+    #: How many states it covers (fewer than the seqs between two frames after a
+    #: stall longer than the server's history).
+    states: int
+    r: Range
+    psi: Range
+    magnetization: Range
+    energy: Range
+
+
 @dataclass(frozen=True)
 class Full:
-    """A full frame: the whole state with seq ``seq``."""
+    """A full frame: the whole state with seq ``seq``.
+
+    With ``?fields=`` the state is the projected one (see :func:`project`). A frame
+    without a body (a subscription taking neither phases nor spins) is a ``Full`` of
+    a state with no phases and no spins, marked ``standalone``: it has no epoch,
+    nothing resumes from it and no delta follows it.
+    """
 
     seq: int
     state: State
     #: The stream's epoch, when the server sent one (``Frame.epoch``, JSON ``"epoch"``).
     epoch: str | None = None
+    #: The state's summary, when the subscription takes ``summary``.
+    summary: Summary | None = None
+    #: The envelope since the previous frame (with ``max_hz`` and ``summary``).
+    envelope: Envelope | None = None
+    #: Whether the frame had no body: it stands alone (no epoch, never a delta base).
+    standalone: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,7 +218,8 @@ class Delta:
     """A delta frame: the changes that turn the state with seq ``base_seq`` into ``seq``.
 
     Protobuf deltas use ``steps``, ``values`` and ``flips``; JSON deltas use ``values``
-    and ``spin_values``. Every index list is ascending.
+    and ``spin_values``. Every index list is ascending. With ``?fields=`` the base, the
+    result and the checksum are projected states (see :func:`project`).
     """
 
     seq: int
@@ -125,6 +239,10 @@ class Delta:
     flips: Sequence[int] = ()
     #: ``(index, spin)``: the spin's new value (JSON deltas).
     spin_values: Sequence[tuple[int, int]] = ()
+    #: The new state's summary, when the subscription takes ``summary``.
+    summary: Summary | None = None
+    #: The envelope since the previous frame (with ``max_hz`` and ``summary``).
+    envelope: Envelope | None = None
 
 
 #: A decoded frame.

@@ -17,7 +17,7 @@ connection, and its ``ingest()`` is a blocking producer WebSocket.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Callable
 
@@ -49,6 +49,8 @@ class SyncSubscriber(SubscriberBase):
         stream: str | None = None,
         key: str | None = None,
         *,
+        epsilon: float | None = None,
+        fields: str | Iterable[str] | None = None,
         numpy: bool = False,
         headers: Mapping[str, str] | None = None,
         on_update: Callable[[Update], Any] | None = None,
@@ -67,6 +69,8 @@ class SyncSubscriber(SubscriberBase):
             max_hz,
             stream,
             key,
+            epsilon=epsilon,
+            fields=fields,
             numpy=numpy,
             headers=headers,
             on_event=on_event,

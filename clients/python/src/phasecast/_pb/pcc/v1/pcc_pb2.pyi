@@ -20,7 +20,7 @@ class PccState(_message.Message):
     def __init__(self, step: _Optional[int] = ..., phases: _Optional[_Iterable[float]] = ..., spins: _Optional[_Iterable[int]] = ..., energy: _Optional[float] = ..., timestamp: _Optional[float] = ...) -> None: ...
 
 class Frame(_message.Message):
-    __slots__ = ("seq", "step", "energy", "timestamp", "full", "delta", "epoch")
+    __slots__ = ("seq", "step", "energy", "timestamp", "full", "delta", "epoch", "summary", "envelope")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     ENERGY_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,8 @@ class Frame(_message.Message):
     FULL_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
     seq: int
     step: int
     energy: float
@@ -35,7 +37,47 @@ class Frame(_message.Message):
     full: FullState
     delta: DeltaState
     epoch: str
-    def __init__(self, seq: _Optional[int] = ..., step: _Optional[int] = ..., energy: _Optional[float] = ..., timestamp: _Optional[float] = ..., full: _Optional[_Union[FullState, _Mapping]] = ..., delta: _Optional[_Union[DeltaState, _Mapping]] = ..., epoch: _Optional[str] = ...) -> None: ...
+    summary: Summary
+    envelope: Envelope
+    def __init__(self, seq: _Optional[int] = ..., step: _Optional[int] = ..., energy: _Optional[float] = ..., timestamp: _Optional[float] = ..., full: _Optional[_Union[FullState, _Mapping]] = ..., delta: _Optional[_Union[DeltaState, _Mapping]] = ..., epoch: _Optional[str] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., envelope: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
+
+class Summary(_message.Message):
+    __slots__ = ("r", "psi", "magnetization", "energy", "histogram")
+    R_FIELD_NUMBER: _ClassVar[int]
+    PSI_FIELD_NUMBER: _ClassVar[int]
+    MAGNETIZATION_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    r: float
+    psi: float
+    magnetization: float
+    energy: float
+    histogram: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, r: _Optional[float] = ..., psi: _Optional[float] = ..., magnetization: _Optional[float] = ..., energy: _Optional[float] = ..., histogram: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Envelope(_message.Message):
+    __slots__ = ("states", "r", "psi", "magnetization", "energy")
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    R_FIELD_NUMBER: _ClassVar[int]
+    PSI_FIELD_NUMBER: _ClassVar[int]
+    MAGNETIZATION_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    states: int
+    r: Range
+    psi: Range
+    magnetization: Range
+    energy: Range
+    def __init__(self, states: _Optional[int] = ..., r: _Optional[_Union[Range, _Mapping]] = ..., psi: _Optional[_Union[Range, _Mapping]] = ..., magnetization: _Optional[_Union[Range, _Mapping]] = ..., energy: _Optional[_Union[Range, _Mapping]] = ...) -> None: ...
+
+class Range(_message.Message):
+    __slots__ = ("min", "max", "mean")
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    min: float
+    max: float
+    mean: float
+    def __init__(self, min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ...) -> None: ...
 
 class FullState(_message.Message):
     __slots__ = ("phases", "spin_count", "spin_bits")
