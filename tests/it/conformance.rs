@@ -82,7 +82,7 @@ struct Runner {
     child: tokio::process::Child,
 }
 
-fn external_clients() -> Option<(String, String)> {
+pub(crate) fn external_clients() -> Option<(String, String)> {
     let python = std::env::var("PHASECAST_PYTHON").ok();
     let node = std::env::var("PHASECAST_NODE_CONFORMANCE").ok();
     match (python, node) {
@@ -347,7 +347,7 @@ fn check(label: &str, held: &[(u64, State)], truth: &Truth, last: u64, eps: f64)
     skipped
 }
 
-fn parse_line(line: &str) -> (u64, State) {
+pub(crate) fn parse_line(line: &str) -> (u64, State) {
     let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     let numbers = |key: &str| -> Vec<f64> {
         v[key]

@@ -422,3 +422,102 @@ async fn resume_works_within_a_class_and_bad_parameters_are_named() {
     }
     server.shutdown().await;
 }
+
+/// The Python and TypeScript clients, in both formats, at ε = 10⁻³ with
+/// `fields=phases,summary` and with `fields=summary`: every line they print holds the
+/// projected state (phases within ε, or none; no spins; energy 0) and the server's
+/// summary of that seq, equal to one computed here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_takes_classes_fields_and_summaries() {
+    let Some((python, node)) = crate::conformance::external_clients() else {
+        eprintln!("skipping: run scripts/test.sh");
+        return;
+    };
+    let bins = 16;
+    // Every seq to every client, however slow its interpreter: nothing is skipped.
+    let server = TestServer::with(|c| {
+        c.subscriber.outbox_frames = 1024;
+        c.subscriber.freshness = None;
+    })
+    .await;
+    let last = 200u64;
+    let truth: HashMap<u64, State> = (1..=last).map(|s| (s, creeping(s, 40, 4e-4))).collect();
+    let url = format!("{}/ws", server.ws());
+    let mut runners = Vec::new();
+    for lang in ["python", "node"] {
+        for format in ["json", "protobuf"] {
+            for fields in ["phases,summary", "summary"] {
+                let mut command = match lang {
+                    "python" => {
+                        let mut c = tokio::process::Command::new(&python);
+                        c.args(["-m", "phasecast.conformance"]);
+                        c
+                    }
+                    _ => {
+                        let mut c = tokio::process::Command::new("node");
+                        c.arg(&node);
+                        c
+                    }
+                };
+                command
+                    .args(["--url", &url, "--format", format, "--epsilon", "0.001"])
+                    .args(["--fields", fields, "--until-seq", &last.to_string()])
+                    .args(["--timeout", "60"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .kill_on_drop(true);
+                let child = command.spawn().unwrap_or_else(|e| panic!("{lang}: {e}"));
+                runners.push((format!("{lang} {format} {fields}"), fields, child));
+            }
+        }
+    }
+    let states: Vec<_> = (1..=last).map(|s| truth[&s].clone()).collect();
+    publish_all(&server, runners.len(), &states).await;
+    for (label, fields, child) in runners {
+        let output = within(&label, child.wait_with_output()).await.unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{label}: {}\n{err}", output.status);
+        let text = String::from_utf8(output.stdout).unwrap();
+        let mut seqs = 0;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let (seq, held) = crate::conformance::parse_line(line);
+            let want = &truth[&seq];
+            let what = format!("{label} seq {seq}");
+            assert!(
+                held.spins.is_empty() && held.energy == 0.0,
+                "{what}: {line}"
+            );
+            if fields == "summary" {
+                assert!(held.phases.is_empty(), "{what}");
+            } else {
+                assert_eq!(held.phases.len(), want.phases.len(), "{what}");
+                for (h, w) in held.phases.iter().zip(&want.phases) {
+                    assert!((h - w).abs() <= 1e-3, "{what}: {h} vs {w}");
+                }
+            }
+            let s = &v["summary"];
+            let f = |k: &str| {
+                s[k].as_f64()
+                    .unwrap_or_else(|| panic!("{what}: {k} in {line}")) as f32
+            };
+            let histogram: Vec<u32> = s["histogram"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap() as u32)
+                .collect();
+            let summary = Summary {
+                r: f("r"),
+                psi: f("psi"),
+                magnetization: f("magnetization"),
+                energy: f("energy"),
+                histogram,
+            };
+            assert_summary(&summary, want, bins, &what);
+            seqs += 1;
+        }
+        assert_eq!(seqs, last, "{label}: a line per state");
+    }
+    server.shutdown().await;
+}
