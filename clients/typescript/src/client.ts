@@ -29,6 +29,6 @@ export {
 } from "./producer.js";
 export { ConnectError, type ConnectErrorInit, type ConnectErrorKind } from "./errors.js";
 export { PERMANENT_CLOSE_CODES, parseRetryAfter, redactUrl } from "./connection.js";
-export { subscriptionUrl } from "./url.js";
+export { checkEpsilon, fieldsHaveBody, parseFields, subscriptionUrl } from "./url.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";
 export type { WebSocketConstructor, WebSocketLike } from "./websocket.js";

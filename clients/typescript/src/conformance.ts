@@ -9,14 +9,24 @@
  * {"seq":..,"step":..,"energy":..,"timestamp":..|null,"phases":[..],"spins":[..]}
  * ```
  *
+ * The state is the one the subscriber holds: with `--fields`, the projected state
+ * (the parts not taken empty, energy 0, timestamp null). When the frame carried
+ * them, the line also has `"summary":{"r","psi","magnetization","energy","histogram"}`
+ * and `"envelope":{"states","r":{"min","max","mean"},"psi",..,"magnetization",..,"energy",..}`
+ * (32-bit floats in their shortest form, as the server writes them).
+ *
  * Numbers are shortest round-trip (`String(x)`), negative zero as `-0.0`. Resyncs,
  * reconnects and closes go to stderr. Exits 0 once it holds a state with
  * seq >= `--until-seq`, 2 on timeout, 1 on bad arguments or a fatal error.
  *
  * ```text
  * node dist/conformance.js --url ws://127.0.0.1:PORT/ws --format json|protobuf \
- *   --delta true|false --until-seq S [--slow-ms MS] [--stream NAME] [--timeout SECONDS] [--key KEY]
+ *   --delta true|false --until-seq S [--slow-ms MS] [--stream NAME] [--timeout SECONDS] [--key KEY] \
+ *   [--epsilon E] [--fields LIST]
  * ```
+ *
+ * `--epsilon E` picks the precision class (`?epsilon=`); `--fields LIST` the parts of
+ * the state (`?fields=phases,summary`; an unknown name exits 1).
  *
  * `--key KEY` is the subscriber key, sent as the `X-API-Key` header. A permanent
  * refusal (wrong key, path or parameter) exits 1 at once, with the server's reason
@@ -33,21 +43,25 @@
 
 import { parseArgs } from "node:util";
 import { formatJsonArray, formatJsonNumber } from "./json.js";
-import type { Format, State } from "./model.js";
+import type { FrameExtras, Format, State } from "./model.js";
 import { Subscriber } from "./subscriber.js";
+import { formatEnvelopeJson, formatSummaryJson } from "./summary.js";
+import { checkEpsilon, parseFields } from "./url.js";
 
-/** One stdout line: the state held and its seq. */
-export function stateLine(seq: number, state: State): string {
+/** One stdout line: the state held and its seq, and the frame's summary and envelope. */
+export function stateLine(seq: number, state: State, extras: FrameExtras = {}): string {
   const timestamp = state.timestamp === undefined ? "null" : formatJsonNumber(state.timestamp);
-  return (
+  let line =
     `{"seq":${seq},"step":${state.step},"energy":${formatJsonNumber(state.energy)},` +
-    `"timestamp":${timestamp},"phases":${formatJsonArray(state.phases)},"spins":${formatJsonArray(state.spins)}}`
-  );
+    `"timestamp":${timestamp},"phases":${formatJsonArray(state.phases)},"spins":${formatJsonArray(state.spins)}`;
+  if (extras.summary !== undefined) line += `,"summary":${formatSummaryJson(extras.summary)}`;
+  if (extras.envelope !== undefined) line += `,"envelope":${formatEnvelopeJson(extras.envelope)}`;
+  return line + "}";
 }
 
 const USAGE =
   "usage: conformance --url ws://HOST:PORT/ws --format json|protobuf --delta true|false " +
-  "--until-seq S [--slow-ms MS] [--stream NAME] [--timeout SECONDS] [--key KEY]";
+  "--until-seq S [--slow-ms MS] [--stream NAME] [--timeout SECONDS] [--key KEY] [--epsilon E] [--fields LIST]";
 
 interface Args {
   url: string;
@@ -58,6 +72,8 @@ interface Args {
   stream: string | undefined;
   key: string | undefined;
   timeoutS: number;
+  epsilon: number | undefined;
+  fields: string[] | undefined;
 }
 
 function parse(argv: string[]): Args {
@@ -72,6 +88,8 @@ function parse(argv: string[]): Args {
       stream: { type: "string" },
       key: { type: "string" },
       timeout: { type: "string", default: "30" },
+      epsilon: { type: "string" },
+      fields: { type: "string" },
     },
     strict: true,
   });
@@ -85,7 +103,35 @@ function parse(argv: string[]): Args {
   if (!Number.isSafeInteger(untilSeq) || untilSeq < 0) throw new Error("--until-seq: a seq is required");
   if (!(slowMs >= 0)) throw new Error(`--slow-ms: ${values["slow-ms"]}`);
   if (!(timeoutS > 0)) throw new Error(`--timeout: ${values.timeout}`);
-  return { url: values.url, format, delta: values.delta === "true", untilSeq, slowMs, stream: values.stream, key: values.key, timeoutS };
+  let epsilon: number | undefined;
+  if (values.epsilon !== undefined) {
+    const e = values.epsilon.trim() === "" ? NaN : Number(values.epsilon);
+    try {
+      epsilon = checkEpsilon(e);
+    } catch (err) {
+      throw new Error(`--epsilon: ${(err as Error).message}`);
+    }
+  }
+  let fields: string[] | undefined;
+  if (values.fields !== undefined) {
+    try {
+      fields = parseFields(values.fields.split(",").map((f) => f.trim()));
+    } catch (err) {
+      throw new Error(`--fields: ${(err as Error).message}`);
+    }
+  }
+  return {
+    url: values.url,
+    format,
+    delta: values.delta === "true",
+    untilSeq,
+    slowMs,
+    stream: values.stream,
+    key: values.key,
+    timeoutS,
+    epsilon,
+    fields,
+  };
 }
 
 function main(): void {
@@ -106,6 +152,8 @@ function main(): void {
     delta: args.delta,
     ...(args.stream === undefined ? {} : { stream: args.stream }),
     ...(args.key === undefined ? {} : { key: args.key }),
+    ...(args.epsilon === undefined ? {} : { epsilon: args.epsilon }),
+    ...(args.fields === undefined ? {} : { fields: args.fields }),
     preferWsPackage: true,
     reconnect: { initialMs: 100, maxMs: 2_000 },
   });
@@ -124,9 +172,10 @@ function main(): void {
     finish(2);
   }, args.timeoutS * 1000);
 
-  sub.onUpdate((state, { seq }) => {
+  sub.onUpdate((state, { seq, summary, envelope }) => {
     if (finished) return;
-    process.stdout.write(stateLine(seq, state) + "\n");
+    const extras = { ...(summary === undefined ? {} : { summary }), ...(envelope === undefined ? {} : { envelope }) };
+    process.stdout.write(stateLine(seq, state, extras) + "\n");
     if (seq >= args.untilSeq) {
       finish(0);
       return;

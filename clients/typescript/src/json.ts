@@ -3,6 +3,11 @@
  * plus `seq`, a delta has `is_delta: true` and the new values of what changed keyed
  * by index (`phases_delta`, `spins_delta`), and a 16-hex-digit `checksum`.
  *
+ * With `?fields=` the keys of the parts not asked for are absent: the state held
+ * has no phases, no spins, energy 0 or no timestamp. A frame with neither `phases`
+ * nor `spins` (and no `is_delta`) has no body: it stands alone. `summary` and
+ * `envelope` are 32-bit floats, read as the `float32` their text names.
+ *
  * The server writes numbers in their shortest round-trip form, so `JSON.parse`
  * yields exactly the server's doubles.
  *
@@ -11,7 +16,7 @@
 
 import { parseChecksumHex } from "./checksum.js";
 import { DecodeError } from "./errors.js";
-import type { DeltaFrame, Frame, State, StateInput } from "./model.js";
+import type { DeltaFrame, Envelope, FrameExtras, Frame, FullFrame, Range, State, StateInput, Summary } from "./model.js";
 
 type Json = Record<string, unknown>;
 
@@ -34,6 +39,74 @@ function finite(obj: Json, key: string): number {
     fail(`"${key}" must be a number, got ${JSON.stringify(v)}`);
   }
   return v;
+}
+
+/** `energy`: a number, or 0 when absent (a subscription without `energy` in `fields`). */
+function energyOf(obj: Json): number {
+  return obj["energy"] === undefined ? 0 : finite(obj, "energy");
+}
+
+function object(v: unknown, key: string): Json {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) fail(`"${key}" must be an object`);
+  return v as Json;
+}
+
+/** A 32-bit float of a summary or envelope: the `float32` its text reads as. */
+function float32(obj: Json, key: string, where: string): number {
+  const v = obj[key];
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    fail(`${where}.${key} must be a number, got ${JSON.stringify(v)}`);
+  }
+  return Math.fround(v);
+}
+
+function summaryOf(v: unknown): Summary {
+  const obj = object(v, "summary");
+  const histogram = obj["histogram"] ?? [];
+  if (!Array.isArray(histogram)) fail(`summary.histogram must be an array`);
+  const bins = new Uint32Array(histogram.length);
+  for (let k = 0; k < histogram.length; k++) {
+    const n: unknown = histogram[k];
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > 0xffffffff) {
+      fail(`summary.histogram[${k}] must be a count, got ${JSON.stringify(n)}`);
+    }
+    bins[k] = n;
+  }
+  return {
+    r: float32(obj, "r", "summary"),
+    psi: float32(obj, "psi", "summary"),
+    magnetization: float32(obj, "magnetization", "summary"),
+    energy: float32(obj, "energy", "summary"),
+    histogram: bins,
+  };
+}
+
+function rangeOf(v: unknown, where: string): Range {
+  const obj = object(v, where);
+  return { min: float32(obj, "min", where), max: float32(obj, "max", where), mean: float32(obj, "mean", where) };
+}
+
+function envelopeOf(v: unknown): Envelope {
+  const obj = object(v, "envelope");
+  const states = obj["states"];
+  if (typeof states !== "number" || !Number.isInteger(states) || states < 0 || states > 0xffffffff) {
+    fail(`envelope.states must be a count, got ${JSON.stringify(states)}`);
+  }
+  return {
+    states,
+    r: rangeOf(obj["r"], "envelope.r"),
+    psi: rangeOf(obj["psi"], "envelope.psi"),
+    magnetization: rangeOf(obj["magnetization"], "envelope.magnetization"),
+    energy: rangeOf(obj["energy"], "envelope.energy"),
+  };
+}
+
+/** `summary` and `envelope`, when the frame has them. */
+function extrasOf(obj: Json): { -readonly [K in keyof FrameExtras]: FrameExtras[K] } {
+  const extras: { -readonly [K in keyof FrameExtras]: FrameExtras[K] } = {};
+  if (obj["summary"] !== undefined && obj["summary"] !== null) extras.summary = summaryOf(obj["summary"]);
+  if (obj["envelope"] !== undefined && obj["envelope"] !== null) extras.envelope = envelopeOf(obj["envelope"]);
+  return extras;
 }
 
 /** `timestamp`: a number, or absent / null for a state without one. */
@@ -111,22 +184,32 @@ export function decodeJsonFrame(text: string): Frame {
   if (typeof isDelta !== "boolean") fail(`"is_delta" must be a boolean`);
   const seq = uint(obj, "seq");
   const step = uint(obj, "step");
-  const energy = finite(obj, "energy");
+  const energy = energyOf(obj);
   const timestamp = optionalTimestamp(obj);
+  const extras = extrasOf(obj);
 
   if (!isDelta) {
-    if (obj["phases"] === undefined) fail("full frame without phases");
+    // A part not asked for (`?fields=`) is absent: the subscriber holds none of it.
+    const phases = obj["phases"];
+    const spins = obj["spins"];
     const state: { -readonly [K in keyof State]: State[K] } = {
       step,
-      phases: numberArray(obj["phases"], "phases"),
-      spins: spinArray(obj["spins"]),
+      phases: phases === undefined || phases === null ? new Float64Array(0) : numberArray(phases, "phases"),
+      spins: spinArray(spins),
       energy,
     };
     if (timestamp !== undefined) state.timestamp = timestamp;
+    const full: { -readonly [K in keyof FullFrame]: FullFrame[K] } = { kind: "full", seq, state, ...extras };
+    if ((phases === undefined || phases === null) && (spins === undefined || spins === null)) {
+      // No body: the frame stands alone (no epoch, nothing to resume from).
+      full.standalone = true;
+      return full;
+    }
     const epoch = obj["epoch"];
-    if (epoch === undefined || epoch === null || epoch === "") return { kind: "full", seq, state };
+    if (epoch === undefined || epoch === null || epoch === "") return full;
     if (typeof epoch !== "string") fail(`"epoch" must be a string, got ${JSON.stringify(epoch)}`);
-    return { kind: "full", seq, state, epoch };
+    full.epoch = epoch;
+    return full;
   }
 
   const baseSeq = uint(obj, "base_seq");
@@ -150,6 +233,7 @@ export function decodeJsonFrame(text: string): Frame {
     flips: [],
     spinIndices: spins.indices,
     spinValues: spins.values,
+    ...extras,
   };
   if (timestamp !== undefined) delta.timestamp = timestamp;
   return delta;

@@ -7,7 +7,10 @@
  * - a list whose gaps are empty (but whose values are not) is dense: one entry per
  *   phase, indices 0..n-1;
  * - spins are bits (least significant first); flips are gaps or a bitset;
- * - `base_seq = seq - 1 - skipped`.
+ * - `base_seq = seq - 1 - skipped`;
+ * - a frame with neither `full` nor `delta` (`?fields=` without phases and spins)
+ *   stands alone: a state with no phases and no spins, no epoch;
+ * - `summary` and `envelope` (fields 8 and 9) come with the frames that carry them.
  *
  * @module
  */
@@ -17,12 +20,17 @@ import { DecodeError } from "./errors.js";
 import {
   ClientMessageSchema,
   FrameSchema,
+  FullStateSchema,
   PccStateSchema,
   ResyncSchema,
   type DeltaState,
+  type Envelope as PbEnvelope,
+  type Frame as PbFrame,
   type FullState,
+  type Range as PbRange,
+  type Summary as PbSummary,
 } from "./gen/pcc/v1/pcc_pb.js";
-import type { DeltaFrame, Frame, State, StateInput } from "./model.js";
+import type { DeltaFrame, Envelope, Frame, FrameExtras, FullFrame, Range, State, StateInput, Summary } from "./model.js";
 
 function fail(message: string, cause?: unknown): never {
   throw new DecodeError("protobuf", message, cause === undefined ? undefined : { cause });
@@ -101,6 +109,32 @@ function fullState(frame: { step: bigint; energy: number; timestamp?: number | u
   return state;
 }
 
+function summaryOf(s: PbSummary): Summary {
+  return { r: s.r, psi: s.psi, magnetization: s.magnetization, energy: s.energy, histogram: Uint32Array.from(s.histogram) };
+}
+
+/** A range; an absent one (never sent by the server) reads as zeros, as proto3 does. */
+function rangeOf(r: PbRange | undefined): Range {
+  return { min: r?.min ?? 0, max: r?.max ?? 0, mean: r?.mean ?? 0 };
+}
+
+function envelopeOf(e: PbEnvelope): Envelope {
+  return {
+    states: e.states,
+    r: rangeOf(e.r),
+    psi: rangeOf(e.psi),
+    magnetization: rangeOf(e.magnetization),
+    energy: rangeOf(e.energy),
+  };
+}
+
+function extrasOf(frame: PbFrame): { -readonly [K in keyof FrameExtras]: FrameExtras[K] } {
+  const extras: { -readonly [K in keyof FrameExtras]: FrameExtras[K] } = {};
+  if (frame.summary !== undefined) extras.summary = summaryOf(frame.summary);
+  if (frame.envelope !== undefined) extras.envelope = envelopeOf(frame.envelope);
+  return extras;
+}
+
 function deltaFrame(
   frame: { seq: bigint; step: bigint; energy: number; timestamp?: number | undefined },
   d: DeltaState,
@@ -141,7 +175,7 @@ function deltaFrame(
  * Decodes a protobuf `pcc.v1.Frame` (one binary WebSocket message).
  *
  * @throws {DecodeError} when the bytes are not a frame (truncated, wrong wire
- *   types, no body, inconsistent lists).
+ *   types, inconsistent lists).
  */
 export function decodeProtobufFrame(bytes: Uint8Array): Frame {
   let frame;
@@ -150,16 +184,27 @@ export function decodeProtobufFrame(bytes: Uint8Array): Frame {
   } catch (err) {
     fail((err as Error).message, err);
   }
+  const extras = extrasOf(frame);
   switch (frame.body.case) {
     case "full": {
-      const full = { kind: "full", seq: safe(frame.seq, "seq"), state: fullState(frame, frame.body.value) } as const;
+      const full: { -readonly [K in keyof FullFrame]: FullFrame[K] } = {
+        kind: "full",
+        seq: safe(frame.seq, "seq"),
+        state: fullState(frame, frame.body.value),
+        ...extras,
+      };
       // proto3: an absent epoch is the empty string.
-      return frame.epoch === "" ? full : { ...full, epoch: frame.epoch };
+      if (frame.epoch !== "") full.epoch = frame.epoch;
+      return full;
     }
     case "delta":
-      return deltaFrame(frame, frame.body.value);
-    default:
-      return fail("frame has neither full nor delta");
+      return { ...deltaFrame(frame, frame.body.value), ...extras };
+    default: {
+      // No body (`?fields=` without phases and spins): a state with neither, standing
+      // alone. Its epoch, if one were sent, is not kept: nothing resumes from it.
+      const empty = create(FullStateSchema);
+      return { kind: "full", seq: safe(frame.seq, "seq"), state: fullState(frame, empty), standalone: true, ...extras };
+    }
   }
 }
 

@@ -23,7 +23,8 @@
  */
 
 import { useEffect, useRef, useState, useSyncExternalStore } from "react";
-import type { Frame, State } from "./model.js";
+import type { Envelope, Frame, State, Summary } from "./model.js";
+import { mergeEnvelopes } from "./summary.js";
 import {
   Subscriber,
   type ConnectionStatus,
@@ -53,6 +54,14 @@ export interface PccStreamView {
   readonly kind: Frame["kind"] | undefined;
   /** `Date.now()/1000 - state.timestamp` when it arrived, for states with a timestamp. */
   readonly latency: number | undefined;
+  /** That state's summary, with `fields` taking `summary`. */
+  readonly summary: Summary | undefined;
+  /**
+   * The range of each summary quantity since the previous snapshot (with `maxHz` and
+   * `summary`): the envelopes of every update between two animation frames merged,
+   * so a spike the view skipped still shows. `undefined` without envelopes.
+   */
+  readonly envelope: Envelope | undefined;
   /** The connection status (`closed` when `url` is empty or `enabled` is false). */
   readonly status: ConnectionStatus;
   /**
@@ -87,6 +96,8 @@ function emptyView(status: ConnectionStatus, error?: Error): PccStreamView {
     epoch: undefined,
     kind: undefined,
     latency: undefined,
+    summary: undefined,
+    envelope: undefined,
     status,
     error,
     stats: NO_STATS,
@@ -100,6 +111,9 @@ interface Latest {
   epoch: string | undefined;
   kind: Frame["kind"];
   latency: number | undefined;
+  summary: Summary | undefined;
+  /** The envelopes of the updates since the last snapshot, merged. */
+  envelope: Envelope | undefined;
 }
 
 /**
@@ -111,6 +125,8 @@ class StreamStore {
   readonly #listeners = new Set<() => void>();
   #sub: Subscriber | undefined;
   #latest: Latest | undefined;
+  /** `#latest` came after the last snapshot. */
+  #unshown = false;
   #error: Error | undefined;
   #cancelFrame: (() => void) | undefined;
 
@@ -131,10 +147,24 @@ class StreamStore {
   attach(sub: Subscriber): () => void {
     this.#sub = sub;
     this.#latest = undefined;
+    this.#unshown = false;
     this.#error = undefined;
     const stops = [
       sub.onUpdate((state, info) => {
-        this.#latest = { state, seq: info.seq, epoch: info.epoch, kind: info.kind, latency: info.latency };
+        // Envelopes not yet shown are merged: a render shows every state's range.
+        const pending = this.#unshown ? this.#latest?.envelope : undefined;
+        const envelope =
+          pending !== undefined && info.envelope !== undefined ? mergeEnvelopes(pending, info.envelope) : info.envelope;
+        this.#latest = {
+          state,
+          seq: info.seq,
+          epoch: info.epoch,
+          kind: info.kind,
+          latency: info.latency,
+          summary: info.summary,
+          envelope,
+        };
+        this.#unshown = true;
         this.#schedule();
       }),
       sub.on("status", (change) => {
@@ -187,6 +217,7 @@ class StreamStore {
     const sub = this.#sub;
     if (sub === undefined) return;
     const latest = this.#latest;
+    this.#unshown = false;
     const status = sub.status;
     this.#publish({
       state: latest?.state,
@@ -194,6 +225,8 @@ class StreamStore {
       epoch: latest?.epoch,
       kind: latest?.kind,
       latency: latest?.latency,
+      summary: latest?.summary,
+      envelope: latest?.envelope,
       status,
       error: status === "connected" ? undefined : (sub.error ?? this.#error),
       stats: sub.stats,
@@ -215,6 +248,8 @@ function connectionKey(url: string | null, options: UsePccStreamOptions): string
     options.format,
     options.delta,
     options.maxHz,
+    options.epsilon,
+    options.fields,
     options.stream,
     options.key,
     options.keyIn,

@@ -22,7 +22,12 @@
  *   the state (`state` becomes `undefined`), sends a resync request once, and ignores
  *   deltas until the next full frame. No unverified state is ever exposed.
  * - It reconnects with `?resume=SEQ&epoch=EPOCH` of the state it holds, so the first
- *   frame can be a delta.
+ *   frame can be a delta (with the same `epsilon` and `fields`).
+ * - With `fields` it holds the projected state (the parts not taken empty, 0 or
+ *   absent); each update brings the frame's `summary` and `envelope`. A frame
+ *   without a body (`fields` without phases and spins) stands alone: it is taken
+ *   as a full frame of a state with no phases and no spins, with no epoch, and is
+ *   never a reason to resync or to resume.
  *
  * @module
  */
@@ -40,7 +45,8 @@ import {
 import { Connection, redactUrl } from "./connection.js";
 import { ConnectError } from "./errors.js";
 import { Emitter } from "./events.js";
-import type { Format, Frame, State } from "./model.js";
+import type { Envelope, Format, Frame, State, Summary } from "./model.js";
+import { mergeEnvelopes } from "./summary.js";
 import { subscriptionUrl, withResume } from "./url.js";
 import { isNode, resolveWebSocket, type WebSocketConstructor } from "./websocket.js";
 
@@ -69,6 +75,22 @@ export interface SubscriberOptions {
   readonly delta?: boolean | undefined;
   /** At most this many frames a second (`?max_hz=`). */
   readonly maxHz?: number | undefined;
+  /**
+   * The precision class (`?epsilon=`): every phase held stays within this many
+   * radians of the producer's. One of the server's classes (`/health` lists them as
+   * `precision_classes`); another is refused with 400 naming `epsilon`. Default: the
+   * server's (`PCC_DELTA_EPSILON`).
+   */
+  readonly epsilon?: number | undefined;
+  /**
+   * The parts of each state to take (`?fields=`): some of `phases`, `spins`,
+   * `energy`, `timestamp`, `summary`. The state held has the others empty (no
+   * phases, no spins, energy 0, no timestamp); `summary` brings the server's
+   * {@link Summary} with every update (and, with `maxHz`, an {@link Envelope}).
+   * Without phases and spins each frame stands alone. An unknown name throws a
+   * `TypeError`. Default: the whole state, no summary.
+   */
+  readonly fields?: readonly string[] | undefined;
   /** The stream to follow (`?stream=`). Default: the server's `default`. */
   readonly stream?: string | undefined;
   /**
@@ -118,6 +140,13 @@ export interface UpdateInfo {
   readonly epoch: string | undefined;
   /** `Date.now()/1000 - state.timestamp` on arrival, when the state has a timestamp. */
   readonly latency: number | undefined;
+  /** The state's summary, when the subscription takes `summary` (`fields`). */
+  readonly summary: Summary | undefined;
+  /**
+   * The range of each summary quantity over the states since the previous update
+   * (with `maxHz` and `summary`): a spike between two updates still shows.
+   */
+  readonly envelope: Envelope | undefined;
 }
 
 /** Why a state was dropped. */
@@ -260,6 +289,12 @@ export class Subscriber implements AsyncIterable<State> {
   #state: State | undefined;
   #seq: number | undefined;
   #epoch: string | undefined;
+  #summary: Summary | undefined;
+  #envelope: Envelope | undefined;
+  /** The state held came from a frame without a body: nothing to resume from. */
+  #standalone = false;
+  /** The subscription's frames have no body (`fields` without phases and spins). */
+  readonly #bodyless: boolean;
   /** A resync was sent on this connection; deltas are ignored until a full frame. */
   #resyncPending = false;
   /** The encoding of the last frame, for the resync message. */
@@ -284,7 +319,8 @@ export class Subscriber implements AsyncIterable<State> {
 
   /**
    * @throws {TypeError} for a URL that does not parse, is not ws/wss/http/https, or
-   *   carries `resume`/`epoch` (the client sets those itself).
+   *   carries `resume`/`epoch` (the client sets those itself), and for `fields` with
+   *   an unknown name or none; {RangeError} for a negative `epsilon`.
    */
   constructor(options: SubscriberOptions) {
     this.#options = options;
@@ -294,12 +330,16 @@ export class Subscriber implements AsyncIterable<State> {
       format: options.format,
       delta: options.delta,
       maxHz: options.maxHz,
+      epsilon: options.epsilon,
+      fields: options.fields,
       stream: options.stream,
       params: options.params,
       queryKey: key !== undefined && keyIn === "query" ? key : undefined,
       dropUrlKey: key !== undefined,
     });
     this.#headers = key !== undefined && keyIn === "header" ? { "X-API-Key": key } : undefined;
+    const fields = this.#baseUrl.searchParams.get("fields");
+    this.#bodyless = fields !== null && !fields.split(",").some((f) => f === "phases" || f === "spins");
     this.#wireFormat = options.format ?? "json";
     const signal = options.signal;
     if (signal?.aborted) {
@@ -356,6 +396,16 @@ export class Subscriber implements AsyncIterable<State> {
     return this.#epoch;
   }
 
+  /** The summary of the state held, when the subscription takes `summary`. */
+  get summary(): Summary | undefined {
+    return this.#summary;
+  }
+
+  /** The envelope that came with the state held (with `maxHz` and `summary`). */
+  get envelope(): Envelope | undefined {
+    return this.#envelope;
+  }
+
   /** A snapshot of the counters. */
   get stats(): SubscriberStats {
     return { ...this.#stats };
@@ -376,9 +426,12 @@ export class Subscriber implements AsyncIterable<State> {
     return this.#fatal;
   }
 
-  /** The URL the next connection opens (with `resume`/`epoch` when a state is held). */
+  /**
+   * The URL the next connection opens (with `resume`/`epoch` when a state is held
+   * that came with a body; frames without one stand alone).
+   */
   connectUrl(): string {
-    const resume = this.#options.resume !== false;
+    const resume = this.#options.resume !== false && !this.#standalone;
     return withResume(this.#baseUrl, resume ? this.#seq : undefined, resume ? this.#epoch : undefined);
   }
 
@@ -673,12 +726,19 @@ export class Subscriber implements AsyncIterable<State> {
       frame = decodeFrame(data);
     } catch (err) {
       stats.decodeErrors++;
+      if (this.#bodyless) {
+        // Each frame stands alone: the next one is as good as a full frame, so there
+        // is nothing to resync. The state held stays (it was verified on its own).
+        this.#log("warn", `frame dropped: ${(err as Error).message}`);
+        return;
+      }
       this.#drop("decode", err as Error);
       return;
     }
     if (frame.kind === "full") {
       stats.fullFrames++;
-      this.#accept(frame.state, frame.seq, "full", frame.epoch);
+      this.#standalone = frame.standalone === true;
+      this.#accept(frame.state, frame.seq, "full", frame.epoch, frame);
       return;
     }
     stats.deltaFrames++;
@@ -696,20 +756,32 @@ export class Subscriber implements AsyncIterable<State> {
       this.#drop(reason, err as Error);
       return;
     }
-    this.#accept(next, frame.seq, "delta", this.#epoch);
+    this.#standalone = false;
+    this.#accept(next, frame.seq, "delta", this.#epoch, frame);
   }
 
-  #accept(state: State, seq: number, kind: Frame["kind"], epoch: string | undefined): void {
+  #accept(state: State, seq: number, kind: Frame["kind"], epoch: string | undefined, frame: Frame): void {
     this.#state = state;
     this.#seq = seq;
     this.#epoch = epoch;
+    this.#summary = frame.summary;
+    this.#envelope = frame.envelope;
     this.#resyncPending = false;
     this.#attempt = 0;
     const latency = state.timestamp === undefined ? undefined : Date.now() / 1000 - state.timestamp;
     this.#stats.lastLatency = latency;
     this.#options.logger?.debug(`phasecast: ${kind} frame, seq ${seq}`);
-    if (this.#withholding) this.#withheld = [state, { seq, kind, epoch, latency }];
-    else this.#emit("update", state, { seq, kind, epoch, latency });
+    let envelope = frame.envelope;
+    const skipped = this.#withheld?.[1].envelope;
+    if (this.#withholding && skipped !== undefined && envelope !== undefined) {
+      // Only the newest of the frames that waited is handed on: its envelope covers
+      // theirs too, so a spike in one of them still shows.
+      envelope = mergeEnvelopes(skipped, envelope);
+      this.#envelope = envelope;
+    }
+    const info: UpdateInfo = { seq, kind, epoch, latency, summary: frame.summary, envelope };
+    if (this.#withholding) this.#withheld = [state, info];
+    else this.#emit("update", state, info);
   }
 
   /**
@@ -720,6 +792,9 @@ export class Subscriber implements AsyncIterable<State> {
     this.#state = undefined;
     this.#seq = undefined;
     this.#epoch = undefined;
+    this.#summary = undefined;
+    this.#envelope = undefined;
+    this.#standalone = false;
     if (this.#resyncPending && !force) {
       if (reason !== "decode") this.#stats.ignoredDeltas++;
       return;

@@ -10,13 +10,17 @@
  * @module
  */
 
-import type { Format } from "./model.js";
+import { FIELDS, type Field, type Format } from "./model.js";
 
 /** The query-string options of a subscription. */
 export interface UrlOptions {
   readonly format?: Format | undefined;
   readonly delta?: boolean | undefined;
   readonly maxHz?: number | undefined;
+  /** The precision class (`?epsilon=`), radians. */
+  readonly epsilon?: number | undefined;
+  /** The parts of the state to take (`?fields=`); checked with {@link parseFields}. */
+  readonly fields?: readonly string[] | undefined;
   readonly stream?: string | undefined;
   /** Put in the URL as `key` (browsers); `undefined` leaves the URL's own `key`. */
   readonly queryKey?: string | undefined;
@@ -26,6 +30,48 @@ export interface UrlOptions {
   readonly params?: Readonly<Record<string, string | number | boolean>> | undefined;
 }
 
+/**
+ * `fields` checked and put in the server's order, without repeats: the value of
+ * `?fields=` (`["summary", "phases"]` → `["phases", "summary"]`).
+ *
+ * @throws {TypeError} for an empty list or a name that is not one of
+ *   phases, spins, energy, timestamp, summary (the server would refuse it with 400).
+ */
+export function parseFields(fields: readonly string[]): Field[] {
+  if (!Array.isArray(fields)) throw new TypeError(`fields must be an array of names (${FIELDS.join(", ")})`);
+  if (fields.length === 0) {
+    throw new TypeError(`fields: an empty list takes nothing; name some of ${FIELDS.join(", ")}`);
+  }
+  const known = new Set<string>(FIELDS);
+  for (const name of fields) {
+    if (typeof name !== "string" || !known.has(name)) {
+      throw new TypeError(`fields: unknown field ${JSON.stringify(name)} (known: ${FIELDS.join(", ")})`);
+    }
+  }
+  return FIELDS.filter((f) => fields.includes(f));
+}
+
+/**
+ * Whether frames for these fields have a body: with phases or spins they are full
+ * frames and deltas; without, each stands alone.
+ */
+export function fieldsHaveBody(fields: readonly Field[]): boolean {
+  return fields.includes("phases") || fields.includes("spins");
+}
+
+/**
+ * `epsilon` checked: a finite number ≥ 0 (one of the server's `precision_classes`;
+ * the server refuses any other with 400 naming `epsilon`).
+ *
+ * @throws {RangeError} for a negative, infinite or NaN epsilon.
+ */
+export function checkEpsilon(epsilon: number): number {
+  if (typeof epsilon !== "number" || !Number.isFinite(epsilon) || epsilon < 0) {
+    throw new RangeError(`epsilon must be a finite number ≥ 0 (radians), got ${String(epsilon)}`);
+  }
+  return epsilon;
+}
+
 /** The parameters the client sets itself on every connection. */
 export const CLIENT_PARAMS: readonly string[] = ["resume", "epoch"];
 
@@ -33,7 +79,8 @@ export const CLIENT_PARAMS: readonly string[] = ["resume", "epoch"];
  * The base `/ws` URL of a subscription, without `resume`/`epoch`.
  *
  * @throws {TypeError} for a URL that does not parse, a scheme other than
- *   ws/wss/http/https, or `resume`/`epoch` given in the URL.
+ *   ws/wss/http/https, `resume`/`epoch` given in the URL, or `fields` with an
+ *   unknown name; {RangeError} for an epsilon below 0.
  */
 export function subscriptionUrl(input: string | URL, options: UrlOptions = {}): URL {
   const url = new URL(typeof input === "string" ? input : input.href);
@@ -61,6 +108,8 @@ export function subscriptionUrl(input: string | URL, options: UrlOptions = {}): 
   if (options.format !== undefined) q.set("format", options.format);
   if (options.delta !== undefined) q.set("delta", String(options.delta));
   if (options.maxHz !== undefined) q.set("max_hz", String(options.maxHz));
+  if (options.epsilon !== undefined) q.set("epsilon", String(checkEpsilon(options.epsilon)));
+  if (options.fields !== undefined) q.set("fields", parseFields(options.fields).join(","));
   if (options.stream !== undefined) q.set("stream", options.stream);
   if (options.queryKey !== undefined) q.set("key", options.queryKey);
   else if (options.dropUrlKey) q.delete("key");

@@ -5,7 +5,22 @@
  */
 
 import { create, toBinary } from "@bufbuild/protobuf";
-import { checksum, checksumHex, float64Bits, formatJsonArray, formatJsonNumber, pb, pow2, type State } from "@phasecast/client";
+import {
+  checksum,
+  checksumHex,
+  FIELDS,
+  float64Bits,
+  formatFloat32,
+  formatJsonArray,
+  formatJsonNumber,
+  pb,
+  pow2,
+  type Envelope,
+  type Field,
+  type Range,
+  type State,
+  type Summary,
+} from "@phasecast/client";
 
 /** A change to one phase, as the server's `PhaseChange`. */
 export type PhaseChange = { readonly kind: "step"; readonly steps: number } | { readonly kind: "set"; readonly value: number };
@@ -105,29 +120,173 @@ export function diff(base: State, baseSeq: number, target: State, seq: number, q
   };
 }
 
+// --- fields and summaries (projection.rs, summary.rs) ------------------------------
+
+/** What a frame carries besides its state: the fields taken, the summary, the envelope. */
+export interface Parts {
+  readonly fields: readonly Field[];
+  readonly summary?: Summary | undefined;
+  readonly envelope?: Envelope | undefined;
+}
+
+/** The whole state and nothing else: the frame of before. */
+export const DEFAULT_PARTS: Parts = { fields: ["phases", "spins", "energy", "timestamp"] };
+
+/** Whether frames for these fields have a body (phases or spins). */
+export function hasBody(fields: readonly Field[]): boolean {
+  return fields.includes("phases") || fields.includes("spins");
+}
+
+/** The part of `state` a subscriber taking `fields` holds, as `Projection::apply`. */
+export function project(state: State, fields: readonly Field[]): State {
+  return makeState(
+    state.step,
+    fields.includes("phases") ? state.phases : [],
+    fields.includes("spins") ? state.spins : [],
+    fields.includes("energy") ? state.energy : 0,
+    fields.includes("timestamp") ? state.timestamp : undefined,
+  );
+}
+
+/** Rust's `f64::rem_euclid`. */
+function remEuclid(x: number, m: number): number {
+  const r = x % m;
+  return r < 0 ? r + m : r;
+}
+
+/** The summary of `state`, as `Summary::of` (f64 arithmetic, sent as f32). */
+export function summarize(state: State, bins = 16): Summary {
+  const histogram = new Uint32Array(Math.max(1, bins));
+  let re = 0;
+  let im = 0;
+  const TAU = 2 * Math.PI;
+  for (const phase of state.phases) {
+    re += Math.cos(phase);
+    im += Math.sin(phase);
+    const k = Math.floor((remEuclid(phase, TAU) / TAU) * histogram.length);
+    histogram[Math.min(k, histogram.length - 1)]!++;
+  }
+  const n = Math.max(1, state.phases.length);
+  re /= n;
+  im /= n;
+  const r = Math.hypot(re, im);
+  let psi = 0;
+  if (r !== 0) {
+    const a = Math.atan2(im, re);
+    psi = a <= -Math.PI ? Math.PI : a;
+  }
+  let magnetization = 0;
+  if (state.spins.length > 0) {
+    let sum = 0;
+    for (const s of state.spins) sum += s;
+    magnetization = sum / state.spins.length;
+  }
+  const F32_MAX = 3.4028234663852886e38;
+  return {
+    r: Math.fround(Math.min(r, 1)),
+    psi: Math.fround(psi),
+    magnetization: Math.fround(magnetization),
+    energy: Math.fround(Math.min(F32_MAX, Math.max(-F32_MAX, state.energy))),
+    histogram,
+  };
+}
+
+/** Folds summaries into an envelope, as `EnvelopeFold`. */
+export class EnvelopeFold {
+  #states = 0;
+  #runs = { r: run(), psi: run(), magnetization: run(), energy: run() };
+
+  add(s: Summary): void {
+    this.#states++;
+    for (const key of ["r", "psi", "magnetization", "energy"] as const) {
+      const v = s[key];
+      const x = this.#runs[key];
+      x.min = Math.min(x.min, v);
+      x.max = Math.max(x.max, v);
+      x.sum += v;
+    }
+  }
+
+  get states(): number {
+    return this.#states;
+  }
+
+  /** The envelope so far (undefined for none), starting again. */
+  take(): Envelope | undefined {
+    const n = this.#states;
+    const runs = this.#runs;
+    this.#states = 0;
+    this.#runs = { r: run(), psi: run(), magnetization: run(), energy: run() };
+    if (n === 0) return undefined;
+    const range = (x: { min: number; max: number; sum: number }): Range => ({ min: x.min, max: x.max, mean: Math.fround(x.sum / n) });
+    return { states: n, r: range(runs.r), psi: range(runs.psi), magnetization: range(runs.magnetization), energy: range(runs.energy) };
+  }
+}
+
+function run(): { min: number; max: number; sum: number } {
+  return { min: Infinity, max: -Infinity, sum: 0 };
+}
+
+/** `fields` as the server reads `?fields=` (undefined: not a valid list). */
+export function readFields(text: string | null): Field[] | undefined {
+  if (text === null) return [...DEFAULT_PARTS.fields];
+  const names = text.split(",");
+  if (names.length === 0 || names.some((n) => !(FIELDS as readonly string[]).includes(n))) return undefined;
+  return FIELDS.filter((f) => names.includes(f));
+}
+
 // --- JSON (src/codec/json.rs) -------------------------------------------------------
 
-function scalars(step: number, energy: number, timestamp: number | undefined): string {
-  let out = `,"step":${step},"energy":${formatJsonNumber(energy)}`;
-  if (timestamp !== undefined) out += `,"timestamp":${formatJsonNumber(timestamp)}`;
+function scalars(step: number, energy: number, timestamp: number | undefined, fields: readonly Field[] = DEFAULT_PARTS.fields): string {
+  let out = `,"step":${step}`;
+  if (fields.includes("energy")) out += `,"energy":${formatJsonNumber(energy)}`;
+  if (timestamp !== undefined && fields.includes("timestamp")) out += `,"timestamp":${formatJsonNumber(timestamp)}`;
   return out;
 }
 
-/** A JSON full frame. */
-export function jsonFull(seq: number, state: State, epoch?: string): string {
-  const e = epoch === undefined ? "" : `,"epoch":${JSON.stringify(epoch)}`;
-  return `{"seq":${seq}${e}${scalars(state.step, state.energy, state.timestamp)},"phases":${formatJsonArray(state.phases)},"spins":${formatJsonArray(state.spins)}}`;
+function jsonRange(r: Range): string {
+  return `{"min":${formatFloat32(r.min)},"max":${formatFloat32(r.max)},"mean":${formatFloat32(r.mean)}}`;
 }
 
-/** A JSON delta frame: new values keyed by index. */
-export function jsonDelta(delta: ServerDelta, target: State): string {
+function jsonExtras(parts: Parts): string {
+  let out = "";
+  const s = parts.summary;
+  if (s !== undefined) {
+    out +=
+      `,"summary":{"r":${formatFloat32(s.r)},"psi":${formatFloat32(s.psi)},"magnetization":${formatFloat32(s.magnetization)}` +
+      `,"energy":${formatFloat32(s.energy)},"histogram":[${Array.from(s.histogram).join(",")}]}`;
+  }
+  const e = parts.envelope;
+  if (e !== undefined) {
+    out +=
+      `,"envelope":{"states":${e.states},"r":${jsonRange(e.r)},"psi":${jsonRange(e.psi)}` +
+      `,"magnetization":${jsonRange(e.magnetization)},"energy":${jsonRange(e.energy)}}`;
+  }
+  return out;
+}
+
+/** A JSON full frame of the parts of `state` in `parts.fields` (no body without phases and spins). */
+export function jsonFull(seq: number, state: State, epoch?: string, parts: Parts = DEFAULT_PARTS): string {
+  const f = parts.fields;
+  const e = epoch === undefined || !hasBody(f) ? "" : `,"epoch":${JSON.stringify(epoch)}`;
+  let out = `{"seq":${seq}${e}${scalars(state.step, state.energy, state.timestamp, f)}`;
+  if (f.includes("phases")) out += `,"phases":${formatJsonArray(state.phases)}`;
+  if (f.includes("spins")) out += `,"spins":${formatJsonArray(state.spins)}`;
+  return out + jsonExtras(parts) + "}";
+}
+
+/** A JSON delta frame: new values keyed by index (a delta of projected states). */
+export function jsonDelta(delta: ServerDelta, target: State, parts: Parts = DEFAULT_PARTS): string {
+  const f = parts.fields;
   const phases = delta.phases.map(([i]) => `"${i}":${formatJsonNumber(target.phases[i]!)}`).join(",");
   const spins = delta.flips.map((i) => `"${i}":${target.spins[i]}`).join(",");
-  return (
+  let out =
     `{"is_delta":true,"seq":${delta.seq},"base_seq":${delta.baseSeq}` +
-    scalars(delta.step, delta.energy, delta.timestamp) +
-    `,"checksum":"${checksumHex(delta.checksum)}","phases_delta":{${phases}},"spins_delta":{${spins}}}`
-  );
+    scalars(delta.step, delta.energy, delta.timestamp, f) +
+    `,"checksum":"${checksumHex(delta.checksum)}"`;
+  if (f.includes("phases")) out += `,"phases_delta":{${phases}}`;
+  if (f.includes("spins")) out += `,"spins_delta":{${spins}}`;
+  return out + jsonExtras(parts) + "}";
 }
 
 // --- protobuf (src/codec/protobuf.rs) ---------------------------------------------
@@ -156,23 +315,52 @@ function varintLen(v: number): number {
   return n;
 }
 
-/** A protobuf full frame. */
-export function pbFull(seq: number, state: State, epoch?: string): Uint8Array {
+function pbExtras(frame: pb.Frame, parts: Parts): void {
+  const s = parts.summary;
+  if (s !== undefined) {
+    frame.summary = create(pb.SummarySchema, {
+      r: s.r,
+      psi: s.psi,
+      magnetization: s.magnetization,
+      energy: s.energy,
+      histogram: Array.from(s.histogram),
+    });
+  }
+  const e = parts.envelope;
+  if (e !== undefined) {
+    const range = (r: Range): pb.Range => create(pb.RangeSchema, { min: r.min, max: r.max, mean: r.mean });
+    frame.envelope = create(pb.EnvelopeSchema, {
+      states: e.states,
+      r: range(e.r),
+      psi: range(e.psi),
+      magnetization: range(e.magnetization),
+      energy: range(e.energy),
+    });
+  }
+}
+
+/** A protobuf full frame of the parts of `state` in `parts.fields` (no body without phases and spins). */
+export function pbFull(seq: number, state: State, epoch?: string, parts: Parts = DEFAULT_PARTS): Uint8Array {
+  const f = parts.fields;
+  const p = project(state, f);
   const frame = create(pb.FrameSchema, {
     seq: BigInt(seq),
-    epoch: epoch ?? "",
-    step: BigInt(state.step),
-    energy: state.energy,
-    body: {
+    epoch: hasBody(f) ? (epoch ?? "") : "",
+    step: BigInt(p.step),
+    energy: p.energy,
+  });
+  if (hasBody(f)) {
+    frame.body = {
       case: "full",
       value: create(pb.FullStateSchema, {
-        phases: Array.from(state.phases),
-        spinCount: state.spins.length,
-        spinBits: packBits((i) => state.spins[i]! > 0, state.spins.length),
+        phases: Array.from(p.phases),
+        spinCount: p.spins.length,
+        spinBits: packBits((i) => p.spins[i]! > 0, p.spins.length),
       }),
-    },
-  });
-  if (state.timestamp !== undefined) frame.timestamp = state.timestamp;
+    };
+  }
+  if (p.timestamp !== undefined) frame.timestamp = p.timestamp;
+  pbExtras(frame, parts);
   return toBinary(pb.FrameSchema, frame);
 }
 
@@ -185,8 +373,8 @@ export interface PbDeltaShape {
   values: number;
 }
 
-/** A protobuf delta frame, packed as the server packs it. */
-export function pbDelta(delta: ServerDelta, target: State, shape?: PbDeltaShape): Uint8Array {
+/** A protobuf delta frame, packed as the server packs it (a delta of projected states). */
+export function pbDelta(delta: ServerDelta, target: State, shape?: PbDeltaShape, parts: Parts = DEFAULT_PARTS): Uint8Array {
   const n = target.phases.length;
   const stepIdx: number[] = [];
   const steps: bigint[] = [];
@@ -238,6 +426,7 @@ export function pbDelta(delta: ServerDelta, target: State, shape?: PbDeltaShape)
     },
   });
   if (delta.timestamp !== undefined) frame.timestamp = delta.timestamp;
+  pbExtras(frame, parts);
   return toBinary(pb.FrameSchema, frame);
 }
 

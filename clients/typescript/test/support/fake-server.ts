@@ -3,16 +3,32 @@
  * free port: it sequences published states, keeps their views (the states
  * subscribers hold, within ε), and sends each subscriber full and delta frames as
  * docs/protocol.md describes — first frame, resume (with epoch), resync, keyframes,
- * `delta=false`, skipping frames for slow readers. Faults can be injected into the
- * next frame; upgrades can be refused with any HTTP answer, like the real server's
- * 401/404/429.
+ * `delta=false`, skipping frames for slow readers, `fields` (projected states,
+ * summaries, frames without a body), envelopes with `max_hz` and `summary`, and the
+ * one precision class it has (`epsilon`). Faults can be injected into the next
+ * frame; upgrades can be refused with any HTTP answer, like the real server's
+ * 401/404/429, and bad `fields` / `epsilon` get its 400.
  */
 
 import { createServer, STATUS_CODES, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
-import { toState, type State, type StateInput } from "@phasecast/client";
-import { advance, diff, jsonDelta, jsonFull, pbDelta, pbFull, quantumExpFor } from "./encoder.js";
+import { toState, type Field, type State, type StateInput, type Summary } from "@phasecast/client";
+import {
+  advance,
+  diff,
+  EnvelopeFold,
+  hasBody,
+  jsonDelta,
+  jsonFull,
+  pbDelta,
+  pbFull,
+  project,
+  quantumExpFor,
+  readFields,
+  summarize,
+  type Parts,
+} from "./encoder.js";
 
 /** A fault to put into the next frame a subscriber gets. */
 export type Fault = "checksum" | "base_seq" | "truncate" | "garbage";
@@ -25,14 +41,18 @@ export interface FakeConnection {
   readonly headers: IncomingHttpHeaders;
   readonly format: "json" | "protobuf";
   readonly delta: boolean;
+  /** The fields it takes (`?fields=`, in the server's order). */
+  readonly fields: readonly Field[];
+  /** Envelopes of the states since its last frame (with `max_hz` and `summary`). */
+  readonly fold: EnvelopeFold | undefined;
   /** Seq of the state the subscriber holds if it applied everything sent (0: none). */
   heldSeq: number;
   /** Send a full frame next. */
   needFull: boolean;
   /** Resync requests received, as their raw form. */
   readonly resyncs: (string | Uint8Array)[];
-  /** Frames sent: their kind and seq. */
-  readonly sent: { kind: "full" | "delta"; seq: number; baseSeq?: number }[];
+  /** Frames sent: their kind and seq (and the states their envelope covers). */
+  readonly sent: { kind: "full" | "delta"; seq: number; baseSeq?: number; envelopeStates?: number }[];
   /** Faults to inject, first the next frame. */
   readonly faults: Fault[];
   /** Frames skipped because the socket was backed up. */
@@ -54,6 +74,8 @@ export interface FakeServerOptions {
   port?: number;
   /** The stream's epoch, sent on full frames (default: none, like servers before it). */
   epoch?: string;
+  /** Histogram bins of the summaries (default 16). */
+  bins?: number;
   /**
    * Decides when a subscriber is too far behind and must skip (instead of its socket's
    * `bufferedAmount` passing `slowBytes`): a test that knows what the subscriber has
@@ -85,6 +107,9 @@ export class FakeServer {
   readonly history: FakeConnection[] = [];
   /** `views[seq]`: the state a subscriber holds at seq (index 0 unused). */
   readonly views: State[] = [];
+  /** `summaries[seq]`: the summary of the producer's state at seq. */
+  readonly summaries: Summary[] = [];
+  readonly #bins: number;
   readonly #epsilon: number;
   readonly #keyframe: number;
   readonly #keep: number;
@@ -107,6 +132,7 @@ export class FakeServer {
     this.#keep = options.history ?? 1024;
     this.#slowBytes = options.slowBytes ?? 256 * 1024;
     this.#isBehind = options.isBehind;
+    this.#bins = options.bins ?? 16;
     this.epoch = options.epoch;
     this.http = createServer((_req, res) => {
       res.writeHead(200, { "Content-Type": "text/html" }).end("<!doctype html><p>a page, not the WebSocket</p>");
@@ -120,7 +146,7 @@ export class FakeServer {
       const url = new URL(request.url ?? "/", "http://x");
       const notFound: Refusal | undefined =
         url.pathname === "/ws" ? undefined : { status: 404, body: { ok: false, error: "no such endpoint; see GET / for the list" } };
-      const refused = this.refusals.shift() ?? this.refuseAll ?? notFound;
+      const refused = this.refusals.shift() ?? this.refuseAll ?? notFound ?? this.#badQuery(url.searchParams);
       this.upgrades.push({ url, headers: request.headers, refused });
       if (refused) {
         const body = refused.body === undefined ? "" : typeof refused.body === "string" ? refused.body : JSON.stringify(refused.body);
@@ -165,10 +191,36 @@ export class FakeServer {
     const view = sameShape ? advance(prev, truth, this.#epsilon) : truth;
     this.#seq++;
     this.views[this.#seq] = view;
+    const summary = summarize(truth, this.#bins);
+    this.summaries[this.#seq] = summary;
     const old = this.#seq - this.#keep;
-    if (old > 0) delete this.views[old];
-    for (const conn of this.connections) this.#sendLatest(conn);
+    if (old > 0) {
+      delete this.views[old];
+      delete this.summaries[old];
+    }
+    for (const conn of this.connections) {
+      conn.fold?.add(summary);
+      this.#sendLatest(conn);
+    }
     return this.#seq;
+  }
+
+  /** The state a subscriber taking `fields` holds at `seq`. */
+  held(seq: number, fields: readonly Field[]): State {
+    return project(this.views[seq]!, fields);
+  }
+
+  /** The real server's 400 for a `fields` or `epsilon` it does not take. */
+  #badQuery(q: URLSearchParams): Refusal | undefined {
+    if (readFields(q.get("fields")) === undefined) {
+      return { status: 400, body: { ok: false, error: `fields: unknown field in ${JSON.stringify(q.get("fields"))}`, field: "fields" } };
+    }
+    const epsilon = q.get("epsilon");
+    if (epsilon !== null && Number(epsilon) !== this.#epsilon) {
+      const error = `epsilon: ${JSON.stringify(epsilon)} is not a precision class of this server: use one of ${this.#epsilon}`;
+      return { status: 400, body: { ok: false, error, field: "epsilon" } };
+    }
+    return undefined;
   }
 
   /** The connection opened most recently. */
@@ -207,12 +259,15 @@ export class FakeServer {
 
   #accept(socket: WebSocket, query: URLSearchParams, headers: IncomingHttpHeaders): void {
     const format = query.get("format") === "protobuf" || query.get("format") === "proto" ? "protobuf" : "json";
+    const fields = readFields(query.get("fields")) ?? [];
     const conn: FakeConnection = {
       socket,
       query,
       headers,
       format,
       delta: query.get("delta") !== "false",
+      fields,
+      fold: query.has("max_hz") && fields.includes("summary") ? new EnvelopeFold() : undefined,
       heldSeq: 0,
       needFull: true,
       resyncs: [],
@@ -240,7 +295,10 @@ export class FakeServer {
       conn.needFull = true;
       this.#sendLatest(conn);
     });
-    if (this.#seq > 0) this.#sendLatest(conn);
+    if (this.#seq > 0) {
+      conn.fold?.add(this.summaries[this.#seq]!);
+      this.#sendLatest(conn);
+    }
   }
 
   /** Brings one subscriber to the newest state: a full frame or a delta from what it holds. */
@@ -255,7 +313,27 @@ export class FakeServer {
       conn.skipped++;
       return;
     }
-    const base = this.views[conn.heldSeq];
+    const fields = conn.fields;
+    const parts: Parts = {
+      fields,
+      summary: fields.includes("summary") ? this.summaries[seq] : undefined,
+      envelope: conn.fold?.take(),
+    };
+    const envelopeStates = parts.envelope?.states;
+    const projected = (state: State | undefined): State | undefined => (state === undefined ? undefined : project(state, fields));
+    if (!hasBody(fields)) {
+      // No body: every frame stands alone.
+      const fault = conn.faults.shift();
+      let frame = conn.format === "json" ? jsonFull(seq, this.held(seq, fields), this.epoch, parts) : pbFull(seq, target, this.epoch, parts);
+      if (fault === "truncate") frame = frame.slice(0, frame.length >> 1);
+      conn.socket.send(frame, { binary: typeof frame !== "string" });
+      conn.sent.push({ kind: "full", seq, ...(envelopeStates === undefined ? {} : { envelopeStates }) });
+      conn.heldSeq = seq;
+      conn.needFull = false;
+      return;
+    }
+    const base = projected(this.views[conn.heldSeq]);
+    const projectedTarget = projected(target)!;
     const full =
       conn.needFull ||
       !conn.delta ||
@@ -265,23 +343,24 @@ export class FakeServer {
       base.spins.length !== target.spins.length;
     const fault = conn.faults.shift();
     let frame: string | Uint8Array;
+    const extra = envelopeStates === undefined ? {} : { envelopeStates };
     if (full) {
-      frame = conn.format === "json" ? jsonFull(seq, target, this.epoch) : pbFull(seq, target, this.epoch);
-      conn.sent.push({ kind: "full", seq });
+      frame = conn.format === "json" ? jsonFull(seq, projectedTarget, this.epoch, parts) : pbFull(seq, target, this.epoch, parts);
+      conn.sent.push({ kind: "full", seq, ...extra });
     } else {
-      const d = diff(base, conn.heldSeq, target, seq, quantumExpFor(this.#epsilon));
+      const d = diff(base, conn.heldSeq, projectedTarget, seq, quantumExpFor(this.#epsilon));
       if (fault === "checksum") d.checksum ^= 1n;
       if (fault === "base_seq") d.baseSeq -= 1;
-      let sentTarget = target;
+      let sentTarget = projectedTarget;
       if (fault === "garbage") {
         // A wrong value for phase 0, with the checksum of the true state.
-        const phases = target.phases.slice();
+        const phases = projectedTarget.phases.slice();
         phases[0] = phases[0]! + 1;
-        sentTarget = { ...target, phases };
+        sentTarget = { ...projectedTarget, phases };
         d.phases = [[0, { kind: "set", value: phases[0] }], ...d.phases.filter(([i]) => i !== 0)];
       }
-      frame = conn.format === "json" ? jsonDelta(d, sentTarget) : pbDelta(d, sentTarget);
-      conn.sent.push({ kind: "delta", seq, baseSeq: d.baseSeq });
+      frame = conn.format === "json" ? jsonDelta(d, sentTarget, parts) : pbDelta(d, sentTarget, undefined, parts);
+      conn.sent.push({ kind: "delta", seq, baseSeq: d.baseSeq, ...extra });
     }
     if (fault === "truncate") frame = typeof frame === "string" ? frame.slice(0, frame.length >> 1) : frame.slice(0, frame.length >> 1);
     conn.socket.send(frame, { binary: typeof frame !== "string" });

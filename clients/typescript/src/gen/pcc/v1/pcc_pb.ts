@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pcc/v1/pcc.proto.
  */
 export const file_pcc_v1_pcc: GenFile = /*@__PURE__*/
-  fileDesc("ChBwY2MvdjEvcGNjLnByb3RvEgZwY2MudjEibQoIUGNjU3RhdGUSDAoEc3RlcBgBIAEoBBIOCgZwaGFzZXMYAiADKAESDQoFc3BpbnMYAyADKBESDgoGZW5lcmd5GAQgASgBEhYKCXRpbWVzdGFtcBgFIAEoAUgAiAEBQgwKCl90aW1lc3RhbXAitwEKBUZyYW1lEgsKA3NlcRgBIAEoBBIMCgRzdGVwGAIgASgEEg4KBmVuZXJneRgDIAEoARIWCgl0aW1lc3RhbXAYBCABKAFIAYgBARIhCgRmdWxsGAUgASgLMhEucGNjLnYxLkZ1bGxTdGF0ZUgAEiMKBWRlbHRhGAYgASgLMhIucGNjLnYxLkRlbHRhU3RhdGVIABINCgVlcG9jaBgHIAEoCUIGCgRib2R5QgwKCl90aW1lc3RhbXAiQgoJRnVsbFN0YXRlEg4KBnBoYXNlcxgBIAMoARISCgpzcGluX2NvdW50GAIgASgNEhEKCXNwaW5fYml0cxgDIAEoDCKwAQoKRGVsdGFTdGF0ZRIPCgdza2lwcGVkGAEgASgEEhAKCGNoZWNrc3VtGAIgASgGEhMKC3F1YW50dW1fZXhwGAMgASgREhEKCXN0ZXBfZ2FwcxgEIAMoDRINCgVzdGVwcxgFIAMoEhISCgp2YWx1ZV9nYXBzGAYgAygNEg4KBnZhbHVlcxgHIAMoARIRCglmbGlwX2dhcHMYCCADKA0SEQoJZmxpcF9iaXRzGAkgASgMIjcKDUNsaWVudE1lc3NhZ2USIAoGcmVzeW5jGAEgASgLMg4ucGNjLnYxLlJlc3luY0gAQgQKAm9wIggKBlJlc3luY2IGcHJvdG8z");
+  fileDesc("ChBwY2MvdjEvcGNjLnByb3RvEgZwY2MudjEibQoIUGNjU3RhdGUSDAoEc3RlcBgBIAEoBBIOCgZwaGFzZXMYAiADKAESDQoFc3BpbnMYAyADKBESDgoGZW5lcmd5GAQgASgBEhYKCXRpbWVzdGFtcBgFIAEoAUgAiAEBQgwKCl90aW1lc3RhbXAi/QEKBUZyYW1lEgsKA3NlcRgBIAEoBBIMCgRzdGVwGAIgASgEEg4KBmVuZXJneRgDIAEoARIWCgl0aW1lc3RhbXAYBCABKAFIAYgBARIhCgRmdWxsGAUgASgLMhEucGNjLnYxLkZ1bGxTdGF0ZUgAEiMKBWRlbHRhGAYgASgLMhIucGNjLnYxLkRlbHRhU3RhdGVIABINCgVlcG9jaBgHIAEoCRIgCgdzdW1tYXJ5GAggASgLMg8ucGNjLnYxLlN1bW1hcnkSIgoIZW52ZWxvcGUYCSABKAsyEC5wY2MudjEuRW52ZWxvcGVCBgoEYm9keUIMCgpfdGltZXN0YW1wIlsKB1N1bW1hcnkSCQoBchgBIAEoAhILCgNwc2kYAiABKAISFQoNbWFnbmV0aXphdGlvbhgDIAEoAhIOCgZlbmVyZ3kYBCABKAISEQoJaGlzdG9ncmFtGAUgAygNIpUBCghFbnZlbG9wZRIOCgZzdGF0ZXMYASABKA0SGAoBchgCIAEoCzINLnBjYy52MS5SYW5nZRIaCgNwc2kYAyABKAsyDS5wY2MudjEuUmFuZ2USJAoNbWFnbmV0aXphdGlvbhgEIAEoCzINLnBjYy52MS5SYW5nZRIdCgZlbmVyZ3kYBSABKAsyDS5wY2MudjEuUmFuZ2UiLwoFUmFuZ2USCwoDbWluGAEgASgCEgsKA21heBgCIAEoAhIMCgRtZWFuGAMgASgCIkIKCUZ1bGxTdGF0ZRIOCgZwaGFzZXMYASADKAESEgoKc3Bpbl9jb3VudBgCIAEoDRIRCglzcGluX2JpdHMYAyABKAwisAEKCkRlbHRhU3RhdGUSDwoHc2tpcHBlZBgBIAEoBBIQCghjaGVja3N1bRgCIAEoBhITCgtxdWFudHVtX2V4cBgDIAEoERIRCglzdGVwX2dhcHMYBCADKA0SDQoFc3RlcHMYBSADKBISEgoKdmFsdWVfZ2FwcxgGIAMoDRIOCgZ2YWx1ZXMYByADKAESEQoJZmxpcF9nYXBzGAggAygNEhEKCWZsaXBfYml0cxgJIAEoDCI3Cg1DbGllbnRNZXNzYWdlEiAKBnJlc3luYxgBIAEoCzIOLnBjYy52MS5SZXN5bmNIAEIECgJvcCIICgZSZXN5bmNiBnByb3RvMw");
 
 /**
  * One state of the phase-coupled computation (PCC), as a producer sends it:
@@ -79,7 +79,13 @@ export const PccStateSchema: GenMessage<PccState> = /*@__PURE__*/
 /**
  * One message from the server to a subscriber on `/ws` (a binary WebSocket
  * message). A frame is either a full state or a delta that turns the state the
- * subscriber holds (the one it was sent with seq `base_seq`) into this one.
+ * subscriber holds (the one it was sent with seq `base_seq`) into this one. A
+ * subscriber that asked for neither phases nor spins (`?fields=summary`) gets frames
+ * without a body: each stands alone.
+ *
+ * With `?fields=`, a subscriber holds only the parts it asked for: the phases (or
+ * none), the spins (or none), the energy (or 0) and the timestamp (or none). Full
+ * frames, deltas and checksums are of that projected state.
  *
  * @generated from message pcc.v1.Frame
  */
@@ -146,6 +152,24 @@ export type Frame = Message<"pcc.v1.Frame"> & {
    * @generated from field: string epoch = 7;
    */
   epoch: string;
+
+  /**
+   * The summary of this state, computed by the server from the producer's state
+   * (not from the view within ε). Only for subscribers that ask for it
+   * (`?fields=summary`).
+   *
+   * @generated from field: pcc.v1.Summary summary = 8;
+   */
+  summary?: Summary | undefined;
+
+  /**
+   * For a subscriber with both `max_hz` and `fields=summary`: the range of each
+   * summary quantity over every state since its previous frame, this one included,
+   * so a spike between two frames still shows.
+   *
+   * @generated from field: pcc.v1.Envelope envelope = 9;
+   */
+  envelope?: Envelope | undefined;
 };
 
 /**
@@ -154,6 +178,129 @@ export type Frame = Message<"pcc.v1.Frame"> & {
  */
 export const FrameSchema: GenMessage<Frame> = /*@__PURE__*/
   messageDesc(file_pcc_v1_pcc, 1);
+
+/**
+ * Quantities derived from one state, computed once per state on the server. Floats
+ * (32-bit) on the wire: they are for charts; the exact energy is `Frame.energy`.
+ *
+ * @generated from message pcc.v1.Summary
+ */
+export type Summary = Message<"pcc.v1.Summary"> & {
+  /**
+   * Kuramoto order parameter: r·e^{iψ} = (1/N) Σ e^{iθ_k} over the phases.
+   * r in [0, 1].
+   *
+   * @generated from field: float r = 1;
+   */
+  r: number;
+
+  /**
+   * ψ, in radians, in (-π, π] (0 when r is 0).
+   *
+   * @generated from field: float psi = 2;
+   */
+  psi: number;
+
+  /**
+   * Mean spin, in [-1, 1]; 0 when the state has no spins.
+   *
+   * @generated from field: float magnetization = 3;
+   */
+  magnetization: number;
+
+  /**
+   * The state's energy.
+   *
+   * @generated from field: float energy = 4;
+   */
+  energy: number;
+
+  /**
+   * Count of phases per bin: the phases wrapped into [0, 2π) and split into
+   * equal bins (bin k holds [k·2π/B, (k+1)·2π/B) for B bins, `PCC_SUMMARY_BINS`).
+   *
+   * @generated from field: repeated uint32 histogram = 5;
+   */
+  histogram: number[];
+};
+
+/**
+ * Describes the message pcc.v1.Summary.
+ * Use `create(SummarySchema)` to create a new message.
+ */
+export const SummarySchema: GenMessage<Summary> = /*@__PURE__*/
+  messageDesc(file_pcc_v1_pcc, 2);
+
+/**
+ * The range of each summary quantity over several consecutive states.
+ *
+ * @generated from message pcc.v1.Envelope
+ */
+export type Envelope = Message<"pcc.v1.Envelope"> & {
+  /**
+   * How many states it covers (this frame's included). Fewer than the seqs since
+   * the previous frame when the server no longer held some of them.
+   *
+   * @generated from field: uint32 states = 1;
+   */
+  states: number;
+
+  /**
+   * @generated from field: pcc.v1.Range r = 2;
+   */
+  r?: Range | undefined;
+
+  /**
+   * @generated from field: pcc.v1.Range psi = 3;
+   */
+  psi?: Range | undefined;
+
+  /**
+   * @generated from field: pcc.v1.Range magnetization = 4;
+   */
+  magnetization?: Range | undefined;
+
+  /**
+   * @generated from field: pcc.v1.Range energy = 5;
+   */
+  energy?: Range | undefined;
+};
+
+/**
+ * Describes the message pcc.v1.Envelope.
+ * Use `create(EnvelopeSchema)` to create a new message.
+ */
+export const EnvelopeSchema: GenMessage<Envelope> = /*@__PURE__*/
+  messageDesc(file_pcc_v1_pcc, 3);
+
+/**
+ * Least, greatest and mean value of one quantity over an envelope's states.
+ *
+ * @generated from message pcc.v1.Range
+ */
+export type Range = Message<"pcc.v1.Range"> & {
+  /**
+   * @generated from field: float min = 1;
+   */
+  min: number;
+
+  /**
+   * @generated from field: float max = 2;
+   */
+  max: number;
+
+  /**
+   * @generated from field: float mean = 3;
+   */
+  mean: number;
+};
+
+/**
+ * Describes the message pcc.v1.Range.
+ * Use `create(RangeSchema)` to create a new message.
+ */
+export const RangeSchema: GenMessage<Range> = /*@__PURE__*/
+  messageDesc(file_pcc_v1_pcc, 4);
 
 /**
  * The whole state. Sent first on every connection, at every keyframe, whenever
@@ -191,7 +338,7 @@ export type FullState = Message<"pcc.v1.FullState"> & {
  * Use `create(FullStateSchema)` to create a new message.
  */
 export const FullStateSchema: GenMessage<FullState> = /*@__PURE__*/
-  messageDesc(file_pcc_v1_pcc, 2);
+  messageDesc(file_pcc_v1_pcc, 5);
 
 /**
  * The changes that turn the state with seq `Frame.seq - 1 - skipped` into the
@@ -282,7 +429,7 @@ export type DeltaState = Message<"pcc.v1.DeltaState"> & {
  * Use `create(DeltaStateSchema)` to create a new message.
  */
 export const DeltaStateSchema: GenMessage<DeltaState> = /*@__PURE__*/
-  messageDesc(file_pcc_v1_pcc, 3);
+  messageDesc(file_pcc_v1_pcc, 6);
 
 /**
  * A message from a subscriber to the server on `/ws`: binary for protobuf
@@ -310,7 +457,7 @@ export type ClientMessage = Message<"pcc.v1.ClientMessage"> & {
  * Use `create(ClientMessageSchema)` to create a new message.
  */
 export const ClientMessageSchema: GenMessage<ClientMessage> = /*@__PURE__*/
-  messageDesc(file_pcc_v1_pcc, 4);
+  messageDesc(file_pcc_v1_pcc, 7);
 
 /**
  * Request for a full frame.
@@ -325,5 +472,5 @@ export type Resync = Message<"pcc.v1.Resync"> & {
  * Use `create(ResyncSchema)` to create a new message.
  */
 export const ResyncSchema: GenMessage<Resync> = /*@__PURE__*/
-  messageDesc(file_pcc_v1_pcc, 5);
+  messageDesc(file_pcc_v1_pcc, 8);
 
