@@ -351,8 +351,9 @@ async fn envelopes_keep_a_one_step_spike_between_two_frames() {
             last - first.unwrap() + 1,
             "every state since the first frame, once"
         );
+        // Fewer frames than states at 10 Hz, unless each publish took 100 ms.
         assert!(
-            frames * 4 < states,
+            frames < states,
             "{frames} frames for {states} states: decimated"
         );
     }
