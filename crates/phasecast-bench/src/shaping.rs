@@ -160,8 +160,8 @@ fn run(args: &ShapingArgs, workload: &str, seed: u64) -> Result<Measured, String
         shaped: [0.0; 2],
     };
     for (e, chunk) in readers.chunks(n + 3).enumerate() {
-        for c in 0..n {
-            m.per_class[c][e] = per_frame(&chunk[c]);
+        for (class, r) in m.per_class.iter_mut().zip(chunk) {
+            class[e] = per_frame(r);
         }
         m.summary_only[e] = per_frame(&chunk[n]);
         // Before summaries, the dashboard took every state whole, lossless and full.
