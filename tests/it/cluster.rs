@@ -568,7 +568,11 @@ async fn a_broker_server_dies_and_nothing_acknowledged_is_lost() {
     assert!(truth.len() >= 300, "appends went on: {} taken", truth.len());
     set_last.send_replace(*truth.keys().last().unwrap());
     for reader in readers {
-        let (s, held) = within("every state read", reader).await.unwrap();
+        // A node that lost its broker server catches up on the log at its own pace.
+        let (s, held) = tokio::time::timeout(Duration::from_secs(120), reader)
+            .await
+            .expect("every state read within 2 minutes")
+            .unwrap();
         for (seq, state) in &truth {
             assert_eq!(held.get(seq), Some(state), "seq {seq}");
         }
