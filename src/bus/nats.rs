@@ -45,6 +45,11 @@ const DISCOVERY_INTERVAL: Duration = Duration::from_secs(2);
 /// Pause between attempts to append or to read a log after an error.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// How long a log's reader waits for its next entry before it asks the log how far
+/// it reaches: a consumer that stopped delivering while the log has more is made
+/// again (see [`Bus::read_log`]).
+const STALL_CHECK: Duration = Duration::from_secs(3);
+
 /// Where JetStream announces a stream it created; the stream's name is the last token.
 const CREATED_ADVISORIES: &str = "$JS.EVENT.ADVISORY.STREAM.CREATED.*";
 
@@ -460,7 +465,11 @@ impl Bus {
         // A push consumer: the broker sends each entry as it is stored (with flow
         // control). The client makes the consumer again after a gap or a reconnect;
         // after two missed idle heartbeats (a broker server gone with it, about 10 s)
-        // it reports an error, and `follow_log` makes a new one.
+        // it reports an error, and `follow_log` makes a new one. The client's own
+        // remaking can hang: a consumer placed on a broker server that just died
+        // (before the cluster noticed) never starts, and the client retries it
+        // quietly forever. So when no entry came for `STALL_CHECK` while the log
+        // holds entries past the next one, this pass ends and a new consumer is made.
         let consumer = log
             .create_consumer(push::OrderedConfig {
                 deliver_subject: self.client.new_inbox(),
@@ -475,9 +484,19 @@ impl Bus {
         loop {
             let message = tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
-                m = messages.next() => match m {
-                    Some(m) => m.map_err(|e| e.to_string())?,
-                    None => return Err("the log's consumer ended".to_owned()),
+                m = tokio::time::timeout(STALL_CHECK, messages.next()) => match m {
+                    Ok(Some(m)) => m.map_err(|e| e.to_string())?,
+                    Ok(None) => return Err("the log's consumer ended".to_owned()),
+                    Err(_) => {
+                        let wanted = next.as_ref().map_or(start, |(_, seq)| *seq);
+                        let last = log.info().await.map_err(|e| e.to_string())?.state.last_sequence;
+                        if last >= wanted {
+                            return Err(format!(
+                                "the log's consumer stalled: no entry for {STALL_CHECK:?} while the log holds {wanted}..={last}"
+                            ));
+                        }
+                        continue;
+                    }
                 },
             };
             let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;

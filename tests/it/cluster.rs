@@ -568,7 +568,8 @@ async fn a_broker_server_dies_and_nothing_acknowledged_is_lost() {
     assert!(truth.len() >= 300, "appends went on: {} taken", truth.len());
     set_last.send_replace(*truth.keys().last().unwrap());
     for reader in readers {
-        // A node that lost its broker server catches up on the log at its own pace.
+        // A node whose log consumer was placed on the dead server makes a new one
+        // when it sees the log past what it read (a few seconds), then catches up.
         let (s, held) = tokio::time::timeout(Duration::from_secs(120), reader)
             .await
             .expect("every state read within 2 minutes")
