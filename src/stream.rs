@@ -79,11 +79,6 @@ impl Classes {
         Classes::new(config.tolerance, &config.precision_classes)
     }
 
-    /// Only `default` (and lossless).
-    pub fn only(default: Tolerance) -> Classes {
-        Classes::new(default, &[])
-    }
-
     /// How many classes.
     pub fn len(&self) -> usize {
         self.tolerances.len()
@@ -125,11 +120,6 @@ pub struct Sequencer {
 }
 
 impl Sequencer {
-    /// A sequencer for a new, empty stream at the default tolerance of `config`.
-    pub fn new(config: &StreamConfig) -> Sequencer {
-        Sequencer::with_tolerance(config.tolerance, config.keyframe_interval)
-    }
-
     /// A sequencer for a new, empty stream of tolerance `tolerance`.
     pub fn with_tolerance(tolerance: Tolerance, keyframe_interval: u64) -> Sequencer {
         Sequencer {
@@ -206,6 +196,10 @@ mod tests {
         }
     }
 
+    fn sequencer(config: &StreamConfig) -> Sequencer {
+        Sequencer::with_tolerance(config.tolerance, config.keyframe_interval)
+    }
+
     #[test]
     fn classes_are_lossless_the_offered_and_the_default_sorted_once() {
         let t = |e| Tolerance::new(e).unwrap();
@@ -214,7 +208,7 @@ mod tests {
         assert_eq!(c.default_class(), 2);
         assert_eq!(c.find(0.001), Some(1));
         assert_eq!(c.find(0.005), None);
-        assert_eq!(Classes::only(Tolerance::LOSSLESS).len(), 1);
+        assert_eq!(Classes::new(Tolerance::LOSSLESS, &[]).len(), 1);
     }
 
     /// A state in which the first eight phases move every step.
@@ -232,7 +226,7 @@ mod tests {
 
     #[test]
     fn keyframes_follow_the_schedule_and_shape_changes() {
-        let mut s = Sequencer::new(&config(0.0, 4));
+        let mut s = sequencer(&config(0.0, 4));
         let mut keyframes = vec![];
         for step in 1..=10 {
             let n = if step == 6 { 12 } else { 64 };
@@ -249,7 +243,7 @@ mod tests {
     #[test]
     fn views_stay_within_epsilon_of_every_state() {
         let eps = 1e-3;
-        let mut s = Sequencer::new(&config(eps, 1000));
+        let mut s = sequencer(&config(eps, 1000));
         for step in 0..200 {
             let truth = state(step, 16);
             let view = s.sequence(&truth).view;
@@ -263,15 +257,15 @@ mod tests {
     fn nodes_following_one_log_from_a_keyframe_derive_the_same_views() {
         let eps = 1e-3;
         let states: Vec<_> = (1..=40).map(|step| state(step, 16)).collect();
-        let mut first = Sequencer::new(&config(eps, 10));
+        let mut first = sequencer(&config(eps, 10));
         let views: Vec<_> = states.iter().map(|s| first.sequence(s)).collect();
         // A node that starts later reads the log from the keyframe at 21.
-        let mut later = Sequencer::new(&config(eps, 10));
+        let mut later = sequencer(&config(eps, 10));
         for (i, s) in states.iter().enumerate().skip(20) {
             assert_eq!(later.follow(i as u64 + 1, s), views[i], "seq {}", i + 1);
         }
         // A missing seq makes a keyframe: nothing is derived from a view not held.
-        let mut gap = Sequencer::new(&config(eps, 10));
+        let mut gap = sequencer(&config(eps, 10));
         gap.follow(3, &states[2]);
         assert!(gap.follow(5, &states[4]).keyframe);
         assert!(!gap.follow(6, &states[5]).keyframe);
