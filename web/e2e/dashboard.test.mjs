@@ -8,8 +8,8 @@
 //
 // Env: PHASECAST_BIN (default ../target/release/phasecast), CHROMIUM (default
 // /usr/bin/chromium), PHASECAST_SCREENSHOTS (default ../target).
-// Screenshots: dashboard.png, dashboard-protobuf.png, dashboard-offline.png,
-// dashboard-reconnected.png.
+// Screenshots: dashboard.png, dashboard-protobuf.png, dashboard-envelope.png,
+// dashboard-whole.png, dashboard-offline.png, dashboard-reconnected.png.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
@@ -18,6 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { Subscriber } from "@phasecast/client";
 import { chromium } from "playwright-core";
 import { serveStatic } from "../scripts/serve-static.mjs";
 
@@ -157,6 +158,21 @@ async function assertProgress(page, what) {
   return b;
 }
 
+/** Whether a socket URL asks for these `fields` (the query's comma is URL-encoded). */
+const fieldsOf = (url) => new URL(url).searchParams.get("fields");
+
+/** Polls `read()` until `ok(value)`, or fails with `what` and the last value. */
+async function until(read, ok, what, timeout = 15_000) {
+  const deadline = Date.now() + timeout;
+  let value;
+  for (;;) {
+    value = await read();
+    if (ok(value)) return value;
+    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(value)} after ${timeout} ms`);
+    await sleep(100);
+  }
+}
+
 async function screenshot(page, name) {
   mkdirSync(SHOTS, { recursive: true });
   const path = join(SHOTS, name);
@@ -180,11 +196,19 @@ describe("dashboard", { timeout: 180_000 }, () => {
     return `http://127.0.0.1:${server.port}/${query ? `?${query}` : ""}`;
   };
 
-  async function open(query) {
+  /** The WebSockets a page opened, oldest first. */
+  const socketsOf = (page) => sockets.filter((s) => s.page === page);
+  /** The newest socket of a page whose `fields` pass `test` (null: no `fields`). */
+  const socketOf = (page, test) => socketsOf(page).findLast((s) => test(fieldsOf(s.url)));
+  const isSummary = (fields) => fields?.split(",").includes("summary") === true;
+  const isArrays = (fields) => fields === "phases,spins";
+
+  async function open(query, { beforeGoto } = {}) {
     const page = await context.newPage();
     page.on("pageerror", (err) => pageErrors.push(`${page.url()}: ${err.message}`));
+    await beforeGoto?.(page);
     page.on("websocket", (ws) => {
-      const entry = { url: ws.url(), text: 0, binary: 0 };
+      const entry = { page, url: ws.url(), text: 0, binary: 0 };
       sockets.push(entry);
       ws.on("framereceived", ({ payload }) => {
         if (typeof payload === "string") entry.text++;
@@ -272,9 +296,11 @@ describe("dashboard", { timeout: 180_000 }, () => {
     assert.equal(await page.getAttribute("#app", "data-format"), target);
     assert.equal(await page.getAttribute(`#format-${target}`, "aria-checked"), "true");
     assert.match(page.url(), new RegExp(`format=${target}`), "the page URL keeps the choice");
-    const ws = sockets.at(-1);
-    assert.match(ws.url, new RegExp(`[?&]format=${target}`));
-    assert.ok(target === "protobuf" ? ws.binary > 0 : ws.text > 0, `frames on the new socket: ${JSON.stringify(ws)}`);
+    // Both subscriptions reconnect with the new format.
+    for (const ws of [socketOf(page, isSummary), socketOf(page, isArrays)]) {
+      assert.match(ws.url, new RegExp(`[?&]format=${target}`));
+      assert.ok(target === "protobuf" ? ws.binary > 0 : ws.text > 0, `frames on the new socket: ${JSON.stringify(ws)}`);
+    }
     await page.close();
   });
 
@@ -283,7 +309,8 @@ describe("dashboard", { timeout: 180_000 }, () => {
     const hook = await assertProgress(p, "?delta=false");
     assert.equal(hook.delta, false);
     assert.equal(await p.isChecked("#delta"), false, "the delta switch shows off");
-    assert.match(sockets.at(-1).url, /[?&]delta=false/);
+    assert.match(socketOf(p, isSummary).url, /[?&]delta=false/);
+    assert.match(socketOf(p, isArrays).url, /[?&]delta=false/);
     await p.close();
   });
 
@@ -291,9 +318,13 @@ describe("dashboard", { timeout: 180_000 }, () => {
     const p = await open("format=protobuf");
     const hook = await assertProgress(p, "?format=protobuf");
     assert.equal(hook.format, "protobuf");
-    const ws = sockets.at(-1);
+    // The summaries come at the full rate (200 Hz), the arrays at 30 Hz.
+    const ws = socketOf(p, isSummary);
     assert.match(ws.url, /[?&]format=protobuf/);
     assert.ok(ws.binary > 50 && ws.text === 0, `protobuf frames are binary: ${JSON.stringify(ws)}`);
+    const arrays = socketOf(p, isArrays);
+    assert.match(arrays.url, /[?&]format=protobuf/);
+    assert.ok(arrays.binary > 0 && arrays.text === 0, `protobuf frames are binary: ${JSON.stringify(arrays)}`);
     console.log(`screenshot: ${await screenshot(p, "dashboard-protobuf.png")}`);
     await p.close();
   });
@@ -316,12 +347,193 @@ describe("dashboard", { timeout: 180_000 }, () => {
       { timeout: 10_000 },
     );
     assert.match(p.url(), /[?&]stream=lab1/);
-    assert.match(sockets.at(-1).url, /[?&]stream=lab1/);
+    assert.match(socketOf(p, isSummary).url, /[?&]stream=lab1/);
+    assert.match(socketOf(p, isArrays).url, /[?&]stream=lab1/);
     await p.selectOption("#stream", "default");
     await p.waitForFunction(() => window.__phasecast.stream === "default" && window.__phasecast.oscillators === 32, null, {
       timeout: 10_000,
     });
     await assertProgress(p, "back on the default stream");
+    await p.close();
+  });
+
+  it("subscribes twice: server summaries at the full rate, phases and spins at 10⁻³ rad and 30 Hz", async () => {
+    const p = await open("");
+    const health = await (await fetch(`http://127.0.0.1:${server.port}/health`)).json();
+    assert.ok(health.precision_classes.includes(0.001), `precision classes: ${health.precision_classes}`);
+    // Count frames, not time: after 400 summaries (2 s at 200 Hz) the arrays, at most
+    // 30 a second, are far fewer; a slow machine slows both.
+    const h = await until(
+      () => readHook(p),
+      (x) => x.summaryFrames >= 400,
+      "summary frames",
+      30_000,
+    );
+    assert.equal(h.mode, "shaped");
+    assert.ok(h.arrayFrames > 0, `array frames: ${h.arrayFrames}`);
+    assert.ok(
+      h.summaryFrames > 2 * h.arrayFrames,
+      `summary frames ${h.summaryFrames} should be well above array frames ${h.arrayFrames} (200 Hz vs 30 Hz)`,
+    );
+    assert.equal(h.epsilon, 0.001);
+    assert.equal(h.arraysHz, 30);
+    assert.equal(h.chartHz, null);
+    const summary = socketOf(p, isSummary);
+    const arrays = socketOf(p, isArrays);
+    assert.ok(summary && arrays, `two subscriptions: ${JSON.stringify(socketsOf(p).map((s) => s.url))}`);
+    const sq = new URL(summary.url).searchParams;
+    assert.equal(sq.get("max_hz"), null, `the summaries are at the full rate: ${summary.url}`);
+    assert.equal(sq.get("epsilon"), null, summary.url);
+    const aq = new URL(arrays.url).searchParams;
+    assert.equal(aq.get("epsilon"), "0.001", arrays.url);
+    assert.equal(aq.get("max_hz"), "30", arrays.url);
+    // The note by the drawings says what they show.
+    assert.ok(await p.isVisible("#arrays-note"), "the note is visible");
+    const note = await p.textContent("#arrays-note");
+    assert.match(note, /10⁻³/);
+    assert.match(note, /30 Hz/);
+    assert.equal(h.note, note);
+    // The readings are the server's summaries.
+    assert.ok(Number.isFinite(h.r) && h.r >= 0 && h.r <= 1, `r: ${h.r}`);
+    assert.ok(Number.isFinite(h.magnetization) && h.magnetization >= -1 && h.magnetization <= 1, `m: ${h.magnetization}`);
+    assert.equal(h.histogramBins, health.summary_bins);
+    assert.match(await p.textContent("#order-r"), /^\d\.\d{3}$/);
+    await p.close();
+  });
+
+  it("shows the r, magnetisation and energy the server computes", async () => {
+    const seen = new Map();
+    const node = new Subscriber({ url: `ws://127.0.0.1:${server.port}/ws`, format: "json", fields: ["summary"] });
+    node.onUpdate((_state, info) => seen.set(info.seq, info.summary));
+    try {
+      await node.ready();
+      const p = await open("");
+      // The page shows the newest summary; compare it with the one of the same seq
+      // that a subscriber here received (both read the same 32-bit floats).
+      const matched = await until(
+        async () => {
+          const h = await readHook(p);
+          return { h, s: seen.get(h.summarySeq) };
+        },
+        ({ s }) => s !== undefined,
+        "a summary seq the node subscriber also saw",
+      );
+      assert.equal(matched.h.r, matched.s.r, `r at seq ${matched.h.summarySeq}`);
+      assert.equal(matched.h.psi, matched.s.psi, `psi at seq ${matched.h.summarySeq}`);
+      assert.equal(matched.h.magnetization, matched.s.magnetization, `m at seq ${matched.h.summarySeq}`);
+      assert.equal(matched.h.energy, matched.s.energy, `energy at seq ${matched.h.summarySeq}`);
+      await p.close();
+    } finally {
+      node.close();
+    }
+  });
+
+  it("with ?chart_hz=5 draws the envelope of the states between frames as a band", async () => {
+    const p = await open("chart_hz=5");
+    await p.waitForFunction(() => window.__phasecast.envelopeSeen === true, null, { timeout: 20_000 });
+    // A few more, for a screenshot worth looking at (2 s at 5 Hz).
+    await p.waitForFunction(() => window.__phasecast.envelopes >= 10, null, { timeout: 20_000 });
+    const h = await readHook(p);
+    assert.equal(h.chartHz, 5);
+    assert.ok(h.envelopes > 0, `envelopes: ${h.envelopes}`);
+    const summary = socketOf(p, isSummary);
+    assert.equal(new URL(summary.url).searchParams.get("max_hz"), "5", summary.url);
+    assert.equal(await p.inputValue("#chart-hz"), "5");
+    assert.match(await p.textContent("#chart-note"), /5 Hz/);
+    assert.match(p.url(), /[?&]chart_hz=5/);
+    // The arrays keep their own rate.
+    assert.equal(new URL(socketOf(p, isArrays).url).searchParams.get("max_hz"), "30");
+    console.log(`screenshot: ${await screenshot(p, "dashboard-envelope.png")}`);
+    await p.close();
+  });
+
+  it("keeps a one-step energy spike between chart frames visible in the band", async () => {
+    const post = async (step, energy) => {
+      const res = await fetch(`http://127.0.0.1:${server.port}/streams/spike/state`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ step, phases: [0.1, 2.0, 4.2], spins: [1, -1, 1], energy, timestamp: Date.now() / 1000 }),
+        signal: AbortSignal.timeout(5_000),
+      });
+      assert.equal(res.status, 200, await res.text());
+    };
+    await post(1, -1);
+    const p = await open("stream=spike&chart_hz=2");
+    await p.waitForFunction(() => window.__phasecast.summaryFrames >= 1, null, { timeout: 10_000 });
+    // 40 states, one of them a spike; at 2 Hz most are between two chart frames.
+    for (let step = 2; step <= 40; step++) await post(step, step === 20 ? 100 : -1);
+    await p.waitForFunction(() => window.__phasecast.step === 40 && window.__phasecast.energyBandMax >= 100, null, {
+      timeout: 10_000,
+    });
+    const h = await readHook(p);
+    assert.equal(h.envelopeSeen, true, "the band was drawn");
+    assert.ok(h.envelopes > 0, `envelopes: ${h.envelopes}`);
+    await p.close();
+  });
+
+  it("asks the arrays for the precision class chosen, by URL and by control", async () => {
+    const p = await open("epsilon=0.01");
+    let h = await readHook(p);
+    assert.equal(h.epsilon, 0.01);
+    assert.equal(new URL(socketOf(p, isArrays).url).searchParams.get("epsilon"), "0.01");
+    assert.match(h.note, /10⁻²/);
+    // The options are the server's precision classes (read from /health).
+    const health = await (await fetch(`http://127.0.0.1:${server.port}/health`)).json();
+    await p.waitForFunction(
+      (n) => document.querySelectorAll("#epsilon option").length === n,
+      health.precision_classes.length,
+      { timeout: 10_000 },
+    );
+    const options = await p.$$eval("#epsilon option", (os) => os.map((o) => Number(o.value)));
+    assert.deepEqual(options, [...health.precision_classes].sort((a, b) => a - b));
+    assert.equal(await p.inputValue("#epsilon"), "0.01");
+
+    await p.selectOption("#epsilon", "0");
+    await p.waitForFunction(() => window.__phasecast.epsilon === 0 && window.__phasecast.connected, null, { timeout: 10_000 });
+    assert.match(p.url(), /[?&]epsilon=0(&|$)/);
+    assert.equal(new URL(socketOf(p, isArrays).url).searchParams.get("epsilon"), "0");
+    h = await readHook(p);
+    assert.match(h.note, /exact/);
+
+    await p.selectOption("#arrays-hz", "10");
+    await p.waitForFunction(() => window.__phasecast.arraysHz === 10 && window.__phasecast.connected, null, { timeout: 10_000 });
+    assert.match(p.url(), /[?&]arrays_hz=10/);
+    assert.equal(new URL(socketOf(p, isArrays).url).searchParams.get("max_hz"), "10");
+    assert.match((await readHook(p)).note, /10 Hz/);
+    await waitConnected(p);
+    await assertProgress(p, "after changing epsilon and the arrays' rate");
+    await p.close();
+  });
+
+  it("falls back to one whole-frame subscription for a server without precision classes", async () => {
+    // An older server: /health without precision_classes (and the rest of shaping).
+    const p = await open("", {
+      beforeGoto: (page) =>
+        page.route("**/health", async (route) => {
+          const response = await route.fetch();
+          const json = await response.json();
+          delete json.precision_classes;
+          delete json.default_epsilon;
+          delete json.summary_bins;
+          await route.fulfill({ response, json });
+        }),
+    });
+    const hook = await assertProgress(p, "whole frames");
+    assert.equal(hook.mode, "whole");
+    assert.equal(hook.summaryFrames, 0);
+    assert.equal(hook.epsilon, null);
+    const urls = socketsOf(p).map((s) => s.url);
+    assert.equal(urls.length, 1, `one subscription: ${JSON.stringify(urls)}`);
+    assert.equal(fieldsOf(urls[0]), null, urls[0]);
+    assert.equal(new URL(urls[0]).searchParams.get("epsilon"), null, urls[0]);
+    // r and m computed in the page.
+    const h = await until(() => readHook(p), (x) => Number.isFinite(x.r), "r computed in the page");
+    assert.ok(h.r >= 0 && h.r <= 1, `r: ${h.r}`);
+    assert.ok(h.magnetization >= -1 && h.magnetization <= 1, `m: ${h.magnetization}`);
+    assert.equal(h.histogramBins, 16);
+    assert.match(h.note, /whole frames/);
+    assert.match(await p.textContent("#stat-p50"), /ms$/, "whole frames carry timestamps: latency shown");
+    console.log(`screenshot: ${await screenshot(p, "dashboard-whole.png")}`);
     await p.close();
   });
 

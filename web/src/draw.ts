@@ -1,4 +1,4 @@
-/** Canvas 2D drawings: phases on the unit circle, the spin grid, the energy sparkline. */
+/** Canvas 2D drawings: phases on the unit circle, the spin grid, time charts, the phase histogram. */
 import type { History } from "./windows.js";
 
 export interface Palette {
@@ -9,6 +9,7 @@ export interface Palette {
   down: string;
   arrow: string;
   line: string;
+  mag: string;
   card: string;
 }
 
@@ -23,6 +24,7 @@ export function readPalette(el: Element): Palette {
     down: v("--down", "#38bdf8"),
     arrow: v("--arrow", "#4ade80"),
     line: v("--line", "#a78bfa"),
+    mag: v("--mag", "#f472b6"),
     card: v("--card", "#131a2e"),
   };
 }
@@ -92,6 +94,33 @@ export function orderParameter(phases: ArrayLike<number>): { r: number; psi: num
   c /= n;
   s /= n;
   return { r: Math.hypot(c, s), psi: Math.atan2(s, c) };
+}
+
+/** What the page charts of one state: the server's summary, or the same computed here. */
+export interface Readings {
+  r: number;
+  psi: number;
+  magnetization: number;
+  energy: number;
+  histogram: ArrayLike<number>;
+}
+
+/**
+ * The summary of a whole state, computed in the page (for a server that sends no
+ * summaries): the same quantities as the server's, `bins` histogram bins.
+ */
+export function summarize(phases: ArrayLike<number>, spins: ArrayLike<number>, energy: number, bins: number): Readings {
+  const { r, psi } = orderParameter(phases);
+  let sum = 0;
+  for (let k = 0; k < spins.length; k++) sum += spins[k]!;
+  const histogram = new Uint32Array(bins);
+  const TAU = 2 * Math.PI;
+  for (let j = 0; j < phases.length; j++) {
+    let b = Math.floor(((((phases[j]! % TAU) + TAU) % TAU) / TAU) * bins);
+    if (b >= bins) b = 0;
+    histogram[b]!++;
+  }
+  return { r, psi, magnetization: spins.length > 0 ? sum / spins.length : 0, energy, histogram };
 }
 
 /** Up to this many oscillators are drawn as points; more as a density ring. */
@@ -356,15 +385,44 @@ function digitsFor(range: number): number {
   return Math.max(0, Math.min(6, 2 - Math.floor(Math.log10(range))));
 }
 
-/** A pause longer than this between states breaks the energy line. */
+/** A pause longer than this between states breaks a chart's line. */
 const GAP_MS = 1_000;
 
-export function drawEnergy(surface: Surface, history: History, now: number, spanMs: number, p: Palette): void {
-  if (!surface.begin()) return;
+/** How one chart looks. */
+export interface SeriesStyle {
+  /** Line colour (the band is the same colour, fainter). */
+  color: string;
+  /** Room for the value labels on the left, CSS pixels. */
+  left: number;
+  /** Values outside this never happen (r in [0, 1]): the axis stays inside it. */
+  domain?: readonly [number, number];
+  /**
+   * The axis spans at least this much, so that a converged value is a flat line,
+   * not its last float bits blown up (default: as little as the values need).
+   */
+  minSpan?: number;
+}
+
+interface Segment {
+  t0: number;
+  t1: number;
+  /** The line: [x, y]. */
+  points: [number, number][];
+  /** The band: [x, y of the greatest, y of the least]. */
+  band: [number, number, number][];
+}
+
+/**
+ * A time chart of the last `spanMs`: the value as a line, and where points carry a
+ * range (an envelope), that range as a band around it. Returns whether a band wider
+ * than the line was drawn.
+ */
+export function drawSeries(surface: Surface, history: History, now: number, spanMs: number, style: SeriesStyle, p: Palette): boolean {
+  if (!surface.begin()) return false;
   const ctx = surface.ctx;
   const w = surface.width;
   const h = surface.height;
-  const left = 74;
+  const left = style.left;
   const right = 8;
   const top = 6;
   const bottom = 20;
@@ -374,17 +432,111 @@ export function drawEnergy(surface: Surface, history: History, now: number, span
 
   let lo = Infinity;
   let hi = -Infinity;
-  history.forEach(since, (_t, v) => {
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
+  let count = 0;
+  history.forEach(since, (_t, _v, a, b) => {
+    if (a < lo) lo = a;
+    if (b > hi) hi = b;
+    count++;
   });
 
-  // Time axis.
+  drawTimeAxis(ctx, left, top, pw, ph, h, spanMs, p);
+
+  if (!(hi >= lo)) {
+    centeredText(ctx, "waiting for states…", left + pw / 2, top + ph / 2, p.muted);
+    return false;
+  }
+  if (style.minSpan !== undefined && hi - lo < style.minSpan) {
+    const mid = (lo + hi) / 2;
+    lo = mid - style.minSpan / 2;
+    hi = mid + style.minSpan / 2;
+    if (style.domain) {
+      // Slide the span inside the domain rather than cut it.
+      const shift = Math.max(0, style.domain[0] - lo) - Math.max(0, hi - style.domain[1]);
+      lo += shift;
+      hi += shift;
+    }
+  }
+  const span = hi - lo;
+  const pad = span > 0 ? span * 0.08 : Math.max(1e-9, Math.abs(hi) * 1e-3 || 1);
+  let y0 = lo - pad;
+  let y1 = hi + pad;
+  if (style.domain) {
+    y0 = Math.max(y0, style.domain[0]);
+    y1 = Math.min(y1, style.domain[1]);
+    if (!(y1 > y0)) [y0, y1] = [lo - pad, hi + pad];
+  }
+  const Y = (v: number): number => top + ph - ((v - y0) / (y1 - y0)) * ph;
+  const X = (t: number): number => left + ((t - since) / spanMs) * pw;
+
+  drawValueAxis(ctx, left, pw, lo, hi, Y, p);
+
+  const segments = collectSegments(history, since, count > pw * 2, X, Y);
+  if (segments.length === 0) return false;
+
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(left, top, pw, ph);
+  ctx.clip();
+  // Shade the gaps: no state arrived for a while (server down, producer idle).
+  ctx.fillStyle = "rgba(239, 68, 68, 0.10)";
+  for (let k = 0; k < segments.length; k++) {
+    const end = segments[k]!.t1;
+    const next = k + 1 < segments.length ? segments[k + 1]!.t0 : now;
+    if (next - end > GAP_MS) ctx.fillRect(X(end), top, X(next) - X(end), ph);
+  }
+  const banded = drawBands(ctx, segments, style.color);
+  const grad = ctx.createLinearGradient(0, top, 0, top + ph);
+  grad.addColorStop(0, withAlpha(style.color, banded ? 0.12 : 0.35));
+  grad.addColorStop(1, withAlpha(style.color, 0));
+  ctx.strokeStyle = style.color;
+  ctx.lineWidth = 1.75;
+  ctx.lineJoin = "round";
+  for (const { points } of segments) {
+    if (points.length === 0) continue;
+    ctx.beginPath();
+    ctx.moveTo(points[0]![0], top + ph);
+    for (const [x, y] of points) ctx.lineTo(x, y);
+    ctx.lineTo(points[points.length - 1]![0], top + ph);
+    ctx.closePath();
+    ctx.fillStyle = grad;
+    ctx.fill();
+    ctx.beginPath();
+    ctx.moveTo(points[0]![0], points[0]![1]);
+    for (const [x, y] of points) ctx.lineTo(x, y);
+    ctx.stroke();
+  }
+  const lastPoints = segments[segments.length - 1]!.points;
+  const [lx, ly] = lastPoints[lastPoints.length - 1]!;
+  ctx.fillStyle = style.color;
+  ctx.beginPath();
+  ctx.arc(lx, ly, 3, 0, 2 * Math.PI);
+  ctx.fill();
+  ctx.restore();
+  return banded;
+}
+
+/** The energy sparkline: a chart in the energy colour. */
+export function drawEnergy(surface: Surface, history: History, now: number, spanMs: number, p: Palette): boolean {
+  return drawSeries(surface, history, now, spanMs, { color: p.line, left: 74 }, p);
+}
+
+function drawTimeAxis(
+  ctx: CanvasRenderingContext2D,
+  left: number,
+  top: number,
+  pw: number,
+  ph: number,
+  h: number,
+  spanMs: number,
+  p: Palette,
+): void {
   ctx.font = "11px system-ui, sans-serif";
   ctx.fillStyle = p.muted;
   ctx.textBaseline = "alphabetic";
   const seconds = spanMs / 1000;
-  for (let s = 0; s <= seconds; s += seconds / 4) {
+  // Fewer labels on a narrow chart.
+  const parts = pw < 260 ? 2 : 4;
+  for (let s = 0; s <= seconds; s += seconds / parts) {
     const x = left + pw - (s / seconds) * pw;
     ctx.textAlign = s === 0 ? "right" : s === seconds ? "left" : "center";
     ctx.fillText(s === 0 ? "now" : `−${s.toFixed(s % 1 === 0 ? 0 : 1)} s`, x, h - 4);
@@ -395,20 +547,22 @@ export function drawEnergy(surface: Surface, history: History, now: number, span
     ctx.lineTo(Math.round(x) + 0.5, top + ph);
     ctx.stroke();
   }
+}
 
-  if (!(hi >= lo)) {
-    centeredText(ctx, "waiting for states…", left + pw / 2, top + ph / 2, p.muted);
-    return;
-  }
+/**
+ * Value axis: min, mid, max. A spread too fine for a few decimals (a converged
+ * simulation) is labelled as offsets from the middle value.
+ */
+function drawValueAxis(
+  ctx: CanvasRenderingContext2D,
+  left: number,
+  pw: number,
+  lo: number,
+  hi: number,
+  Y: (v: number) => number,
+  p: Palette,
+): void {
   const span = hi - lo;
-  const pad = span > 0 ? span * 0.08 : Math.max(1e-9, Math.abs(hi) * 1e-3 || 1);
-  const y0 = lo - pad;
-  const y1 = hi + pad;
-  const Y = (v: number): number => top + ph - ((v - y0) / (y1 - y0)) * ph;
-  const X = (t: number): number => left + ((t - since) / spanMs) * pw;
-
-  // Value axis: min, mid, max. A spread too fine for a few decimals (a converged
-  // simulation) is labelled as offsets from the middle value.
   const digits = digitsFor(span || Math.abs(hi));
   const mid = (lo + hi) / 2;
   const fine = span > 0 && digits > 5;
@@ -429,80 +583,132 @@ export function drawEnergy(surface: Surface, history: History, now: number, span
     ctx.fillStyle = p.muted;
     ctx.fillText(label(v), left - 8, y);
   }
+}
 
-  // The line, min/max per pixel column when points outnumber pixels, broken where
-  // no state arrived for a while (server down, producer idle); those gaps are shaded.
-  let count = 0;
-  history.forEach(since, () => count++);
-  const decimate = count > pw * 2;
-  const segments: { t0: number; t1: number; points: [number, number][] }[] = [];
-  let seg: { t0: number; t1: number; points: [number, number][] } | undefined;
-  let col: { x: number; first: number; min: number; max: number; last: number } | undefined;
+/**
+ * The points as drawable segments, broken where no state arrived for a while; when
+ * points outnumber pixels (`decimate`), one column per pixel with the first, greatest,
+ * least and last value of the line and the extremes of the band.
+ */
+function collectSegments(
+  history: History,
+  since: number,
+  decimate: boolean,
+  X: (t: number) => number,
+  Y: (v: number) => number,
+): Segment[] {
+  const segments: Segment[] = [];
+  let seg: Segment | undefined;
+  let col: { x: number; first: number; min: number; max: number; last: number; lo: number; hi: number } | undefined;
   const flush = (): void => {
-    if (col && seg) seg.points.push([col.x, Y(col.first)], [col.x + 0.33, Y(col.max)], [col.x + 0.66, Y(col.min)], [col.x + 1, Y(col.last)]);
+    if (col && seg) {
+      seg.points.push([col.x, Y(col.first)], [col.x + 0.33, Y(col.max)], [col.x + 0.66, Y(col.min)], [col.x + 1, Y(col.last)]);
+      seg.band.push([col.x, Y(col.hi), Y(col.lo)], [col.x + 1, Y(col.hi), Y(col.lo)]);
+    }
     col = undefined;
   };
-  history.forEach(since, (t, v) => {
+  history.forEach(since, (t, v, lo, hi) => {
     if (!seg || t - seg.t1 > GAP_MS) {
       flush();
-      seg = { t0: t, t1: t, points: [] };
+      seg = { t0: t, t1: t, points: [], band: [] };
       segments.push(seg);
     }
     seg.t1 = t;
     if (!decimate) {
-      seg.points.push([X(t), Y(v)]);
+      const x = X(t);
+      seg.points.push([x, Y(v)]);
+      seg.band.push([x, Y(hi), Y(lo)]);
       return;
     }
     const x = Math.floor(X(t));
     if (col && col.x === x) {
       if (v < col.min) col.min = v;
       if (v > col.max) col.max = v;
+      if (lo < col.lo) col.lo = lo;
+      if (hi > col.hi) col.hi = hi;
       col.last = v;
     } else {
       flush();
-      col = { x, first: v, min: v, max: v, last: v };
+      col = { x, first: v, min: v, max: v, last: v, lo, hi };
     }
   });
   flush();
-  if (segments.length === 0) return;
+  return segments;
+}
 
-  ctx.save();
-  ctx.beginPath();
-  ctx.rect(left, top, pw, ph);
-  ctx.clip();
-  ctx.fillStyle = "rgba(239, 68, 68, 0.10)";
-  for (let k = 0; k < segments.length; k++) {
-    const end = segments[k]!.t1;
-    const next = k + 1 < segments.length ? segments[k + 1]!.t0 : now;
-    if (next - end > GAP_MS) ctx.fillRect(X(end), top, X(next) - X(end), ph);
+/** The envelope bands (least to greatest); whether any was wider than the line. */
+function drawBands(ctx: CanvasRenderingContext2D, segments: Segment[], color: string): boolean {
+  let wide = false;
+  for (const { band } of segments) {
+    for (const [, top, bottom] of band) {
+      if (bottom - top > 0.5) {
+        wide = true;
+        break;
+      }
+    }
   }
-  const grad = ctx.createLinearGradient(0, top, 0, top + ph);
-  grad.addColorStop(0, withAlpha(p.line, 0.35));
-  grad.addColorStop(1, withAlpha(p.line, 0));
-  ctx.strokeStyle = p.line;
-  ctx.lineWidth = 1.75;
-  ctx.lineJoin = "round";
-  for (const { points } of segments) {
-    if (points.length === 0) continue;
+  if (!wide) return false;
+  ctx.fillStyle = withAlpha(color, 0.3);
+  for (const { band } of segments) {
+    if (band.length === 0) continue;
     ctx.beginPath();
-    ctx.moveTo(points[0]![0], top + ph);
-    for (const [x, y] of points) ctx.lineTo(x, y);
-    ctx.lineTo(points[points.length - 1]![0], top + ph);
+    ctx.moveTo(band[0]![0], band[0]![1]);
+    for (const [x, top] of band) ctx.lineTo(x, top);
+    for (let k = band.length - 1; k >= 0; k--) ctx.lineTo(band[k]![0], band[k]![2]);
     ctx.closePath();
-    ctx.fillStyle = grad;
     ctx.fill();
-    ctx.beginPath();
-    ctx.moveTo(points[0]![0], points[0]![1]);
-    for (const [x, y] of points) ctx.lineTo(x, y);
-    ctx.stroke();
+    // A lone point has no width: a bar, so a one-frame spike still shows.
+    if (band.length === 1) ctx.fillRect(band[0]![0] - 1, band[0]![1], 2, band[0]![2] - band[0]![1]);
   }
-  const lastPoints = segments[segments.length - 1]!.points;
-  const [lx, ly] = lastPoints[lastPoints.length - 1]!;
-  ctx.fillStyle = p.line;
+  return true;
+}
+
+/**
+ * The phase histogram: bin k counts the phases in [k·2π/B, (k+1)·2π/B), as bars
+ * over 0..2π, scaled to the fullest bin.
+ */
+export function drawHistogram(surface: Surface, bins: ArrayLike<number> | undefined, p: Palette): void {
+  if (!surface.begin()) return;
+  const ctx = surface.ctx;
+  const w = surface.width;
+  const h = surface.height;
+  const left = 8;
+  const right = 8;
+  const top = 6;
+  const bottom = 20;
+  const pw = Math.max(1, w - left - right);
+  const ph = Math.max(1, h - top - bottom);
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.fillStyle = p.muted;
+  ctx.textBaseline = "alphabetic";
+  for (const [label, at] of [["0", 0], ["π", 0.5], ["2π", 1]] as const) {
+    ctx.textAlign = at === 0 ? "left" : at === 1 ? "right" : "center";
+    ctx.fillText(label, left + at * pw, h - 4);
+  }
+  ctx.strokeStyle = p.faint;
+  ctx.lineWidth = 1;
   ctx.beginPath();
-  ctx.arc(lx, ly, 3, 0, 2 * Math.PI);
+  ctx.moveTo(left, Math.round(top + ph) + 0.5);
+  ctx.lineTo(left + pw, Math.round(top + ph) + 0.5);
+  ctx.stroke();
+  const n = bins?.length ?? 0;
+  if (!bins || n === 0) {
+    centeredText(ctx, "waiting for states…", left + pw / 2, top + ph / 2, p.muted);
+    return;
+  }
+  let max = 1;
+  for (let k = 0; k < n; k++) max = Math.max(max, bins[k]!);
+  const bw = pw / n;
+  const gap = bw >= 6 ? 1.5 : 0;
+  ctx.fillStyle = p.muted;
+  ctx.globalAlpha = 0.85;
+  ctx.beginPath();
+  for (let k = 0; k < n; k++) {
+    const bh = (bins[k]! / max) * ph;
+    if (bh > 0) ctx.rect(left + k * bw + gap / 2, top + ph - bh, bw - gap, bh);
+  }
   ctx.fill();
-  ctx.restore();
+  ctx.globalAlpha = 1;
 }
 
 function withAlpha(color: string, alpha: number): string {

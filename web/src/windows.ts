@@ -1,4 +1,4 @@
-/** Small time windows over the stream: rates, latency percentiles, energy history. */
+/** Small time windows over the stream: rates, latency percentiles, the charts' histories. */
 
 /** Counters sampled over time; rates over the last `spanMs`. */
 export class CounterWindow<K extends string> {
@@ -72,27 +72,37 @@ export class ValueWindow {
   }
 }
 
-/** A ring of (time, value) points, at most `capacity`, read back for the last `spanMs`. */
+/**
+ * A ring of (time, value) points, at most `capacity`, read back for the last `spanMs`.
+ * Each point may carry a range `lo..hi` around its value (an envelope: the least and
+ * greatest value over the states the point stands for); without one it is the value.
+ */
 export class History {
   readonly #t: Float64Array;
   readonly #v: Float64Array;
+  readonly #lo: Float64Array;
+  readonly #hi: Float64Array;
   #start = 0;
   #length = 0;
 
   constructor(capacity: number) {
     this.#t = new Float64Array(capacity);
     this.#v = new Float64Array(capacity);
+    this.#lo = new Float64Array(capacity);
+    this.#hi = new Float64Array(capacity);
   }
 
   get length(): number {
     return this.#length;
   }
 
-  add(t: number, value: number): void {
+  add(t: number, value: number, lo = value, hi = value): void {
     const cap = this.#t.length;
     const at = (this.#start + this.#length) % cap;
     this.#t[at] = t;
     this.#v[at] = value;
+    this.#lo[at] = Math.min(lo, value);
+    this.#hi[at] = Math.max(hi, value);
     if (this.#length < cap) this.#length++;
     else this.#start = (this.#start + 1) % cap;
   }
@@ -103,12 +113,12 @@ export class History {
   }
 
   /** Calls `f` on every point newer than `since`, oldest first. */
-  forEach(since: number, f: (t: number, v: number) => void): void {
+  forEach(since: number, f: (t: number, v: number, lo: number, hi: number) => void): void {
     const cap = this.#t.length;
     for (let k = 0; k < this.#length; k++) {
       const i = (this.#start + k) % cap;
       const t = this.#t[i]!;
-      if (t >= since) f(t, this.#v[i]!);
+      if (t >= since) f(t, this.#v[i]!, this.#lo[i]!, this.#hi[i]!);
     }
   }
 }
