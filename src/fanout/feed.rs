@@ -238,6 +238,7 @@ impl Feed {
             if now < self.next_slot {
                 return Vec::new();
             }
+            batch.updates.clear();
             batch.updates.extend(self.pending.take());
         }
         let frames = self.frames(&batch.updates);

@@ -636,3 +636,62 @@ async fn each_class_and_projection_shares_one_encoding() {
         "one summary per state"
     );
 }
+
+/// A `max_hz` subscriber taking summaries, read at random moments while states come
+/// in random bursts (so it lags past its outbox, is stale, or waits for its slot):
+/// at most one frame goes out at a time, and every frame's envelope counts each state
+/// since its previous frame exactly once.
+#[tokio::test]
+async fn envelopes_count_each_state_once_however_the_feed_is_read() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    for e in Encoding::ALL {
+        let s = Setup::new(0.0, 50, 4);
+        s.publish(0, 16);
+        let wants = Wants {
+            projection: "summary".parse().unwrap(),
+            min_interval: Some(Duration::from_millis(50)),
+            ..s.wants(e)
+        };
+        let mut feed = s.feed(wants, None, 4);
+        let mut now = Instant::now();
+        let mut step = 0;
+        let mut last_sent = None;
+        let mut check = |frames: Vec<Outgoing>| {
+            assert!(frames.len() <= 1, "{e:?}: one frame a slot at most");
+            for f in frames {
+                let bytes = f.message.clone().into_data();
+                let (_, extras) = codec::decode_frame_parts(e, &bytes).unwrap();
+                let states = extras.envelope.expect("an envelope").states;
+                if let Some(prev) = last_sent {
+                    assert_eq!(
+                        u64::from(states),
+                        f.seq - prev,
+                        "{e:?}: frame of seq {}",
+                        f.seq
+                    );
+                }
+                last_sent = Some(f.seq);
+            }
+        };
+        check(feed.start(now));
+        for _ in 0..2000 {
+            for _ in 0..rng.random_range(0..12) {
+                step += 1;
+                s.publish(step, 16);
+            }
+            now += Duration::from_millis(rng.random_range(0..40));
+            if rng.random_bool(0.3) {
+                if let Some(slot) = feed.slot() {
+                    if slot <= now {
+                        check(feed.on_slot(now));
+                    }
+                }
+            }
+            if let Some(Some(batch)) = futures_util::FutureExt::now_or_never(feed.recv()) {
+                let stale = rng.random_bool(0.2).then(std::time::Instant::now);
+                check(feed.on_batch(batch, now, stale));
+            }
+        }
+    }
+}
