@@ -18,8 +18,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::extract::ws::Message;
 use tokio::{sync::watch, time::Instant};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::{Channel, Form, Held, Resume, StateSummary, Update};
 use crate::{
@@ -96,6 +96,17 @@ pub struct Batch {
     lagged_summaries: Vec<Arc<StateSummary>>,
 }
 
+/// What [`Feed::take`] found.
+#[derive(Debug)]
+pub enum Next {
+    /// Updates to hand to [`Feed::on_batch`].
+    Batch(Batch),
+    /// Nothing new.
+    Nothing,
+    /// The stream is gone or retired.
+    Ended,
+}
+
 /// One subscriber's position in its stream and the policy that moves it.
 #[derive(Debug)]
 pub struct Feed {
@@ -167,33 +178,42 @@ impl Feed {
         frames
     }
 
+    /// What is waiting for the subscriber now, without waiting.
+    pub fn take(&mut self) -> Next {
+        if self.channel.is_retired() || self.head.has_changed().is_err() {
+            return Next::Ended;
+        }
+        let head = *self.head.borrow_and_update();
+        if head > self.cursor {
+            // Everything waiting, up to the outbox, goes in the same write.
+            let since = self.channel.since(
+                self.wants.class,
+                self.cursor,
+                self.outbox,
+                self.envelope.is_some(),
+            );
+            self.cursor = since.updates.last().map_or(head, |u| u.seq);
+            if !since.updates.is_empty() || since.lagged > 0 {
+                return Next::Batch(Batch {
+                    updates: since.updates,
+                    lagged: since.lagged,
+                    lagged_summaries: since.lagged_summaries,
+                });
+            }
+        }
+        Next::Nothing
+    }
+
     /// Waits for the next updates (cancel-safe: for `select!`). `None` once the stream
     /// is gone or retired (replaced by a stream of another epoch).
     pub async fn recv(&mut self) -> Option<Batch> {
         loop {
-            if self.channel.is_retired() {
-                return None;
+            match self.take() {
+                Next::Batch(batch) => return Some(batch),
+                Next::Ended => return None,
+                // Cancel-safe: a seq published since `take` ends it at once.
+                Next::Nothing => self.head.changed().await.ok()?,
             }
-            let head = *self.head.borrow_and_update();
-            if head > self.cursor {
-                // Everything waiting, up to the outbox, goes in the same write.
-                let since = self.channel.since(
-                    self.wants.class,
-                    self.cursor,
-                    self.outbox,
-                    self.envelope.is_some(),
-                );
-                self.cursor = since.updates.last().map_or(head, |u| u.seq);
-                if !since.updates.is_empty() || since.lagged > 0 {
-                    return Some(Batch {
-                        updates: since.updates,
-                        lagged: since.lagged,
-                        lagged_summaries: since.lagged_summaries,
-                    });
-                }
-            }
-            // Cancel-safe: a seq published since `borrow_and_update` ends it at once.
-            self.head.changed().await.ok()?;
         }
     }
 

@@ -9,16 +9,21 @@
 //!   delta is worth sending.
 //! - [`Feed`] (`feed.rs`): one subscriber's cursor and the slow-consumer policy (in
 //!   step, batching, conflation, `max_hz`, resync), with no socket in it.
+//! - [`Dispatch`] (`dispatch.rs`): one task per stream, on the fan-out's runtime,
+//!   that offers each new state to every subscriber's [`Outlet`], which writes it
+//!   without waiting.
 //! - [`Pace`] (`pace.rs`): how far ahead of its reader a subscriber's socket may run
 //!   (the freshness bound), followed by probes (pings) written behind the frames.
 
 mod channel;
+mod dispatch;
 mod feed;
 mod pace;
 mod update;
 
 pub use channel::{Channel, Head, Joined, Resume, Since};
-pub use feed::{Batch, Feed, Outgoing, Wants};
+pub use dispatch::{Dispatch, Membership, Outlet};
+pub use feed::{Batch, Feed, Next, Outgoing, Wants};
 pub use pace::{Pace, Reached};
 pub use update::{message, Encoded, Form, Held, StateSummary, Update, View};
 

@@ -12,8 +12,8 @@ use std::{
     time::Instant,
 };
 
-use axum::extract::ws::{Message, Utf8Bytes};
 use bytes::Bytes;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::{
     codec::{self, Encoding, FrameKind, Parts},

@@ -56,6 +56,14 @@ pub enum ApiError {
         /// What is wrong.
         reason: String,
     },
+    /// A request to a WebSocket endpoint that is not a WebSocket upgrade.
+    #[error("not a WebSocket upgrade: {name} {reason}")]
+    NotWebSocket {
+        /// The header (or `method`) at fault.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// A stream problem.
     #[error(transparent)]
     Hub(#[from] HubError),
@@ -86,7 +94,9 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::ConnectionRateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::Malformed(_) | ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Malformed(_)
+            | ApiError::BadParameter { .. }
+            | ApiError::NotWebSocket { .. } => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Hub(HubError::InvalidStreamName(_)) => StatusCode::BAD_REQUEST,
             ApiError::Hub(
@@ -103,7 +113,7 @@ impl ApiError {
     pub fn field(&self) -> Option<&str> {
         match self {
             ApiError::Invalid(i) => Some(&i.field),
-            ApiError::BadParameter { name, .. } => Some(name),
+            ApiError::BadParameter { name, .. } | ApiError::NotWebSocket { name, .. } => Some(name),
             ApiError::Hub(HubError::InvalidStreamName(_) | HubError::UnknownStream(_)) => {
                 Some("stream")
             }

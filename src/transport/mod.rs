@@ -24,6 +24,7 @@ mod listen;
 mod peer;
 mod producer;
 mod subscriber;
+mod upgrade;
 
 use std::{
     sync::Arc,
@@ -40,7 +41,7 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
-use crate::{config::Config, hub::Hub, metrics::Metrics};
+use crate::{config::Config, fanout::Dispatch, hub::Hub, metrics::Metrics};
 
 pub use client_addr::{ClientAddr, TrustedProxies};
 pub use error::ApiError;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub http_rate: Arc<RateLimiter>,
     /// When the server started, for `/health`.
     pub started: Instant,
+    /// Moves each new state to the subscribers of its stream.
+    pub dispatch: Arc<Dispatch>,
 }
 
 impl AppState {
@@ -89,6 +92,7 @@ impl AppState {
             shutdown,
             tracker,
             started: Instant::now(),
+            dispatch: Arc::new(Dispatch::new(tokio::runtime::Handle::current())),
         }
     }
 }

@@ -4,11 +4,23 @@
 //! shutdown token, read errors sorted by what the peer is told, and the close
 //! handshake. The subscriber and producer sessions only see the data messages.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::SinkExt;
-use tokio::time::timeout;
+use futures_util::{SinkExt, StreamExt};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::timeout,
+};
+use tokio_tungstenite::{
+    tungstenite::{self, protocol::CloseFrame, Message},
+    WebSocketStream,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::limit::Bucket;
@@ -58,7 +70,7 @@ pub(super) enum Event {
     Data(Message),
     /// Keep-alive and control traffic was handled; nothing for the session.
     Handled,
-    /// The pong of the probe with this id (see [`Peer::feed_probe`]).
+    /// The pong of the probe with this id (see [`Peer::probe_slot`]).
     Probed(u64),
     /// The connection is over (its close frame, if any, was sent).
     Ended(Ending),
@@ -67,13 +79,13 @@ pub(super) enum Event {
 /// Something [`Peer::poll`] saw, before any I/O in answer to it.
 pub(super) enum Seen {
     Shutdown,
-    Incoming(Option<Result<Message, axum::Error>>),
+    Incoming(Option<Result<Message, tungstenite::Error>>),
     PingDue,
 }
 
-/// One WebSocket peer and what it owes the server.
-pub(super) struct Peer {
-    socket: WebSocket,
+/// One WebSocket peer (over `S`) and what it owes the server.
+pub(super) struct Peer<S> {
+    socket: WebSocketStream<S>,
     shutdown: CancellationToken,
     send_timeout: Duration,
     budget: Budget,
@@ -84,20 +96,21 @@ pub(super) struct Peer {
     last_heard: Instant,
     rate: u32,
     bucket: Bucket,
-    /// The id of the probe written last and not yet answered (its ping's payload).
-    probe: Option<u64>,
+    /// The id of the probe written last and not yet answered (its ping's payload), 0
+    /// for none. Shared: the fan-out writes probes too.
+    probe: Arc<AtomicU64>,
 }
 
-impl Peer {
+impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
     /// A peer that just connected: heard now, first ping one interval from now.
     pub(super) fn new(
-        socket: WebSocket,
+        socket: WebSocketStream<S>,
         config: &ConnectionConfig,
         shutdown: CancellationToken,
         send_timeout: Duration,
         budget: Budget,
         too_big: &'static str,
-    ) -> Peer {
+    ) -> Peer<S> {
         let interval = config.ping_interval;
         Peer {
             socket,
@@ -110,12 +123,18 @@ impl Peer {
             last_heard: Instant::now(),
             rate: config.client_message_rate,
             bucket: Bucket::new(config.client_message_rate),
-            probe: None,
+            probe: Arc::new(AtomicU64::new(0)),
         }
     }
 
+    /// Where the id of a probe written is kept, so that its pong is known (ids are
+    /// never 0).
+    pub(super) fn probe_slot(&self) -> Arc<AtomicU64> {
+        self.probe.clone()
+    }
+
     /// The socket, for writing frames.
-    pub(super) fn socket(&mut self) -> &mut WebSocket {
+    pub(super) fn socket(&mut self) -> &mut WebSocketStream<S> {
         &mut self.socket
     }
 
@@ -125,7 +144,7 @@ impl Peer {
         tokio::select! {
             biased;
             _ = self.shutdown.cancelled() => Seen::Shutdown,
-            m = self.socket.recv() => Seen::Incoming(m),
+            m = self.socket.next() => Seen::Incoming(m),
             _ = self.ping.tick() => Seen::PingDue,
         }
     }
@@ -152,8 +171,9 @@ impl Peer {
         if let Message::Pong(payload) = &message {
             // The answer to the server's own probe: not the peer's traffic, so not
             // counted against its message rate.
-            if let Some(id) = self.probe.filter(|id| payload.as_ref() == id.to_be_bytes()) {
-                self.probe = None;
+            let id = self.probe.load(Relaxed);
+            if id != 0 && payload.as_ref() == id.to_be_bytes() {
+                self.probe.store(0, Relaxed);
                 return Event::Probed(id);
             }
         }
@@ -178,7 +198,7 @@ impl Peer {
             self.close(1008, SILENT).await;
             return Event::Ended(Ending::Silent);
         }
-        if self.probe.is_some() {
+        if self.probe.load(Relaxed) != 0 {
             // A probe is out, and it is a ping too. A second ping could be all the
             // peer answers (RFC 6455 lets it answer only the newest), leaving the
             // probe unanswered.
@@ -198,15 +218,6 @@ impl Peer {
             }),
             Err(_) => Event::Ended(Ending::Unwritable),
         }
-    }
-
-    /// Queues probe `id` (a ping carrying it) behind what was queued before, to go out
-    /// with the next flush; its pong comes back as [`Event::Probed`].
-    pub(super) async fn feed_probe(&mut self, id: u64) -> Result<(), axum::Error> {
-        self.probe = Some(id);
-        self.socket
-            .feed(Message::Ping(id.to_be_bytes().to_vec().into()))
-            .await
     }
 
     /// Counts one message against the rate; false when the peer is over it.
@@ -249,8 +260,8 @@ impl Peer {
 /// socket with unread bytes in it resets the connection, and a peer that had just sent
 /// a few more messages would never read the close frame and its reason. A quiet peer
 /// costs at most the pause; a flood is read only so far, then reset.
-pub(super) async fn close_within(
-    socket: &mut WebSocket,
+pub(super) async fn close_within<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut WebSocketStream<S>,
     code: u16,
     reason: &'static str,
     wait: Duration,
@@ -258,7 +269,7 @@ pub(super) async fn close_within(
     const PAUSE: Duration = Duration::from_millis(100);
     const MAX_DRAINED: usize = 256;
     let frame = CloseFrame {
-        code,
+        code: code.into(),
         reason: reason.into(),
     };
     let _ = timeout(wait, async {
@@ -266,7 +277,7 @@ pub(super) async fn close_within(
             return;
         }
         for _ in 0..MAX_DRAINED {
-            match timeout(PAUSE, socket.recv()).await {
+            match timeout(PAUSE, socket.next()).await {
                 Ok(Some(Ok(Message::Close(_)))) | Ok(None | Some(Err(_))) | Err(_) => return,
                 Ok(Some(Ok(_))) => {}
             }
@@ -286,16 +297,12 @@ pub(super) enum WriteError {
     Gone(Ending),
 }
 
-impl From<axum::Error> for WriteError {
-    fn from(error: axum::Error) -> WriteError {
-        match error.into_inner().downcast::<tungstenite::Error>() {
-            Ok(e) => match *e {
-                tungstenite::Error::WriteBufferFull(_) => WriteError::Backlog,
-                tungstenite::Error::Io(_) => WriteError::Gone(Ending::Reset),
-                _ => WriteError::Gone(Ending::Left),
-            },
-            // axum wraps only tungstenite errors; anything else is a failed socket.
-            Err(_) => WriteError::Gone(Ending::Reset),
+impl From<tungstenite::Error> for WriteError {
+    fn from(error: tungstenite::Error) -> WriteError {
+        match error {
+            tungstenite::Error::WriteBufferFull(_) => WriteError::Backlog,
+            tungstenite::Error::Io(_) => WriteError::Gone(Ending::Reset),
+            _ => WriteError::Gone(Ending::Left),
         }
     }
 }
@@ -314,19 +321,16 @@ enum ReadError {
     Gone(String),
 }
 
-impl From<axum::Error> for ReadError {
-    fn from(error: axum::Error) -> ReadError {
-        match error.into_inner().downcast::<tungstenite::Error>() {
-            Ok(e) => match *e {
-                tungstenite::Error::Capacity(e) => ReadError::TooBig(e.to_string()),
-                tungstenite::Error::Protocol(
-                    e @ tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-                ) => ReadError::Reset(e.to_string()),
-                tungstenite::Error::Protocol(e) => ReadError::Protocol(e.to_string()),
-                tungstenite::Error::Io(e) => ReadError::Reset(e.to_string()),
-                other => ReadError::Gone(other.to_string()),
-            },
-            Err(other) => ReadError::Gone(other.to_string()),
+impl From<tungstenite::Error> for ReadError {
+    fn from(error: tungstenite::Error) -> ReadError {
+        match error {
+            tungstenite::Error::Capacity(e) => ReadError::TooBig(e.to_string()),
+            tungstenite::Error::Protocol(
+                e @ tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            ) => ReadError::Reset(e.to_string()),
+            tungstenite::Error::Protocol(e) => ReadError::Protocol(e.to_string()),
+            tungstenite::Error::Io(e) => ReadError::Reset(e.to_string()),
+            other => ReadError::Gone(other.to_string()),
         }
     }
 }

@@ -10,17 +10,20 @@ use axum::{
     body::Bytes,
     extract::{
         rejection::{BytesRejection, QueryRejection},
-        ws::{Message, WebSocket, WebSocketUpgrade},
         Path, Query, State,
     },
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     Extension, Json,
 };
-use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::{
+    stream::{FuturesOrdered, StreamExt},
+    SinkExt,
+};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::{sync::OwnedSemaphorePermit, time::timeout};
+use tokio_tungstenite::tungstenite::{protocol::WebSocketConfig, Message};
 use tracing::info;
 
 use super::{
@@ -28,6 +31,7 @@ use super::{
     client_addr::ClientAddr,
     limit::Bucket,
     peer::{Budget, Ending, Event, Peer},
+    upgrade::{Io, Socket, Upgrade},
     ApiError, AppState,
 };
 use crate::{
@@ -217,7 +221,7 @@ pub(super) async fn connect(
     Extension(peer): Extension<ClientAddr>,
     headers: HeaderMap,
     query: Result<Query<IngestQuery>, QueryRejection>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Upgrade,
 ) -> Response {
     let prepared = (|| {
         if !producer_authorized(app.config.producer.api_key.as_deref(), &headers) {
@@ -252,20 +256,20 @@ pub(super) async fn connect(
     };
     let max = app.config.producer.max_body_bytes;
     let tracker = app.tracker.clone();
-    upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            tracker.track_future(
-                Producer {
-                    app,
-                    peer,
-                    stream,
-                    _permit: permit,
-                }
-                .run(socket),
-            )
-        })
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    upgrade.on_upgrade(config, move |socket| {
+        tracker.track_future(
+            Producer {
+                app,
+                peer,
+                stream,
+                _permit: permit,
+            }
+            .run(socket),
+        )
+    })
 }
 
 /// One producer's connection.
@@ -279,7 +283,7 @@ struct Producer {
 }
 
 impl Producer {
-    async fn run(self, socket: WebSocket) {
+    async fn run(self, socket: Socket) {
         info!(peer = %self.peer, stream = %self.stream, "producer connected");
         self.app.metrics.producer_connected(true);
         // Keep-alive: a producer silent (no state, no pong) for two intervals is closed,
@@ -302,7 +306,7 @@ impl Producer {
     /// as it arrives and its confirmation awaited beside the next ones (at most
     /// [`IN_FLIGHT`] at once), so the producer's rate is not one log round trip a
     /// state; a state the log does not confirm closes the producer with 1013.
-    async fn drive(&self, peer: &mut Peer) -> u64 {
+    async fn drive(&self, peer: &mut Peer<Io>) -> u64 {
         let rate = self.app.config.producer.rate_limit;
         let mut bucket = Bucket::new(rate);
         let mut accepted = 0;
@@ -385,7 +389,7 @@ impl Producer {
 
     /// Nodes on a broker: the log did not take a state. States sent after it would be
     /// refused too; the close tells the producer, which reconnects when it can.
-    async fn log_unavailable(&self, peer: &mut Peer, e: &HubError) {
+    async fn log_unavailable(&self, peer: &mut Peer<Io>, e: &HubError) {
         self.app
             .metrics
             .input_rejected(RejectReason::LogUnavailable);
@@ -402,7 +406,7 @@ impl Producer {
     /// does not read it (it is then closed rather than left holding its slot).
     async fn refuse(
         &self,
-        peer: &mut Peer,
+        peer: &mut Peer<Io>,
         e: ApiError,
         encoding: Encoding,
         incoming: &Bytes,

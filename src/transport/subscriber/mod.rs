@@ -1,12 +1,14 @@
 //! `GET /ws`: a subscriber's negotiation (origin, key, query parameters and
 //! subprotocol, the stream, a subscriber slot), then one [`session`] per socket.
 
+mod delivery;
 mod session;
+mod wire;
 
 use std::time::Duration;
 
 use axum::{
-    extract::{rejection::QueryRejection, ws::WebSocketUpgrade, Query, State},
+    extract::{rejection::QueryRejection, Query, State},
     http::HeaderMap,
     response::{IntoResponse, Response},
     Extension,
@@ -19,6 +21,7 @@ use super::{
     access::{origin_allowed, subscriber_authorized},
     client_addr::ClientAddr,
     peer::close_within,
+    upgrade::Upgrade,
     ApiError, AppState,
 };
 use crate::{
@@ -32,7 +35,7 @@ use crate::{
 /// Read buffer per subscriber: they send only tiny control messages, and
 /// tungstenite's 128 KiB default would be held (and zeroed) for every socket.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Frames are gathered up to this many bytes before a write.
+/// The least backlog cap: a subscriber's writes may always leave this much waiting.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// `/ws` query parameters, all optional and checked by hand so that an error names
@@ -193,7 +196,7 @@ pub(super) async fn subscribe(
     Extension(peer): Extension<ClientAddr>,
     headers: HeaderMap,
     query: Result<Query<SubscribeQuery>, QueryRejection>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Upgrade,
 ) -> Response {
     let prepared = (|| {
         origin_allowed(
@@ -206,15 +209,10 @@ pub(super) async fn subscribe(
         if !subscriber_authorized(expected, &headers, query.key.as_deref()) {
             return Err(ApiError::Unauthorized);
         }
-        let requested: Vec<String> = upgrade
-            .requested_protocols()
-            .filter_map(|p| p.to_str().ok())
-            .flat_map(|p| p.split(',').map(|s| s.trim().to_owned()))
-            .collect();
         let subscription = query.into_subscription(
             app.config.wire_format,
             &Classes::of(&app.config.stream),
-            &requested,
+            upgrade.requested_protocols(),
         )?;
         let stream = app.hub.subscribe_to(&subscription.stream)?;
         Ok((subscription, stream))
@@ -226,20 +224,14 @@ pub(super) async fn subscribe(
             return e.into_response();
         }
     };
-    let config = &app.config.subscriber;
-    let upgrade = upgrade
-        .protocols([subscription.wants.encoding.subprotocol()])
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(config.max_backlog_bytes.max(WRITE_BUFFER_BYTES + 1))
-        .max_message_size(config.max_client_message_bytes)
-        .max_frame_size(config.max_client_message_bytes);
+    let protocol = subscription.wants.encoding.subprotocol();
     let permit = app.subscriber_slots.clone().try_acquire_owned().ok();
     let tracker = app.tracker.clone();
-    upgrade.on_upgrade(move |mut socket| {
+    upgrade.on_connection(protocol, move |connection| {
         tracker.track_future(async move {
             let Some(permit) = permit else {
                 warn!(%peer, "subscriber refused: subscriber limit reached");
+                let (_, mut socket) = session::socket(connection, &app.config.subscriber).await;
                 close_within(
                     &mut socket,
                     1013,
@@ -250,7 +242,7 @@ pub(super) async fn subscribe(
                 return;
             };
             Session::new(app, peer, stream, subscription, permit)
-                .run(socket)
+                .run(connection)
                 .await;
         })
     })

@@ -1,26 +1,38 @@
-//! One subscriber socket: writes what its [`Feed`] hands out, in one flush per batch
-//! and within the send timeout, answers its control messages, and closes it with the
-//! right code when it leaves, floods, goes silent, or cannot keep up. Which frames to
-//! write is the feed's decision (`fanout/feed.rs`); this file does socket I/O only.
+//! One subscriber socket's session: the first frame, then what waits while the
+//! stream's dispatch writes each new state (`delivery.rs`): the bytes its socket did
+//! not take at once, its `max_hz` slots and probes, its control messages; and the
+//! close, with the right code, when it leaves, floods, goes silent, or cannot keep
+//! up. Which frames to write is the feed's decision (`fanout/feed.rs`).
 
-use std::{sync::Arc, time::Duration};
+use std::{future::poll_fn, sync::Arc, time::Duration};
 
-use axum::extract::ws::{Message, WebSocket};
-use futures_util::SinkExt;
 use tokio::{
     sync::OwnedSemaphorePermit,
-    time::{sleep_until, timeout, Instant},
+    time::{sleep_until, Instant},
+};
+use tokio_tungstenite::{
+    tungstenite::{
+        protocol::{Role, WebSocketConfig},
+        Message,
+    },
+    WebSocketStream,
 };
 use tracing::{debug, warn};
 
-use super::{AppState, Subscription};
+use super::{
+    delivery::{Delivery, Stop, Verdict},
+    wire::{SessionIo, Wire},
+    AppState, Subscription, READ_BUFFER_BYTES, WRITE_BUFFER_BYTES,
+};
 use crate::{
     codec::{self, ClientMessage, Encoding},
-    fanout::{Channel, Feed, Outgoing, Pace},
+    config::SubscriberConfig,
+    fanout::{Channel, Feed, Outlet, Pace},
     metrics::{CloseReason, SlowReason},
     transport::{
         client_addr::ClientAddr,
-        peer::{Budget, Ending, Event, Peer, WriteError},
+        peer::{Budget, Ending, Event, Peer},
+        upgrade::Connection,
     },
 };
 
@@ -56,10 +68,11 @@ impl Session {
         }
     }
 
-    pub(super) async fn run(self, socket: WebSocket) {
+    pub(super) async fn run(self, connection: Connection) {
         let s = &self.subscription;
         debug!(peer = %self.peer, stream = self.stream.name(), format = %s.wants.encoding, deltas = s.wants.deltas, resume = ?s.resume, "subscriber connected");
         let config = &self.app.config;
+        let (wire, socket) = socket(connection, &config.subscriber).await;
         let mut peer = Peer::new(
             socket,
             &config.connection,
@@ -68,99 +81,84 @@ impl Session {
             Budget::AllMessages,
             "message too big: subscribers send only small control messages",
         );
-        let mut feed = Feed::join(
+        let feed = Feed::join(
             self.stream.clone(),
             s.wants,
             s.resume.as_ref(),
             config.subscriber.outbox_frames,
             self.app.metrics.clone(),
         );
-        let reason = self.drive(&mut peer, &mut feed).await;
-        drop(feed);
+        let delivery = Arc::new(Delivery::new(
+            feed,
+            Pace::new(config.subscriber.freshness),
+            wire,
+            peer.probe_slot(),
+            self.app.metrics.clone(),
+            backlog_cap(&config.subscriber),
+            config.subscriber.send_timeout,
+        ));
+        let reason = self.drive(&mut peer, &delivery).await;
+        drop(delivery);
         self.app.metrics.subscriber_closed(reason);
         debug!(peer = %self.peer, reason = reason.as_str(), "subscriber disconnected");
     }
 
-    async fn drive(&self, peer: &mut Peer, feed: &mut Feed) -> CloseReason {
-        let send_timeout = self.app.config.subscriber.send_timeout;
-        let mut pace = Pace::new(self.app.config.subscriber.freshness);
-        let first = feed.start(Instant::now());
-        if let Err(reason) = self.write(peer, &mut pace, first).await {
-            return reason;
-        }
-        // One timer for the pace's deadlines, reset only when they change: a timer
-        // made per wake would cost every subscriber a timer-wheel entry per frame.
-        let pace_timer = sleep_until(Instant::now());
-        tokio::pin!(pace_timer);
-        let mut pace_deadline = None;
+    /// The session's side of the delivery: the first frame, then everything that
+    /// waits (reads, timers, the bytes the socket did not take at once) while the
+    /// stream's dispatch writes each new state.
+    async fn drive(&self, peer: &mut Peer<SessionIo>, delivery: &Arc<Delivery>) -> CloseReason {
+        delivery.start();
+        let _membership = self.app.dispatch.join(&self.stream, delivery.clone());
+        // Whatever was published between the first frame and joining.
+        delivery.deliver();
+        // One timer for the deadlines, reset only when they change: a timer made per
+        // wake would cost a timer-wheel entry each time.
+        let timer = sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed = None;
         loop {
-            let now = Instant::now();
-            if let Some(sent) = pace.probe_sent() {
-                if now.duration_since(sent) >= send_timeout {
-                    // Its reader has not reached a frame written that long ago: as
-                    // good as a socket unwritable for the send timeout.
-                    return self.drop_slow(peer, SlowReason::Timeout).await;
+            let plan = match delivery.plan() {
+                Verdict::Wait(plan) => plan,
+                Verdict::TooSlow => {
+                    return self.drop_slow(peer, delivery, SlowReason::Timeout).await
                 }
+                Verdict::Stopped(Stop::Backlog) => {
+                    return self.drop_slow(peer, delivery, SlowReason::Backlog).await
+                }
+                Verdict::Stopped(Stop::StreamClosed) => {
+                    delivery.close();
+                    peer.close(1001, "stream closed").await;
+                    return CloseReason::Shutdown;
+                }
+            };
+            if plan.deadline != armed {
+                if let Some(at) = plan.deadline {
+                    timer.as_mut().reset(at);
+                }
+                armed = plan.deadline;
             }
-            if let Some(id) = pace.bare_probe(now) {
-                if let Err(reason) = self.write_probe(peer, id).await {
-                    return reason;
-                }
-            }
-            let writable = pace.may_write(now);
-            // The probe's give-up time and, while frames may go, the moment they must
-            // wait for its pong.
-            let deadline = pace.probe_sent().map(|sent| {
-                let give_up_at = sent + send_timeout;
-                match pace.hold_at().filter(|_| writable) {
-                    Some(hold_at) => hold_at.min(give_up_at),
-                    None => give_up_at,
-                }
-            });
-            if deadline != pace_deadline {
-                if let Some(at) = deadline {
-                    pace_timer.as_mut().reset(at);
-                }
-                pace_deadline = deadline;
-            }
-            let slot = feed.slot();
-            let frames = tokio::select! {
+            let wire = delivery.wire();
+            tokio::select! {
                 biased;
                 seen = peer.poll() => match peer.answer(seen).await {
-                    Event::Handled => continue,
-                    Event::Probed(id) => {
-                        if let Some(reached) = pace.on_pong(id, Instant::now()) {
-                            if let Some(age) = reached.state_age {
-                                self.app.metrics.state_reached(age);
-                            }
-                        }
-                        continue;
-                    }
-                    Event::Ended(ending) => return self.ended(peer, ending).await,
-                    Event::Data(message) => match self.control(peer, &message).await {
-                        Ok(Some(ClientMessage::Resync)) => feed.resync(),
-                        Ok(None) => continue,
+                    Event::Handled => {}
+                    Event::Probed(id) => delivery.on_pong(id),
+                    Event::Ended(ending) => return self.ended(peer, delivery, ending).await,
+                    Event::Data(message) => match self.control(peer, delivery, &message).await {
+                        Ok(Some(ClientMessage::Resync)) => delivery.resync(),
+                        Ok(None) => {}
                         Err(reason) => return reason,
                     },
                 },
-                batch = feed.recv(), if writable => match batch {
-                    Some(batch) => feed.on_batch(batch, Instant::now(), pace.fresh_since()),
-                    None => {
-                        peer.close(1001, "stream closed").await;
-                        return CloseReason::Shutdown;
-                    }
+                drained = poll_fn(|cx| wire.poll_drain(cx)), if plan.draining => match drained {
+                    Ok(()) => delivery.drained(),
+                    // The socket failed: the peer reset or closed it.
+                    Err(_) => return CloseReason::Reset,
                 },
-                _ = sleep_until(slot.unwrap_or_else(Instant::now)), if writable && slot.is_some() => {
-                    feed.on_slot(Instant::now())
-                }
-                _ = &mut pace_timer, if pace_deadline.is_some() => {
-                    pace_deadline = None;
-                    continue;
-                }
-            };
-            if let Err(reason) = self.write(peer, &mut pace, frames).await {
-                return reason;
+                () = wire.woken() => {}
+                () = &mut timer, if armed.is_some() => armed = None,
             }
+            delivery.deliver();
         }
     }
 
@@ -171,7 +169,8 @@ impl Session {
     /// that is not a `ClientMessage`) closes the subscriber, with 1003.
     async fn control(
         &self,
-        peer: &mut Peer,
+        peer: &mut Peer<SessionIo>,
+        delivery: &Delivery,
         message: &Message,
     ) -> Result<Option<ClientMessage>, CloseReason> {
         let decoded = match message {
@@ -191,6 +190,7 @@ impl Session {
             Ok(control) => Ok(Some(control)),
             Err(e) => {
                 debug!(peer = %self.peer, error = %e, "subscriber sent an unknown control message");
+                delivery.close();
                 peer.close(
                     1003,
                     "unknown op: the one control message is {\"op\":\"resync\"}",
@@ -202,78 +202,32 @@ impl Session {
     }
 
     /// Maps how the peer's side ended to the metric's reason.
-    async fn ended(&self, peer: &mut Peer, ending: Ending) -> CloseReason {
+    async fn ended(
+        &self,
+        peer: &mut Peer<SessionIo>,
+        delivery: &Delivery,
+        ending: Ending,
+    ) -> CloseReason {
+        delivery.close();
         match ending {
             Ending::Left => CloseReason::Client,
             Ending::Reset => CloseReason::Reset,
             Ending::Shutdown => CloseReason::Shutdown,
             Ending::Silent => CloseReason::PingTimeout,
             Ending::Flooding | Ending::TooBig | Ending::Protocol => CloseReason::Policy,
-            Ending::Unwritable => self.drop_slow(peer, SlowReason::Timeout).await,
-        }
-    }
-
-    /// Writes `frames` in one flush bounded by the send timeout, followed by a probe
-    /// when `pace` has one due.
-    async fn write(
-        &self,
-        peer: &mut Peer,
-        pace: &mut Pace,
-        frames: Vec<Outgoing>,
-    ) -> Result<(), CloseReason> {
-        let Some(newest) = frames.last() else {
-            return Ok(());
-        };
-        let probe = pace.on_write(Instant::now(), newest.accepted_at);
-        let metrics = &self.app.metrics;
-        let written = async {
-            let mut accepted = Vec::with_capacity(frames.len());
-            for frame in frames {
-                accepted.push(frame.accepted_at);
-                peer.socket().feed(frame.message).await?;
-            }
-            if let Some(id) = probe {
-                peer.feed_probe(id).await?;
-            }
-            peer.socket().flush().await.map(|()| accepted)
-        };
-        match timeout(self.app.config.subscriber.send_timeout, written).await {
-            Ok(Ok(accepted)) => {
-                for at in accepted {
-                    metrics.frames_written(at.elapsed());
-                }
-                Ok(())
-            }
-            Ok(Err(e)) => Err(self.write_failed(peer, e).await),
-            Err(_) => Err(self.drop_slow(peer, SlowReason::Timeout).await),
-        }
-    }
-
-    /// Writes a bare probe (a ping with no frame before it), within the send timeout.
-    async fn write_probe(&self, peer: &mut Peer, id: u64) -> Result<(), CloseReason> {
-        let written = async {
-            peer.feed_probe(id).await?;
-            peer.socket().flush().await
-        };
-        match timeout(self.app.config.subscriber.send_timeout, written).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.write_failed(peer, e).await),
-            Err(_) => Err(self.drop_slow(peer, SlowReason::Timeout).await),
-        }
-    }
-
-    /// Maps a failed write to how the session ends.
-    async fn write_failed(&self, peer: &mut Peer, error: axum::Error) -> CloseReason {
-        match WriteError::from(error) {
-            WriteError::Backlog => self.drop_slow(peer, SlowReason::Backlog).await,
-            WriteError::Gone(Ending::Reset) => CloseReason::Reset,
-            WriteError::Gone(_) => CloseReason::Client,
+            Ending::Unwritable => self.drop_slow(peer, delivery, SlowReason::Timeout).await,
         }
     }
 
     /// Counts and logs a subscriber closed for being too slow, and offers it a close
     /// frame (1008) it will most likely not read.
-    async fn drop_slow(&self, peer: &mut Peer, reason: SlowReason) -> CloseReason {
+    async fn drop_slow(
+        &self,
+        peer: &mut Peer<SessionIo>,
+        delivery: &Delivery,
+        reason: SlowReason,
+    ) -> CloseReason {
+        delivery.close();
         let why = match reason {
             SlowReason::Timeout => "too slow: socket unwritable past PCC_SEND_TIMEOUT",
             SlowReason::Backlog => "too slow: backlog over PCC_MAX_BACKLOG_BYTES",
@@ -283,6 +237,27 @@ impl Session {
         peer.close_briefly(1008, why, SLOW_CLOSE_WAIT).await;
         CloseReason::Slow
     }
+}
+
+/// The bytes a subscriber's writes may leave waiting for its socket.
+fn backlog_cap(config: &SubscriberConfig) -> usize {
+    config.max_backlog_bytes.max(WRITE_BUFFER_BYTES + 1)
+}
+
+/// A subscriber's connection as its wire and its WebSocket.
+pub(super) async fn socket(
+    connection: Connection,
+    config: &SubscriberConfig,
+) -> (Arc<Wire>, WebSocketStream<SessionIo>) {
+    let (wire, io, early) = Wire::split(connection);
+    let websocket = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(Some(config.max_client_message_bytes))
+        .max_frame_size(Some(config.max_client_message_bytes));
+    let socket =
+        WebSocketStream::from_partially_read(io, early, Role::Server, Some(websocket)).await;
+    (wire, socket)
 }
 
 /// Whether a text a subscriber sent claims to be a control message: a JSON object
