@@ -42,6 +42,7 @@ pub mod fanout;
 pub mod hub;
 pub mod memory;
 pub mod metrics;
+pub mod sched;
 pub mod server;
 pub mod stream;
 pub mod transport;

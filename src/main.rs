@@ -57,12 +57,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The multi-threaded runtime the server runs on.
+/// The multi-threaded runtime the server accepts connections and states on (the
+/// fan-out has its own). Its threads ask for a short scheduler slice, so a state
+/// arriving is taken up promptly even while fan-out work keeps the cores busy.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    prefer_prompt_wakeups();
     tokio::runtime::Builder::new_multi_thread()
+        .on_thread_start(prefer_prompt_wakeups)
         .enable_all()
         .build()
         .context("could not start the async runtime")
+}
+
+fn prefer_prompt_wakeups() {
+    if let Err(e) = phasecast::sched::request_slice(phasecast::sched::INGEST_SLICE) {
+        tracing::debug!(error = %e, "the scheduler refused a short slice; states wait their turn");
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -12,6 +12,7 @@ use crate::{
     bus,
     config::{ByteSize, Config},
     demo,
+    fanout::FanoutRuntime,
     hub::{Hub, DEFAULT_STREAM},
     memory::Budget,
     metrics::Metrics,
@@ -33,6 +34,9 @@ pub enum Error {
     /// The TLS certificate or key cannot be used.
     #[error("tls: {0}")]
     Tls(String),
+    /// The fan-out runtime's threads could not be started.
+    #[error("fan-out runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// Logs who may publish and subscribe on `addr` without a key: a warning when anyone
@@ -180,7 +184,8 @@ pub async fn run(
         None => None,
     };
     let metrics = hub.metrics().clone();
-    let app = AppState::new(hub, config.clone(), token.clone(), tracker.clone());
+    let fanout = Arc::new(FanoutRuntime::start().map_err(Error::Runtime)?);
+    let app = AppState::new(hub, config.clone(), token.clone(), tracker.clone(), fanout);
     let addr = listener.local_addr()?;
     info!(
         %addr,

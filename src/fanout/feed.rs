@@ -132,11 +132,15 @@ pub struct Feed {
     envelope: Option<EnvelopeFold>,
     /// Size of the last full frame sent: what a delta saves against.
     last_full_len: usize,
+    /// Whether the resume asked for (if any) found the state held; counted, with the
+    /// subscriber, when its first frame is made.
+    resumed: Option<bool>,
 }
 
 impl Feed {
     /// Joins `channel` for a subscriber that wants `wants` and holds the state with
-    /// seq `resume`, if any. Counts the subscriber (and the resume, hit or miss).
+    /// seq `resume`, if any. The subscriber (and the resume, hit or miss) is counted
+    /// when it starts ([`Feed::start`]): joining may come first, at its handshake.
     pub fn join(
         channel: Arc<Channel>,
         wants: Wants,
@@ -145,7 +149,7 @@ impl Feed {
         metrics: Arc<Metrics>,
     ) -> Feed {
         let joined = channel.join(wants.class, resume, wants.projection.summary(), &metrics);
-        metrics.subscriber_opened(resume.map(|_| joined.resume_from.is_some()));
+        let resumed = resume.map(|_| joined.resume_from.is_some());
         Feed {
             channel,
             wants,
@@ -159,6 +163,7 @@ impl Feed {
             outbox: outbox.max(1),
             envelope: wants.envelopes().then(EnvelopeFold::default),
             last_full_len: 0,
+            resumed,
         }
     }
 
@@ -170,6 +175,7 @@ impl Feed {
     /// The first frame: the newest state at once (as a delta from a resumed state, or
     /// full).
     pub fn start(&mut self, now: Instant) -> Vec<Outgoing> {
+        self.metrics.subscriber_opened(self.resumed);
         let Some(latest) = self.newest.clone() else {
             return Vec::new();
         };

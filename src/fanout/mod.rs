@@ -12,6 +12,8 @@
 //! - [`Dispatch`] (`dispatch.rs`): one task per stream, on the fan-out's runtime,
 //!   that offers each new state to every subscriber's [`Outlet`], which writes it
 //!   without waiting.
+//! - [`FanoutRuntime`] (`runtime.rs`): the runtime dispatch tasks and subscriber
+//!   sessions run on, apart from the one that accepts states.
 //! - [`Pace`] (`pace.rs`): how far ahead of its reader a subscriber's socket may run
 //!   (the freshness bound), followed by probes (pings) written behind the frames.
 
@@ -19,12 +21,14 @@ mod channel;
 mod dispatch;
 mod feed;
 mod pace;
+mod runtime;
 mod update;
 
 pub use channel::{Channel, Head, Joined, Resume, Since};
 pub use dispatch::{Dispatch, Membership, Outlet};
 pub use feed::{Batch, Feed, Next, Outgoing, Wants};
 pub use pace::{Pace, Reached};
+pub use runtime::FanoutRuntime;
 pub use update::{message, Encoded, Form, Held, StateSummary, Update, View};
 
 #[cfg(test)]

@@ -41,7 +41,12 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
-use crate::{config::Config, fanout::Dispatch, hub::Hub, metrics::Metrics};
+use crate::{
+    config::Config,
+    fanout::{Dispatch, FanoutRuntime},
+    hub::Hub,
+    metrics::Metrics,
+};
 
 pub use client_addr::{ClientAddr, TrustedProxies};
 pub use error::ApiError;
@@ -72,6 +77,8 @@ pub struct AppState {
     pub started: Instant,
     /// Moves each new state to the subscribers of its stream.
     pub dispatch: Arc<Dispatch>,
+    /// Where dispatch and subscriber sessions run.
+    pub fanout: Arc<FanoutRuntime>,
 }
 
 impl AppState {
@@ -81,6 +88,7 @@ impl AppState {
         config: Arc<Config>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
+        fanout: Arc<FanoutRuntime>,
     ) -> AppState {
         AppState {
             metrics: hub.metrics().clone(),
@@ -92,7 +100,8 @@ impl AppState {
             shutdown,
             tracker,
             started: Instant::now(),
-            dispatch: Arc::new(Dispatch::new(tokio::runtime::Handle::current())),
+            dispatch: Arc::new(Dispatch::new(fanout.handle().clone())),
+            fanout,
         }
     }
 }

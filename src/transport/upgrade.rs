@@ -43,6 +43,19 @@ pub(super) enum Connection {
 }
 
 impl Connection {
+    /// Moves a TCP connection's socket to the reactor of the runtime this is called
+    /// on (the fan-out's), so its readiness is not waited for on the one that
+    /// accepted it. Must be called from within a runtime.
+    pub(super) fn rehome(self) -> std::io::Result<Connection> {
+        match self {
+            Connection::Tcp { stream, read } => Ok(Connection::Tcp {
+                stream: TcpStream::from_std(stream.into_std()?)?,
+                read,
+            }),
+            other @ Connection::Other(_) => Ok(other),
+        }
+    }
+
     fn of(upgraded: Upgraded) -> Connection {
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => Connection::Tcp {

@@ -213,6 +213,14 @@ pub struct LoadResult {
     /// Extra `serve` flags of a server this tool started.
     #[serde(default)]
     pub serve_args: Vec<String>,
+    /// The producer's send round trip in the measured window: for the old API one
+    /// `POST /pcc_state` (one in flight), for `/ingest` and NATS the socket write.
+    #[serde(default)]
+    pub producer_send_ms: Option<Latency>,
+    /// Slots (1 / rate apart) in the measured window whose send began a whole
+    /// period or more after its slot: the producer fell behind its rate there.
+    #[serde(default)]
+    pub late_slots: Option<u64>,
     /// The subscribers' shapes (`--shape`), taken in turn.
     #[serde(default)]
     pub shapes: Vec<String>,
@@ -624,14 +632,14 @@ enum Producer {
 }
 
 impl Producer {
-    async fn connect(system: System, endpoints: &Endpoints) -> anyhow::Result<Producer> {
-        Ok(match system {
+    async fn connect(targets: &Targets) -> anyhow::Result<Producer> {
+        Ok(match targets.system {
             System::Phasecast => Producer::Ingest(Box::new(
-                IngestPublisher::connect(&endpoints.ws[0], None, Encoding::Protobuf, None).await?,
+                IngestPublisher::connect(&targets.ingest, None, Encoding::Protobuf, None).await?,
             )),
-            System::OldApi => Producer::Http(Publisher::builder(&endpoints.http).build()),
+            System::OldApi => Producer::Http(Publisher::builder(&targets.http).build()),
             System::Nats => {
-                let addr = endpoints
+                let addr = targets
                     .nats_tcp
                     .ok_or_else(|| anyhow::anyhow!("no NATS address"))?;
                 let mut tcp = TcpStream::connect(addr).await?;
@@ -659,6 +667,95 @@ impl Producer {
         }
         Ok(())
     }
+}
+
+/// Where the producer sends, and whose CPU its window samples.
+struct Targets {
+    system: System,
+    http: String,
+    ingest: String,
+    nats_tcp: Option<SocketAddr>,
+    pids: Vec<u32>,
+    broker_pid: Option<u32>,
+}
+
+/// What the producer measured.
+struct Produced {
+    window: Option<Window>,
+    measured: u64,
+    send_us: Vec<u32>,
+    late_slots: u64,
+}
+
+/// Connects the producer (then says so on `connected`) and sends states at the rate
+/// through the warm-up and the measured window, which it opens.
+async fn produce(
+    args: &LoadgenArgs,
+    targets: &Targets,
+    shared: &Shared,
+    connected: tokio::sync::oneshot::Sender<()>,
+) -> anyhow::Result<Produced> {
+    let warmup = humantime::parse_duration(&args.warmup)?;
+    let duration = humantime::parse_duration(&args.duration)?;
+    let mut producer = Producer::connect(targets).await?;
+    let _ = connected.send(());
+    let mut workload = Workload::named(&args.workload, 1).map_err(anyhow::Error::msg)?;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let began = Instant::now();
+    let mut window: Option<Window> = None;
+    let mut measured = 0u64;
+    let period = Duration::from_secs_f64(1.0 / args.rate);
+    let (mut send_us, mut late_slots) = (Vec::<u32>::new(), 0u64);
+    let mut last_progress = Instant::now();
+    loop {
+        let slot_at = tick.tick().await;
+        let elapsed = began.elapsed();
+        if elapsed >= warmup + duration {
+            break;
+        }
+        let mut state = workload.next_state();
+        if args.wall_clock {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+            state.timestamp = Some(now.as_secs_f64());
+        }
+        let in_window = elapsed >= warmup;
+        if in_window && window.is_none() {
+            window = Some(Window {
+                start: Instant::now(),
+                server: sample_all(&targets.pids),
+                own: proc_sample(None),
+                broker: targets.broker_pid.and_then(|p| proc_sample(Some(p))),
+            });
+        }
+        if let Some(slot) = shared.sent_at.get(state.step as usize) {
+            if in_window {
+                slot.store(shared.started.elapsed().as_micros().max(1) as u64, Relaxed);
+                measured += 1;
+            }
+        }
+        let send_began = tokio::time::Instant::now();
+        producer.send(&state).await?;
+        if in_window {
+            send_us.push(send_began.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            late_slots += u64::from(send_began.duration_since(slot_at) >= period);
+        }
+        if last_progress.elapsed() >= Duration::from_millis(500) {
+            last_progress = Instant::now();
+            let phase = if in_window { "measuring" } else { "warming up" };
+            progress(
+                args.quiet,
+                elapsed.as_secs_f64() / (warmup + duration).as_secs_f64(),
+                &format!("{phase}: {} states sent", state.step),
+            );
+        }
+    }
+    Ok(Produced {
+        window,
+        measured,
+        send_us,
+        late_slots,
+    })
 }
 
 fn percentile(sorted: &[u32], q: f64) -> f64 {
@@ -800,60 +897,54 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
             attack_connections: None,
             serve_args: args.serve_arg.clone(),
             shapes: args.shape.clone(),
+            producer_send_ms: None,
+            late_slots: None,
         });
     }
 
-    let mut producer = Producer::connect(args.system, &endpoints).await?;
+    // The producer runs on its own thread and runtime, as a producer process would:
+    // its sends never queue behind this tool's subscriber tasks, so what its round
+    // trip measures is the server.
+    let targets = Targets {
+        system: args.system,
+        http: endpoints.http.clone(),
+        ingest: endpoints.ws[0].clone(),
+        nats_tcp: endpoints.nats_tcp,
+        pids: endpoints.pids.clone(),
+        broker_pid: endpoints.broker_pid,
+    };
+    let (connected_tx, connected) = tokio::sync::oneshot::channel();
+    let producer = {
+        let (args, shared) = (args.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name("loadgen-producer".into())
+            .spawn(move || {
+                // A latency-sensitive producer process would ask the same; it keeps
+                // this tool's own readers out of the round trip it measures.
+                let _ = phasecast::sched::request_slice(phasecast::sched::INGEST_SLICE);
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(produce(&args, &targets, &shared, connected_tx))
+            })?
+    };
     // After the producer connected: attackers share its address and may exhaust the
     // per-IP connection rate.
-    let attackers = args
-        .attack
-        .map(|attack| Attackers::spawn(attack, args.attackers, &endpoints.ws[0]))
-        .transpose()?;
-    let mut workload = Workload::named(&args.workload, 1).map_err(anyhow::Error::msg)?;
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let began = Instant::now();
-    let mut window: Option<Window> = None;
-    let mut measured = 0u64;
-    let mut last_progress = Instant::now();
-    loop {
-        tick.tick().await;
-        let elapsed = began.elapsed();
-        if elapsed >= warmup + duration {
-            break;
-        }
-        let mut state = workload.next_state();
-        if args.wall_clock {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-            state.timestamp = Some(now.as_secs_f64());
-        }
-        let in_window = elapsed >= warmup;
-        if in_window && window.is_none() {
-            window = Some(Window {
-                start: Instant::now(),
-                server: sample_all(&endpoints.pids),
-                own: proc_sample(None),
-                broker: endpoints.broker_pid.and_then(|p| proc_sample(Some(p))),
-            });
-        }
-        if let Some(slot) = shared.sent_at.get(state.step as usize) {
-            if in_window {
-                slot.store(shared.started.elapsed().as_micros().max(1) as u64, Relaxed);
-                measured += 1;
-            }
-        }
-        producer.send(&state).await?;
-        if last_progress.elapsed() >= Duration::from_millis(500) {
-            last_progress = Instant::now();
-            let phase = if in_window { "measuring" } else { "warming up" };
-            progress(
-                args.quiet,
-                elapsed.as_secs_f64() / (warmup + duration).as_secs_f64(),
-                &format!("{phase}: {} states sent", state.step),
-            );
-        }
-    }
+    let attackers = match connected.await {
+        Ok(()) => args
+            .attack
+            .map(|attack| Attackers::spawn(attack, args.attackers, &endpoints.ws[0]))
+            .transpose()?,
+        Err(_) => None,
+    };
+    let Produced {
+        window,
+        measured,
+        send_us,
+        late_slots,
+    } = tokio::task::spawn_blocking(move || producer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
     let window = window.ok_or_else(|| anyhow::anyhow!("the measured window never started"))?;
     let wall = window.start.elapsed().as_secs_f64();
     let server_end = sample_all(&endpoints.pids);
@@ -894,6 +985,7 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
         }
     };
     latencies.sort_unstable();
+    let producer_send_ms = (!send_us.is_empty()).then(|| latency(send_us));
     let cpu = |a: Option<Sample>, b: Option<Sample>| Some((b?.0 - a?.0) / wall * 100.0);
     let server_cpu = cpu(window.server, server_end);
     Ok(LoadResult {
@@ -929,6 +1021,8 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
         attack_connections,
         serve_args: args.serve_arg.clone(),
         shapes: args.shape.clone(),
+        producer_send_ms,
+        late_slots: Some(late_slots),
     })
 }
 
@@ -958,8 +1052,15 @@ pub fn summary(r: &LoadResult) -> String {
         }
         _ => String::new(),
     };
+    let producer = match (&r.producer_send_ms, r.late_slots) {
+        (Some(send), Some(late)) => format!(
+            ", producer send p50 {:.2} ms p99 {:.2} ms, {late} late slots",
+            send.p50, send.p99
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{:?} {} delta={} {} subscribers @ {:.0} Hz ({}){attack}: delivered {:.4}, latency p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms max {:.2} ms, server CPU {:.1}% ({:.2} µs/frame), RSS {:.1} MB, loadgen CPU {:.1}%, {:.0} B/frame, {:.1} MB/s",
+        "{:?} {} delta={} {} subscribers @ {:.0} Hz ({}){attack}: delivered {:.4}, latency p50 {:.2} ms p95 {:.2} ms p99 {:.2} ms max {:.2} ms, server CPU {:.1}% ({:.2} µs/frame), RSS {:.1} MB, loadgen CPU {:.1}%, {:.0} B/frame, {:.1} MB/s{producer}",
         r.system,
         r.format,
         r.delta,

@@ -225,26 +225,45 @@ pub(super) async fn subscribe(
         }
     };
     let protocol = subscription.wants.encoding.subprotocol();
-    let permit = app.subscriber_slots.clone().try_acquire_owned().ok();
+    // Joined now, before the 101: every state published after the client saw it is
+    // the client's, however long its session takes to start.
+    let session = app
+        .subscriber_slots
+        .clone()
+        .try_acquire_owned()
+        .ok()
+        .map(|permit| Session::new(app.clone(), peer, stream, subscription, permit));
     let tracker = app.tracker.clone();
+    let fanout = app.fanout.handle().clone();
     upgrade.on_connection(protocol, move |connection| {
-        tracker.track_future(async move {
-            let Some(permit) = permit else {
-                warn!(%peer, "subscriber refused: subscriber limit reached");
-                let (_, mut socket) = session::socket(connection, &app.config.subscriber).await;
-                close_within(
-                    &mut socket,
-                    1013,
-                    "subscriber limit reached (PCC_MAX_SUBSCRIBERS)",
-                    Duration::from_secs(1),
-                )
-                .await;
-                return;
-            };
-            Session::new(app, peer, stream, subscription, permit)
-                .run(connection)
-                .await;
-        })
+        // The session runs on the fan-out's runtime, its socket on that runtime's
+        // reactor: nothing a subscriber does waits on the runtime that takes states.
+        tracker.spawn_on(
+            async move {
+                let connection = match connection.rehome() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        debug!(%peer, error = %e, "subscriber socket could not be moved");
+                        return;
+                    }
+                };
+                let Some(session) = session else {
+                    warn!(%peer, "subscriber refused: subscriber limit reached");
+                    let (_, mut socket) = session::socket(connection, &app.config.subscriber).await;
+                    close_within(
+                        &mut socket,
+                        1013,
+                        "subscriber limit reached (PCC_MAX_SUBSCRIBERS)",
+                        Duration::from_secs(1),
+                    )
+                    .await;
+                    return;
+                };
+                session.run(connection).await;
+            },
+            &fanout,
+        );
+        std::future::ready(())
     })
 }
 

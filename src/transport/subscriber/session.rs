@@ -47,6 +47,9 @@ pub(super) struct Session {
     peer: ClientAddr,
     stream: Arc<Channel>,
     subscription: Subscription,
+    /// Joined when the handshake was answered: what is published after the client
+    /// saw its `101` is the client's, however soon the session starts.
+    feed: Option<Feed>,
     /// A subscriber slot, released when the session ends.
     _permit: OwnedSemaphorePermit,
 }
@@ -59,17 +62,28 @@ impl Session {
         subscription: Subscription,
         permit: OwnedSemaphorePermit,
     ) -> Session {
+        let feed = Feed::join(
+            stream.clone(),
+            subscription.wants,
+            subscription.resume.as_ref(),
+            app.config.subscriber.outbox_frames,
+            app.metrics.clone(),
+        );
         Session {
             app,
             peer,
             stream,
             subscription,
+            feed: Some(feed),
             _permit: permit,
         }
     }
 
-    pub(super) async fn run(self, connection: Connection) {
+    pub(super) async fn run(mut self, connection: Connection) {
         let s = &self.subscription;
+        let Some(feed) = self.feed.take() else {
+            return;
+        };
         debug!(peer = %self.peer, stream = self.stream.name(), format = %s.wants.encoding, deltas = s.wants.deltas, resume = ?s.resume, "subscriber connected");
         let config = &self.app.config;
         let (wire, socket) = socket(connection, &config.subscriber).await;
@@ -80,13 +94,6 @@ impl Session {
             config.subscriber.send_timeout,
             Budget::AllMessages,
             "message too big: subscribers send only small control messages",
-        );
-        let feed = Feed::join(
-            self.stream.clone(),
-            s.wants,
-            s.resume.as_ref(),
-            config.subscriber.outbox_frames,
-            self.app.metrics.clone(),
         );
         let delivery = Arc::new(Delivery::new(
             feed,

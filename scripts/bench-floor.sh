@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The fan-out floor, same run: phasecast beside nats-server at 100 and 1,000
+# subscribers (kuramoto-32, JSON and protobuf), the old API with one POST in flight at
+# 1,000, and large states (kuramoto-1024 and kuramoto-16384 at 100 subscribers: JSON
+# full, protobuf full, protobuf deltas at ε = 10⁻³; nats-server carrying the JSON full
+# state). Every configuration runs RUNS times (default 3), interleaved, each on a fresh
+# server; bench-report then prints the medians:
+#   scripts/bench-floor.sh [OUT.jsonl]
+# About 25 minutes on 2 cores. Needs nats-server (Debian package).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --release --quiet --workspace --bins
+bin=target/release/phasecast-bench
+out=${1:-target/bench/floor.jsonl}
+runs=${RUNS:-3}
+mkdir -p "$(dirname "$out")"
+: > "$out"
+run() { "$bin" loadgen --quiet --out "$out" "$@" | sed 's/^/  /'; }
+
+for r in $(seq "$runs"); do
+    echo "== run $r of $runs"
+    for n in 100 1000; do
+        run --subscribers "$n" --format json
+        run --subscribers "$n" --format protobuf
+        run --subscribers "$n" --system nats
+    done
+    run --subscribers 1000 --system old-api
+    for w in kuramoto-1024 kuramoto-16384; do
+        run --subscribers 100 --workload "$w" --format json --delta false
+        run --subscribers 100 --workload "$w" --format protobuf --delta false
+        run --subscribers 100 --workload "$w" --format protobuf --shape epsilon=0.001
+        run --subscribers 100 --workload "$w" --system nats
+    done
+done
+"$bin" bench-report "$out"

@@ -1,0 +1,51 @@
+//! The fan-out's own runtime: every stream's dispatch task and every subscriber's
+//! session run on it, so the runtime that accepts states (HTTP `POST`, `/ingest`)
+//! never waits behind a subscriber's write, and a producer's round trip stays short
+//! however many subscribers there are.
+
+use std::{io, sync::Mutex};
+
+use tokio::runtime::{Builder, Handle, Runtime};
+
+/// A multi-threaded runtime for fan-out work, one worker per core.
+#[derive(Debug)]
+pub struct FanoutRuntime {
+    /// Taken on drop: shut down without waiting, wherever the last owner is.
+    runtime: Mutex<Option<Runtime>>,
+    handle: Handle,
+}
+
+impl FanoutRuntime {
+    /// Starts the runtime's worker threads (named `phasecast-fanout`).
+    ///
+    /// # Errors
+    /// When the threads cannot be started.
+    pub fn start() -> io::Result<FanoutRuntime> {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime = Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("phasecast-fanout")
+            .enable_all()
+            .build()?;
+        Ok(FanoutRuntime {
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
+        })
+    }
+
+    /// Where fan-out tasks are spawned.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+impl Drop for FanoutRuntime {
+    fn drop(&mut self) {
+        let runtime = self.runtime.get_mut().ok().and_then(Option::take);
+        if let Some(runtime) = runtime {
+            // Sessions have closed by now (the server waits for them); this may run
+            // on any thread, even one of its own workers, so it must not block.
+            runtime.shutdown_background();
+        }
+    }
+}
