@@ -199,10 +199,12 @@ impl IngestPublisher {
             let value = HeaderValue::from_str(key).map_err(|e| ClientError::Url(e.to_string()))?;
             request.headers_mut().insert("x-api-key", value);
         }
+        // Nagle off: a state is one small write, and with Nagle on it waits for the
+        // server's delayed ACK of the one before (up to 40 ms on Linux).
         let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
             request,
             None,
-            false,
+            true,
             Some(tls.connector()),
         )
         .await

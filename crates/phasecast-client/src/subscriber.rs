@@ -122,10 +122,12 @@ impl Subscriber {
             let value = HeaderValue::from_str(key).map_err(|e| ClientError::Url(e.to_string()))?;
             request.headers_mut().insert("x-api-key", value);
         }
+        // Nagle off: a pong waiting for the server's delayed ACK would tell the server
+        // this reader is tens of milliseconds behind when it is not.
         let connect = tokio_tungstenite::connect_async_tls_with_config(
             request,
             Some(subscriber_config()),
-            false,
+            true,
             Some(options.tls.connector()),
         );
         let (socket, response) = match tokio::time::timeout(options.connect_timeout, connect).await
