@@ -97,6 +97,9 @@ pub struct SubscriberConfig {
     pub max_backlog_bytes: usize,
     /// Largest message a subscriber may send.
     pub max_client_message_bytes: usize,
+    /// Worker threads of the fan-out's runtime (dispatch and subscriber sessions); 0:
+    /// half the cores, at least one.
+    pub fanout_threads: usize,
     /// Kernel send buffer per connection (`SO_SNDBUF`); `None` keeps the OS default.
     /// Smaller means a slow subscriber is noticed sooner and skips ahead to fresher
     /// state instead of reading seconds-old frames out of a deep buffer.
@@ -270,6 +273,7 @@ impl Default for Config {
                 send_timeout: defaults::SEND_TIMEOUT,
                 max_backlog_bytes: defaults::MAX_BACKLOG_BYTES,
                 max_client_message_bytes: defaults::MAX_CLIENT_MESSAGE_BYTES,
+                fanout_threads: 0,
                 socket_send_buffer: None,
                 freshness: Some(defaults::FRESHNESS).filter(|f| !f.is_zero()),
             },
@@ -540,6 +544,10 @@ pub struct ServeArgs {
     /// Frames a subscriber may fall behind before it skips to the newest state.
     #[arg(long, env = "PCC_OUTBOX_FRAMES", default_value_t = defaults::OUTBOX_FRAMES)]
     pub outbox_frames: usize,
+    /// Threads that write to subscribers (0: half the cores, at least one); the
+    /// others accept connections and states.
+    #[arg(long, env = "PCC_FANOUT_THREADS", default_value_t = 0)]
+    pub fanout_threads: usize,
     /// A subscriber whose socket stays unwritable this long is closed (e.g. 5s, 500ms).
     #[arg(long, env = "PCC_SEND_TIMEOUT", value_parser = duration, default_value_t = (defaults::SEND_TIMEOUT).into())]
     pub send_timeout: humantime::Duration,
@@ -743,6 +751,7 @@ impl ServeArgs {
         config.stream.summary_bins = self.summary_bins;
         config.memory_limit = self.memory_limit.0;
         config.subscriber.outbox_frames = self.outbox_frames;
+        config.subscriber.fanout_threads = self.fanout_threads;
         config.subscriber.max_subscribers = self.max_subscribers;
         config.connection.client_message_rate = self.client_message_rate;
         config.producer.max_producers = self.max_producers;

@@ -184,7 +184,8 @@ pub async fn run(
         None => None,
     };
     let metrics = hub.metrics().clone();
-    let fanout = Arc::new(FanoutRuntime::start().map_err(Error::Runtime)?);
+    let fanout =
+        Arc::new(FanoutRuntime::start(config.subscriber.fanout_threads).map_err(Error::Runtime)?);
     let app = AppState::new(hub, config.clone(), token.clone(), tracker.clone(), fanout);
     let addr = listener.local_addr()?;
     info!(

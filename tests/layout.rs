@@ -15,6 +15,7 @@ const RANKS: &[(&str, u32)] = &[
     ("model", 0),
     ("projection", 0),
     ("summary", 0),
+    ("sched", 0),
     ("config", 1),
     ("memory", 1),
     ("workload", 1),

@@ -1,8 +1,11 @@
-//! Dispatch: who moves each new state to the subscribers of a stream. One task per
-//! stream wakes when its newest seq moves and hands every subscriber's [`Outlet`]
-//! the chance to write what is waiting for it, one after the other, on the fan-out's
-//! own runtime. So a new state costs one wake, not one per subscriber, and the
-//! runtime that accepts states (HTTP, `/ingest`) never runs a subscriber's write.
+//! Dispatch: who moves each new state to the subscribers of a stream. A stream's
+//! subscribers are split into shards of at most [`SHARD_OUTLETS`]; one task per shard
+//! wakes when the stream's newest seq moves and hands each of its subscribers'
+//! [`Outlet`]s the chance to write what is waiting, one after the other, on the
+//! fan-out's own runtime. So a new state costs one wake per shard, not one per
+//! subscriber; the shards of a large stream run in parallel on the runtime's workers;
+//! and the runtime that accepts states (HTTP, `/ingest`) never runs a subscriber's
+//! write.
 //!
 //! An outlet does not wait: what its socket does not take at once it leaves to its
 //! session, which is woken only then (and for its own timers and reads).
@@ -15,7 +18,7 @@ use std::{
     },
 };
 
-use tokio::runtime::Handle;
+use tokio::{runtime::Handle, sync::watch};
 use tracing::debug;
 
 use super::Channel;
@@ -28,7 +31,11 @@ pub trait Outlet: Send + Sync {
     fn wake(&self);
 }
 
-/// Every stream's dispatch task, on one runtime.
+/// Most subscribers one dispatch task writes to: a pass over them takes a millisecond
+/// or two, and a stream with more gets more tasks, run in parallel.
+pub(super) const SHARD_OUTLETS: usize = 256;
+
+/// Every stream's dispatch tasks, on one runtime.
 #[derive(Debug)]
 pub struct Dispatch {
     runtime: Handle,
@@ -36,35 +43,49 @@ pub struct Dispatch {
     streams: Mutex<HashMap<usize, Stream>>,
 }
 
-/// A stream's dispatch: its channel, while it lives, and its outlets.
-type Stream = (Weak<Channel>, Arc<Members>);
-
-#[derive(Default)]
-struct Members {
-    list: Mutex<Vec<(u64, Arc<dyn Outlet>)>>,
-    next_id: AtomicU64,
+/// A stream's dispatch: its channel, while it lives, and its shards.
+#[derive(Debug)]
+struct Stream {
+    channel: Weak<Channel>,
+    shards: Vec<Arc<Shard>>,
 }
 
-impl std::fmt::Debug for Members {
+/// Some of a stream's outlets, and the task that writes to them.
+#[derive(Default)]
+struct Shard {
+    list: Mutex<Vec<(u64, Arc<dyn Outlet>)>>,
+}
+
+impl Shard {
+    fn len(&self) -> usize {
+        self.list.lock().map_or(0, |l| l.len())
+    }
+}
+
+impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.list.lock().map_or(0, |l| l.len());
-        f.debug_struct("Members").field("outlets", &n).finish()
+        f.debug_struct("Shard")
+            .field("outlets", &self.len())
+            .finish()
     }
 }
 
 /// A subscriber's place in its stream's dispatch; leaving it (drop) stops its writes.
 #[derive(Debug)]
 pub struct Membership {
-    members: Arc<Members>,
+    shard: Arc<Shard>,
     id: u64,
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        let mut list = self.members.list.lock().expect("members lock");
+        let mut list = self.shard.list.lock().expect("shard lock");
         list.retain(|(id, _)| *id != self.id);
     }
 }
+
+/// Ids of memberships, unique for the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 impl Dispatch {
     /// Dispatch tasks run on `runtime`.
@@ -75,39 +96,47 @@ impl Dispatch {
         }
     }
 
-    /// Adds `outlet` to `channel`'s dispatch (starting it for the stream's first
-    /// subscriber). It is offered every state published from now on.
+    /// Adds `outlet` to `channel`'s dispatch, in its least full shard (starting a
+    /// shard and its task when every one is full). It is offered every state
+    /// published from now on.
     pub fn join(&self, channel: &Arc<Channel>, outlet: Arc<dyn Outlet>) -> Membership {
         let key = Arc::as_ptr(channel) as usize;
         let mut streams = self.streams.lock().expect("dispatch lock");
         // A stream gone and another made at the same address: its entry is stale.
-        streams.retain(|_, (stream, _)| stream.strong_count() > 0);
-        let (_, members) = streams.entry(key).or_insert_with(|| {
-            let members = Arc::new(Members::default());
-            self.runtime
-                .spawn(run(Arc::downgrade(channel), members.clone()));
-            (Arc::downgrade(channel), members)
+        streams.retain(|_, stream| stream.channel.strong_count() > 0);
+        let stream = streams.entry(key).or_insert_with(|| Stream {
+            channel: Arc::downgrade(channel),
+            shards: Vec::new(),
         });
-        let members = members.clone();
-        let id = members.next_id.fetch_add(1, Relaxed);
-        members
-            .list
-            .lock()
-            .expect("members lock")
-            .push((id, outlet));
-        Membership { members, id }
+        let roomy = stream
+            .shards
+            .iter()
+            .map(|shard| (shard.len(), shard))
+            .filter(|(len, _)| *len < SHARD_OUTLETS)
+            .min_by_key(|(len, _)| *len)
+            .map(|(_, shard)| shard.clone());
+        let shard = roomy.unwrap_or_else(|| {
+            let shard = Arc::new(Shard::default());
+            // Watched from now, not from when the task first runs: a state published
+            // in between is offered too.
+            let head = channel.watch_head();
+            self.runtime
+                .spawn(run(stream.channel.clone(), head, shard.clone()));
+            stream.shards.push(shard.clone());
+            shard
+        });
+        let id = NEXT_ID.fetch_add(1, Relaxed);
+        shard.list.lock().expect("shard lock").push((id, outlet));
+        Membership { shard, id }
     }
 }
 
-/// One stream's task: at each new seq, every outlet delivers, until the stream is
+/// One shard's task: at each new seq, every outlet delivers, until the stream is
 /// retired or gone (its outlets, delivering, find it so and wake their sessions).
-async fn run(channel: Weak<Channel>, members: Arc<Members>) {
-    let Some(mut head) = channel.upgrade().map(|c| c.watch_head()) else {
-        return;
-    };
+async fn run(channel: Weak<Channel>, mut head: watch::Receiver<u64>, shard: Arc<Shard>) {
     loop {
         let gone = head.changed().await.is_err();
-        for (_, outlet) in members.list.lock().expect("members lock").iter() {
+        for (_, outlet) in shard.list.lock().expect("shard lock").iter() {
             if gone {
                 outlet.wake();
             } else {

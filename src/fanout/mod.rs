@@ -25,6 +25,8 @@ mod runtime;
 mod update;
 
 pub use channel::{Channel, Head, Joined, Resume, Since};
+#[cfg(test)]
+use dispatch::SHARD_OUTLETS;
 pub use dispatch::{Dispatch, Membership, Outlet};
 pub use feed::{Batch, Feed, Next, Outgoing, Wants};
 pub use pace::{Pace, Reached};

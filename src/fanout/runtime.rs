@@ -7,7 +7,7 @@ use std::{io, sync::Mutex};
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
-/// A multi-threaded runtime for fan-out work, one worker per core.
+/// A multi-threaded runtime for fan-out work.
 #[derive(Debug)]
 pub struct FanoutRuntime {
     /// Taken on drop: shut down without waiting, wherever the last owner is.
@@ -16,12 +16,20 @@ pub struct FanoutRuntime {
 }
 
 impl FanoutRuntime {
-    /// Starts the runtime's worker threads (named `phasecast-fanout`).
+    /// Starts `threads` worker threads (named `phasecast-fanout`); 0: half the cores,
+    /// at least one. On two cores one worker costs 10-15% less CPU per frame than two
+    /// (no stealing back and forth at each state: docs/benchmarks.md); a stream's
+    /// dispatch shards use more where there are more.
     ///
     /// # Errors
     /// When the threads cannot be started.
-    pub fn start() -> io::Result<FanoutRuntime> {
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    pub fn start(threads: usize) -> io::Result<FanoutRuntime> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = if threads == 0 {
+            (cores / 2).max(1)
+        } else {
+            threads
+        };
         let runtime = Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("phasecast-fanout")

@@ -695,3 +695,59 @@ async fn envelopes_count_each_state_once_however_the_feed_is_read() {
         }
     }
 }
+
+/// Counts the states the dispatch offers it.
+#[derive(Default)]
+struct Counting {
+    delivered: std::sync::atomic::AtomicUsize,
+}
+
+impl Outlet for Counting {
+    fn deliver(&self) {
+        self.delivered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn wake(&self) {}
+}
+
+/// More subscribers than a shard holds: they are spread over shards, every one is
+/// offered every state once, and one that left is offered nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_offers_every_state_to_every_outlet_across_shards() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let s = Setup::new(0.0, 0, 64);
+    let dispatch = Dispatch::new(tokio::runtime::Handle::current());
+    let n = SHARD_OUTLETS * 2 + 1;
+    let states = 3;
+    let outlets: Vec<Arc<Counting>> = (0..n).map(|_| Arc::default()).collect();
+    let mut members: Vec<Membership> = outlets
+        .iter()
+        .map(|o| dispatch.join(&s.channel, o.clone()))
+        .collect();
+    let leaver = outlets.len() - 1;
+    drop(members.pop());
+    for step in 1..=states as u64 {
+        s.publish(step, 8);
+        // The next state once every remaining outlet was offered this one.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while outlets[..leaver]
+                .iter()
+                .any(|o| o.delivered.load(SeqCst) < step as usize)
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("every outlet offered the state");
+    }
+    let offered: Vec<usize> = outlets.iter().map(|o| o.delivered.load(SeqCst)).collect();
+    assert!(
+        offered[..leaver].iter().all(|&k| k == states),
+        "each state offered once to each outlet: {offered:?}"
+    );
+    assert_eq!(
+        outlets[leaver].delivered.load(SeqCst),
+        0,
+        "the one that left"
+    );
+}

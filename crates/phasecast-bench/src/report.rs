@@ -51,10 +51,16 @@ fn key(r: &LoadResult) -> String {
     } else {
         format!("{system}, {}", r.serve_args.join(" "))
     };
-    if r.shapes.is_empty() {
+    let system = if r.shapes.is_empty() {
         system
     } else {
         format!("{system}, shapes {}", r.shapes.join(" | "))
+    };
+    // The default workload goes unnamed, as in every table before others were run.
+    if r.workload == "kuramoto-32" {
+        system
+    } else {
+        format!("{system}, {}", r.workload)
     }
 }
 
@@ -91,6 +97,12 @@ pub struct Cell {
     pub local: (f64, f64),
     /// See `local`.
     pub remote: (f64, f64),
+    /// Median rate the producer achieved, states per second.
+    pub achieved_hz: f64,
+    /// Median p50 and p99 of the producer's send round trip, ms (NaN when not measured).
+    pub send: (f64, f64),
+    /// Median slots the producer began a period or more late.
+    pub late_slots: f64,
 }
 
 /// (configuration → subscribers → cell), loaded and reduced.
@@ -136,6 +148,12 @@ fn reduce(runs: &[LoadResult]) -> Cell {
             m(&|r| r.latency_remote_ms.map_or(f64::NAN, |l| l.p50)),
             m(&|r| r.latency_remote_ms.map_or(f64::NAN, |l| l.p99)),
         ),
+        achieved_hz: m(&|r| r.achieved_hz),
+        send: (
+            m(&|r| r.producer_send_ms.map_or(f64::NAN, |l| l.p50)),
+            m(&|r| r.producer_send_ms.map_or(f64::NAN, |l| l.p99)),
+        ),
+        late_slots: m(&|r| r.late_slots.map_or(f64::NAN, |n| n as f64)),
     }
 }
 
@@ -194,6 +212,20 @@ pub fn markdown(reports: &Reports) -> String {
                     c.runs, c.delivered, c.p50, c.p99, c.max, c.cpu, c.us_per_frame, c.rss, c.loadgen_cpu, c.bytes_per_frame
                 ));
             }
+        }
+    }
+    let producers: Vec<_> = load
+        .iter()
+        .flat_map(|(name, cells)| cells.iter().map(move |(n, c)| (name, n, c)))
+        .filter(|(_, _, c)| !c.send.1.is_nan())
+        .collect();
+    if !producers.is_empty() {
+        out.push_str("\n| system | subscribers | producer Hz | send p50 ms | send p99 ms | late slots |\n|---|---:|---:|---:|---:|---:|\n");
+        for (name, n, c) in producers {
+            out.push_str(&format!(
+                "| {name} | {n} | {:.1} | {:.2} | {:.2} | {:.0} |\n",
+                c.achieved_hz, c.send.0, c.send.1, c.late_slots
+            ));
         }
     }
     let multi: Vec<_> = load
