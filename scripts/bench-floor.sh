@@ -4,9 +4,10 @@
 # 1,000, and large states (kuramoto-1024 and kuramoto-16384 at 100 subscribers: JSON
 # full, protobuf full, protobuf deltas at ε = 10⁻³; nats-server carrying the JSON full
 # state). Every configuration runs RUNS times (default 3), interleaved, each on a fresh
-# server; bench-report then prints the medians:
+# server; bench-report then prints the medians. JSON also runs with one fan-out
+# thread (--fanout-threads=1) beside the default (one per core):
 #   scripts/bench-floor.sh [OUT.jsonl]
-# About 25 minutes on 2 cores. Needs nats-server (Debian package).
+# About 15 minutes on 2 cores. Needs nats-server (Debian package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -23,6 +24,7 @@ for r in $(seq "$runs"); do
     for n in 100 1000; do
         run --subscribers "$n" --format json
         run --subscribers "$n" --format protobuf
+        run --subscribers "$n" --format json --serve-arg=--fanout-threads=1
         run --subscribers "$n" --system nats
     done
     run --subscribers 1000 --system old-api

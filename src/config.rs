@@ -98,7 +98,7 @@ pub struct SubscriberConfig {
     /// Largest message a subscriber may send.
     pub max_client_message_bytes: usize,
     /// Worker threads of the fan-out's runtime (dispatch and subscriber sessions); 0:
-    /// half the cores, at least one.
+    /// one per core.
     pub fanout_threads: usize,
     /// Kernel send buffer per connection (`SO_SNDBUF`); `None` keeps the OS default.
     /// Smaller means a slow subscriber is noticed sooner and skips ahead to fresher
@@ -544,8 +544,8 @@ pub struct ServeArgs {
     /// Frames a subscriber may fall behind before it skips to the newest state.
     #[arg(long, env = "PCC_OUTBOX_FRAMES", default_value_t = defaults::OUTBOX_FRAMES)]
     pub outbox_frames: usize,
-    /// Threads that write to subscribers (0: half the cores, at least one); the
-    /// others accept connections and states.
+    /// Threads that write to subscribers (0: one per core), beside the ones that
+    /// accept connections and states.
     #[arg(long, env = "PCC_FANOUT_THREADS", default_value_t = 0)]
     pub fanout_threads: usize,
     /// A subscriber whose socket stays unwritable this long is closed (e.g. 5s, 500ms).

@@ -1,5 +1,5 @@
 //! Dispatch: who moves each new state to the subscribers of a stream. A stream's
-//! subscribers are split into shards of at most [`SHARD_OUTLETS`]; one task per shard
+//! subscribers are split into shards of at most [`SHARD_OUTLETS`] (1,024); one task per shard
 //! wakes when the stream's newest seq moves and hands each of its subscribers'
 //! [`Outlet`]s the chance to write what is waiting, one after the other, on the
 //! fan-out's own runtime. So a new state costs one wake per shard, not one per
@@ -31,9 +31,12 @@ pub trait Outlet: Send + Sync {
     fn wake(&self);
 }
 
-/// Most subscribers one dispatch task writes to: a pass over them takes a millisecond
-/// or two, and a stream with more gets more tasks, run in parallel.
-pub(super) const SHARD_OUTLETS: usize = 256;
+/// Most subscribers one dispatch task writes to: a pass over them (about 5 µs each)
+/// fits in the 5 ms between two states of a 200 Hz stream. A stream with more gets
+/// more tasks, run in parallel where there are cores for them; smaller shards cost
+/// more wakes and, on two cores, skipped frames at 1,000 subscribers
+/// (docs/benchmarks.md, "The fan-out floor").
+pub(super) const SHARD_OUTLETS: usize = 1024;
 
 /// Every stream's dispatch tasks, on one runtime.
 #[derive(Debug)]

@@ -9,9 +9,9 @@
 //!   delta is worth sending.
 //! - [`Feed`] (`feed.rs`): one subscriber's cursor and the slow-consumer policy (in
 //!   step, batching, conflation, `max_hz`, resync), with no socket in it.
-//! - [`Dispatch`] (`dispatch.rs`): one task per stream, on the fan-out's runtime,
-//!   that offers each new state to every subscriber's [`Outlet`], which writes it
-//!   without waiting.
+//! - [`Dispatch`] (`dispatch.rs`): one task per 1,024 subscribers of a stream, on
+//!   the fan-out's runtime, that offers each new state to each of their [`Outlet`]s,
+//!   which writes it without waiting.
 //! - [`FanoutRuntime`] (`runtime.rs`): the runtime dispatch tasks and subscriber
 //!   sessions run on, apart from the one that accepts states.
 //! - [`Pace`] (`pace.rs`): how far ahead of its reader a subscriber's socket may run

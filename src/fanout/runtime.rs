@@ -16,20 +16,17 @@ pub struct FanoutRuntime {
 }
 
 impl FanoutRuntime {
-    /// Starts `threads` worker threads (named `phasecast-fanout`); 0: half the cores,
-    /// at least one. On two cores one worker costs 10-15% less CPU per frame than two
-    /// (no stealing back and forth at each state: docs/benchmarks.md); a stream's
-    /// dispatch shards use more where there are more.
+    /// Starts `threads` worker threads (named `phasecast-fanout`); 0: one per core.
+    /// Fewer cost less CPU per frame on a small machine (on two cores, one worker
+    /// 10-15% less than two: they steal from each other at every state), but then a
+    /// loaded stream's shards share that one, and at 1,000 subscribers on two cores
+    /// a few frames were skipped (docs/benchmarks.md, "The fan-out floor").
     ///
     /// # Errors
     /// When the threads cannot be started.
     pub fn start(threads: usize) -> io::Result<FanoutRuntime> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let workers = if threads == 0 {
-            (cores / 2).max(1)
-        } else {
-            threads
-        };
+        let workers = if threads == 0 { cores } else { threads };
         let runtime = Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("phasecast-fanout")
