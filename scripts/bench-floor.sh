@@ -8,15 +8,7 @@
 # thread (--fanout-threads=1) beside the default (one per core):
 #   scripts/bench-floor.sh [OUT.jsonl]
 # About 15 minutes on 2 cores. Needs nats-server (Debian package).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --quiet --workspace --bins
-bin=target/release/phasecast-bench
-out=${1:-target/bench/floor.jsonl}
-runs=${RUNS:-3}
-mkdir -p "$(dirname "$out")"
-: > "$out"
+. "$(dirname "$0")/bench-common.sh" floor "$@"
 run() { "$bin" loadgen --quiet --out "$out" "$@" | sed 's/^/  /'; }
 
 for r in $(seq "$runs"); do

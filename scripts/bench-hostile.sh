@@ -7,15 +7,7 @@
 # per-IP connection rate limit (all attackers share one address, as one abusive host
 # would) and with it off (as if every attacker came from its own address).
 # About 12 minutes on 2 cores.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --quiet --workspace --bins
-bin=target/release/phasecast-bench
-out=${1:-target/bench/hostile.jsonl}
-runs=${RUNS:-3}
-mkdir -p "$(dirname "$out")"
-: > "$out"
+. "$(dirname "$0")/bench-common.sh" hostile "$@"
 # Attackers per attack: connections that cost the server little come by the thousand.
 attackers() {
     case $1 in

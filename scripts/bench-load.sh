@@ -3,15 +3,7 @@
 #   scripts/bench-load.sh [results.jsonl]
 # Every configuration runs RUNS times (default 3) on a fresh server; bench-report
 # takes the medians. About 15 minutes on 2 cores. Needs nats-server (Debian package).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --quiet --workspace --bins
-bin=target/release/phasecast-bench
-out=${1:-target/bench/load.jsonl}
-runs=${RUNS:-3}
-mkdir -p "$(dirname "$out")"
-: > "$out"
+. "$(dirname "$0")/bench-common.sh" load "$@"
 run() { "$bin" loadgen --quiet --out "$out" "$@" | sed 's/^/  /'; }
 
 for r in $(seq "$runs"); do

@@ -6,16 +6,8 @@
 # BASELINE_BIN=path/to/an/older/phasecast also runs 3 nodes of that binary in the same
 # rounds (written to results-baseline.jsonl and reported after), for a same-run
 # comparison with an earlier version of the bus.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --quiet --workspace --bins
-bin=target/release/phasecast-bench
-out=${1:-target/bench/nodes.jsonl}
+. "$(dirname "$0")/bench-common.sh" nodes "$@"
 baseline_out="${out%.jsonl}-baseline.jsonl"
-runs=${RUNS:-3}
-mkdir -p "$(dirname "$out")"
-: > "$out"
 [ -z "${BASELINE_BIN:-}" ] || : > "$baseline_out"
 for r in $(seq "$runs"); do
     echo "== run $r of $runs"

@@ -144,17 +144,13 @@ impl Wire {
                 written = write_now(tcp, &pieces);
             }
         }
-        let mut rest = pieces.into_iter();
-        let mut skip = written;
-        for piece in rest.by_ref() {
-            if skip < piece.len() {
-                inner.push(piece.slice(skip..));
-                break;
+        if written < pieces.iter().map(Bytes::len).sum() {
+            // What the socket did not take goes behind the queue, as if all of it
+            // had been queued and `written` bytes of it then written.
+            for piece in pieces {
+                inner.push(piece);
             }
-            skip -= piece.len();
-        }
-        for piece in rest {
-            inner.push(piece);
+            inner.consume(written);
         }
         if inner.queue.is_empty() {
             Sent::Written
@@ -383,5 +379,47 @@ mod tests {
         assert!(holds_close(&frames));
         assert!(holds_close(&[0x8a, 0, 0x88, 0]), "a pong, then a close");
         assert!(!holds_close(&[0x8a, 0]));
+    }
+
+    /// Two frames larger than the socket takes while its reader does not read: the
+    /// part not written is queued (not the whole), and drained it ends the stream of
+    /// bytes exactly where the written part stopped.
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_is_queued_and_drained_in_order() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (mut client, (server, _)) = (client.unwrap(), accepted.unwrap());
+        let read = Bytes::new();
+        let (wire, _io, _) = Wire::split(Connection::Tcp {
+            stream: server,
+            read,
+        });
+        let payload = Bytes::from((0..8 << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        let mut expected = BytesMut::new();
+        for _ in 0..2 {
+            put_header(&mut expected, Opcode::Binary, payload.len());
+            expected.put_slice(&payload);
+        }
+        let frame = (Opcode::Binary, &[][..], Some(&payload));
+        assert_eq!(wire.send(&[frame, frame]), Sent::Queued);
+        let (queued, since) = wire.backlog();
+        assert!(since.is_some());
+        assert!(
+            queued > 0 && queued < expected.len(),
+            "{queued} of {}",
+            expected.len()
+        );
+        let total = expected.len();
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0; total];
+            client.read_exact(&mut got).await.map(|_| got)
+        });
+        std::future::poll_fn(|cx| wire.poll_drain(cx))
+            .await
+            .unwrap();
+        assert_eq!(wire.backlog(), (0, None));
+        assert!(reader.await.unwrap().unwrap() == expected, "bytes in order");
     }
 }
