@@ -361,8 +361,13 @@ impl Hub {
         } else {
             NEW_STREAM_CEILING
         };
-        if !self.budget.fits(cost, ceiling) {
-            self.shed(self.budget.shortfall(cost, ceiling));
+        // What is shed can be taken again before this state is (by other streams'
+        // states, and frames encoded since), so histories are shortened until it fits
+        // or there is nothing left to shed.
+        while !self.budget.fits(cost, ceiling) {
+            if !self.shed(self.budget.shortfall(cost, ceiling)) {
+                break;
+            }
         }
         // A state for an existing stream replaces its newest one, which stays only as
         // long as the next state needs it as a base.
@@ -389,20 +394,23 @@ impl Hub {
     }
 
     /// Shortens histories until about `bytes` are given back: the stream holding the
-    /// most first.
-    fn shed(&self, bytes: usize) {
+    /// most first. Whether anything was: bytes given back or states dropped (those
+    /// still held by a subscriber give back their bytes when it lets go).
+    fn shed(&self, bytes: usize) -> bool {
         let mut streams = self.streams();
         streams.sort_by_key(|s| std::cmp::Reverse(s.account().used()));
-        let mut freed = 0;
+        let (mut freed, mut any) = (0, false);
         for stream in streams {
             if freed >= bytes {
                 break;
             }
             let (given, dropped) = stream.shed(bytes - freed);
             freed += given;
+            any |= given > 0 || dropped > 0;
             self.metrics.history_shed(dropped);
         }
         self.metrics.memory_action(MemoryAction::HistoryShortened);
+        any
     }
 
     /// Applies what the logs hold, in each log's order, until `shutdown` (the bus the

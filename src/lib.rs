@@ -28,6 +28,9 @@
 //! - [`transport`]: HTTP and WebSocket by role: producers, subscribers, the peer layer
 //!   both share, health and metrics, the accept loop.
 //! - [`server`]: wiring and graceful shutdown; [`server::run`] is the entry point.
+//! - [`sched`], [`allocator`]: what the binary asks of the system at start: a short
+//!   scheduler slice for the threads that accept states, and large blocks mapped
+//!   straight from the system, so resident memory follows the budget.
 //! - [`workload`]: seeded simulations for the demo, examples and benchmarks.
 //!
 //! The Rust client is the `phasecast-client` crate; the benchmark and load tools are
@@ -35,6 +38,7 @@
 
 pub use phasecast_wire::{codec, delta, model, projection, summary};
 
+pub mod allocator;
 pub mod bus;
 pub mod config;
 mod demo;

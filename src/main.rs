@@ -44,6 +44,9 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
+    if let Err(e) = phasecast::allocator::map_large_blocks(phasecast::allocator::LARGE_BLOCK) {
+        tracing::debug!(error = %e, "large blocks stay with the allocator's defaults");
+    }
     let runtime = runtime()?;
     runtime.block_on(async {
         let listener = TcpListener::bind(config.listen).await.with_context(|| {

@@ -8,8 +8,13 @@ use crate::support::{state, within, TestServer};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_streams_states_and_answers_only_bad_ones() {
     // Its subscriber reads after the states are in: without the freshness bound, which
-    // would rightly skip it ahead.
-    let server = TestServer::with(|c| c.subscriber.freshness = None).await;
+    // would rightly skip it ahead, and with an outbox that holds all 102 states, so a
+    // dispatch that runs late (a busy machine) still owes it every one of them.
+    let server = TestServer::with(|c| {
+        c.subscriber.freshness = None;
+        c.subscriber.outbox_frames = 256;
+    })
+    .await;
     let mut sub = server.subscribe(Encoding::Protobuf, true).await;
     for encoding in Encoding::ALL {
         let mut producer = IngestPublisher::connect(&server.ws(), None, encoding, None)

@@ -220,7 +220,7 @@ fn rss(pid: u32) -> usize {
 /// process at rest, request bodies being read and decoded, frames being written to
 /// sockets, and the allocator's slack (docs/security.md states it).
 const RSS_BUDGET: usize = 192 << 20;
-const RSS_OVERHEAD: usize = 96 << 20;
+const RSS_OVERHEAD: usize = 64 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_largest_states_to_several_streams_stay_within_the_budget() {

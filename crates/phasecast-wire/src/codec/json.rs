@@ -137,8 +137,11 @@ impl Writer {
             .raw("}")
     }
 
+    /// The frame, its buffer no larger than it: a frame is kept (and charged) by its
+    /// length, and the capacity guessed up front can be a sixth more.
     fn finish(mut self) -> Bytes {
         self.0.push('}');
+        self.0.shrink_to_fit();
         Bytes::from(self.0)
     }
 }
