@@ -288,6 +288,61 @@ async fn a_reader_that_stops_is_closed_by_the_send_timeout() {
     server.shutdown().await;
 }
 
+/// A reader that kept up and then stops: the probes the dispatch writes with its frames
+/// wake no session, and the last one unanswered still closes it at the send timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_kept_up_and_stops_is_closed_by_the_send_timeout() {
+    let server = TestServer::with(|c| {
+        c.subscriber.freshness = Some(Duration::from_millis(50));
+        c.subscriber.send_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let states: Vec<State> = Workload::named("random", 7).unwrap().take(400).collect();
+    let publisher = server.publisher(Encoding::Protobuf);
+    publisher.publish(&states[0]).await.unwrap();
+    let mut reader = server.subscribe(Encoding::Json, true).await;
+    within("first", reader.next_frame()).await.unwrap().unwrap();
+    // Read (and so answer probes) while 200 states come, one every 2 ms.
+    let reading = tokio::spawn(async move {
+        while reader.seq() < Some(200) {
+            reader.next_frame().await.unwrap().unwrap();
+        }
+        reader
+    });
+    for s in &states[1..200] {
+        publisher.publish(s).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let stopped = within("the reader reads 200 states", reading)
+        .await
+        .unwrap();
+    // It stops reading; states go on, and with them the probes.
+    let publishing = tokio::spawn(async move {
+        for s in &states[200..] {
+            if publisher.publish(s).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let scrape = wait_for_metric(
+        &server,
+        "phasecast_ws_connections_closed_total{reason=\"slow\"}",
+        |n| n == 1.0,
+    )
+    .await;
+    assert_eq!(
+        metric(
+            &scrape,
+            "phasecast_slow_client_disconnects_total{reason=\"timeout\"}"
+        ),
+        Some(1.0)
+    );
+    drop(stopped);
+    publishing.abort();
+    server.shutdown().await;
+}
+
 /// A network namespace of the test's own, removed on drop.
 struct Namespace(String);
 

@@ -34,9 +34,9 @@ pub(super) enum Stop {
 /// What the session waits for next, from [`Delivery::plan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Plan {
-    /// When to look again (a `max_hz` slot, a probe's hold or give-up time, the send
-    /// timeout of bytes waiting), if anything is due.
-    pub(super) deadline: Option<Instant>,
+    /// When to look again: a `max_hz` slot, a probe's hold or give-up time, the send
+    /// timeout of bytes waiting; with none of them due, one send timeout from now.
+    pub(super) deadline: Instant,
     /// Bytes wait for the socket: the session writes them out.
     pub(super) draining: bool,
 }
@@ -72,8 +72,10 @@ struct Seat {
     stop: Option<Stop>,
     /// The session is closing the subscriber: nothing more is written.
     closing: bool,
-    /// The deadlines the session was last told of (slot, probe sent).
-    told: (Option<Instant>, Option<Instant>),
+    /// When the session looks again at the latest (its timer, set at its last plan).
+    /// A deadline due before it wakes the session at once; one after it waits for it:
+    /// a probe written with every few states costs no session wake.
+    armed: Option<Instant>,
 }
 
 impl Delivery {
@@ -93,7 +95,7 @@ impl Delivery {
                 unwritten: Vec::new(),
                 stop: None,
                 closing: false,
-                told: (None, None),
+                armed: None,
             }),
             wire,
             probe,
@@ -165,9 +167,15 @@ impl Delivery {
         let writable = seat.pace.may_write(now);
         let hold = seat.pace.hold_at().filter(|_| writable);
         let slot = seat.feed.slot().filter(|_| writable);
-        seat.told = (seat.feed.slot(), seat.pace.probe_sent());
         let give_up = seat.pace.probe_sent().map(|sent| sent + self.send_timeout);
-        let deadline = [waited, give_up, hold, slot].into_iter().flatten().min();
+        // With nothing due the session still looks again within the send timeout: a
+        // probe written before then is given up on at its own time all the same.
+        let deadline = [waited, give_up, hold, slot]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + self.send_timeout);
+        seat.armed = Some(deadline);
         Verdict::Wait(Plan {
             deadline,
             draining: queued > 0,
@@ -242,11 +250,22 @@ impl Delivery {
         if sent == Sent::Queued && self.wire.backlog().0 > self.max_backlog {
             seat.stop = Some(Stop::Backlog);
         }
-        let told = (seat.feed.slot(), seat.pace.probe_sent());
-        if sent == Sent::Queued || seat.stop.is_some() || told != seat.told {
+        if sent == Sent::Queued || seat.stop.is_some() || self.due_before_armed(seat) {
             self.wire.wake();
         }
         sent
+    }
+
+    /// Whether something is due before the session's timer: a `max_hz` slot, or the
+    /// give-up time of a probe out.
+    fn due_before_armed(&self, seat: &Seat) -> bool {
+        let give_up = seat.pace.probe_sent().map(|sent| sent + self.send_timeout);
+        let due = seat.feed.slot().into_iter().chain(give_up).min();
+        match (due, seat.armed) {
+            (Some(due), Some(armed)) => due < armed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
     }
 }
 
@@ -260,7 +279,7 @@ impl Outlet for Delivery {
         let now = Instant::now();
         let frames = self.next(&mut seat, now);
         self.write(&mut seat, now, &frames);
-        if seat.stop.is_some() || seat.feed.slot() != seat.told.0 {
+        if seat.stop.is_some() || self.due_before_armed(&seat) {
             self.wire.wake();
         }
     }

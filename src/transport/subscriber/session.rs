@@ -118,8 +118,8 @@ impl Session {
         let _membership = self.app.dispatch.join(&self.stream, delivery.clone());
         // Whatever was published between the first frame and joining.
         delivery.deliver();
-        // One timer for the deadlines, reset only when they change: a timer made per
-        // wake would cost a timer-wheel entry each time.
+        // One timer for the deadlines: a timer made per wake would cost a timer-wheel
+        // entry each time.
         let timer = sleep_until(Instant::now());
         tokio::pin!(timer);
         let mut armed = None;
@@ -138,11 +138,11 @@ impl Session {
                     return CloseReason::Shutdown;
                 }
             };
-            if plan.deadline != armed {
-                if let Some(at) = plan.deadline {
-                    timer.as_mut().reset(at);
-                }
-                armed = plan.deadline;
+            // Reset only to fire sooner (or once it fired): a timer that fires before
+            // what is due costs one more plan, a reset per wake a timer-wheel update.
+            if armed.is_none_or(|at| plan.deadline < at) {
+                timer.as_mut().reset(plan.deadline);
+                armed = Some(plan.deadline);
             }
             let wire = delivery.wire();
             tokio::select! {
