@@ -90,7 +90,7 @@ async fn slow_readers_stay_fresh(oscillators: usize, encoding: Encoding, toleran
         let mut sub = server.subscribe(encoding, true).await;
         let (armed, stop) = (armed.clone(), stop.clone());
         fast.push(tokio::spawn(async move {
-            let (mut frames, mut gaps) = (0u64, 0u64);
+            let (mut frames, mut skipped) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 let before = sub.seq();
                 let got = within("fast frame", sub.next_frame())
@@ -99,13 +99,13 @@ async fn slow_readers_stay_fresh(oscillators: usize, encoding: Encoding, toleran
                     .unwrap();
                 if armed.load(Ordering::Relaxed) {
                     frames += 1;
-                    if before.is_some_and(|b| got.seq != b + 1) {
-                        gaps += 1;
+                    if let Some(b) = before {
+                        skipped += got.seq.saturating_sub(b + 1);
                     }
                 }
             }
             assert_eq!(sub.resyncs(), 0, "a fast subscriber's state was not exact");
-            (frames, gaps)
+            (frames, skipped)
         }));
     }
     armed.store(true, Ordering::Relaxed);
@@ -182,14 +182,31 @@ async fn slow_readers_stay_fresh(oscillators: usize, encoding: Encoding, toleran
         assert!(p99 <= 150.0, "{name}: state age p99 {p99:.0} ms");
         assert!(max <= 300.0, "{name}: state age max {max:.0} ms");
     }
+    // A fast subscriber skips a state only when the server skipped it ahead and
+    // counted it: one starved of CPU by a busy machine falls behind like any slow
+    // reader. Nothing goes missing silently. (That readers which keep up get every
+    // frame is measured where the machine is known: the load benchmark's
+    // "delivered", docs/benchmarks.md.)
+    let mut skipped = 0;
     for task in fast {
-        let (frames, gaps) = within("fast subscriber", task).await.unwrap();
+        let (frames, s) = within("fast subscriber", task).await.unwrap();
         assert!(frames > 0);
-        assert_eq!(
-            gaps, 0,
-            "a fast subscriber missed frames: {gaps} gaps in {frames}"
-        );
+        skipped += s;
     }
+    let scrape = server.metrics().await;
+    let conflated: f64 = ["freshness", "outbox"]
+        .iter()
+        .filter_map(|r| {
+            metric(
+                &scrape,
+                &format!("phasecast_conflated_frames_total{{reason=\"{r}\"}}"),
+            )
+        })
+        .sum();
+    assert!(
+        skipped as f64 <= conflated,
+        "fast subscribers skipped {skipped} states, the server counted {conflated} skipped"
+    );
     server.shutdown().await;
 }
 
