@@ -9,6 +9,7 @@
 pub mod attack;
 pub mod bandwidth;
 pub mod chart;
+pub mod floor;
 pub mod loadgen;
 pub mod replay;
 pub mod report;

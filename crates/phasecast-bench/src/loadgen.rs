@@ -52,6 +52,9 @@ pub enum System {
     OldApi,
     /// nats-server over its WebSocket listener.
     Nats,
+    /// The floor server (`phasecast-bench floor-server`): one write per frame per
+    /// subscriber and nothing else, the least any server can do.
+    Floor,
 }
 
 /// `phasecast loadgen` options.
@@ -450,6 +453,24 @@ async fn start(args: &LoadgenArgs) -> anyhow::Result<Endpoints> {
                 _spawned: spawned,
             })
         }
+        System::Floor => {
+            let port = free_port()?;
+            let child = Command::new(std::env::current_exe()?)
+                .args(["floor-server", "--port", &port.to_string()])
+                .stdout(Stdio::null())
+                .spawn()?;
+            let spawned = Spawned::new(child);
+            let tcp = SocketAddr::from(([127, 0, 0, 1], port));
+            wait_for_port(tcp).await?;
+            Ok(Endpoints {
+                http: String::new(),
+                ws: vec![format!("ws://{tcp}")],
+                nats_tcp: Some(tcp),
+                pids: vec![spawned.child.id()],
+                broker_pid: None,
+                _spawned: vec![spawned],
+            })
+        }
         System::Nats => {
             let (spawned, tcp, ws) = spawn_nats(&args.nats_server, false).await?;
             Ok(Endpoints {
@@ -638,7 +659,8 @@ impl Producer {
                 IngestPublisher::connect(&targets.ingest, None, Encoding::Protobuf, None).await?,
             )),
             System::OldApi => Producer::Http(Publisher::builder(&targets.http).build()),
-            System::Nats => {
+            // The floor server reads what nats-server does.
+            System::Nats | System::Floor => {
                 let addr = targets
                     .nats_tcp
                     .ok_or_else(|| anyhow::anyhow!("no NATS address"))?;
@@ -821,7 +843,7 @@ pub async fn run(args: &LoadgenArgs) -> anyhow::Result<LoadResult> {
             format!("{node}/ws?format={}&delta={}{shape}", encoding, args.delta)
         }
         System::OldApi => format!("{node}/ws"),
-        System::Nats => node.to_owned(),
+        System::Nats | System::Floor => node.to_owned(),
     };
     let rss_before = sample_all(&endpoints.pids).map(|s| s.1);
     let mut tasks = Vec::with_capacity(connections);

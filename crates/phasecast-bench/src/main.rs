@@ -18,7 +18,7 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use phasecast_bench::{bandwidth, loadgen, replay, report, retention, shaping, soak};
+use phasecast_bench::{bandwidth, floor, loadgen, replay, report, retention, shaping, soak};
 use tracing_subscriber::EnvFilter;
 
 /// Measure phasecast: bytes per frame, end-to-end load, soak; report the results.
@@ -39,6 +39,9 @@ enum Command {
     /// Load a server (or nats-server) with a producer and many subscribers; report
     /// latency, delivery, CPU and memory.
     Loadgen(loadgen::LoadgenArgs),
+    /// Serve the least a fan-out server can do per frame, for `loadgen --system
+    /// floor` (started by it).
+    FloorServer(floor::FloorArgs),
     /// Reduce `loadgen --out` results to medians, markdown tables and SVG charts.
     BenchReport(report::ReportArgs),
     /// Run a server for a while under churn, slow, stuck and resuming subscribers;
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             rows.map(|rows| print!("{}", shaping::markdown(&rows, &args)))
         }
         Command::Loadgen(args) => loadgen(args),
+        Command::FloorServer(args) => floor::serve(&args).map_err(anyhow::Error::from),
         Command::BenchReport(args) => bench_report(args),
         Command::Soak(args) => soak(args),
         Command::Retention(args) => retention(args),

@@ -35,6 +35,7 @@ fn key(r: &LoadResult) -> String {
         ),
         crate::loadgen::System::OldApi => "old API (json full)".to_owned(),
         crate::loadgen::System::Nats => "nats-server (json full)".to_owned(),
+        crate::loadgen::System::Floor => "floor server (json full)".to_owned(),
     };
     let system = if r.nodes > 1 {
         format!("{system}, {} nodes", r.nodes)
