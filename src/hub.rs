@@ -15,7 +15,9 @@
 //!    budget is past [`NEW_STREAM_CEILING`];
 //! 3. **no state that does not fit**: a state for an existing stream is refused (507)
 //!    when it does not fit what is left even after (1), and one larger than the whole
-//!    budget is refused (413).
+//!    budget is refused (413). A stream holding more than an equal share of the budget
+//!    is refused past [`SHARED_CEILING`]: the rest is kept for the streams holding
+//!    less.
 
 use std::{
     collections::HashMap,
@@ -39,6 +41,12 @@ use crate::{
 /// New streams are refused once accepting their first state would take the budget past
 /// this share: the rest is kept for the streams that exist.
 pub const NEW_STREAM_CEILING: Fraction = Fraction(90);
+
+/// A stream holding more than an equal share of the budget (among the streams holding
+/// anything) takes no state past this share of it: the rest is kept for the streams
+/// holding less, so one stream's subscribers, holding states it cannot shed, never
+/// leave another stream's small states without room.
+pub const SHARED_CEILING: Fraction = Fraction(90);
 
 /// How long a producer's reply waits, once its state is in the log, for this node to
 /// have applied it (so what it reads back here is what it sent). It is durable
@@ -356,10 +364,10 @@ impl Hub {
             self.metrics.memory_action(MemoryAction::StateRefused);
             return Err(HubError::LargerThanBudget { bytes: cost, limit });
         }
-        let ceiling = if stream.is_some() {
-            Fraction::ALL
-        } else {
-            NEW_STREAM_CEILING
+        let ceiling = match stream {
+            Some(stream) if self.over_share(stream) => SHARED_CEILING,
+            Some(_) => Fraction::ALL,
+            None => NEW_STREAM_CEILING,
         };
         // What is shed can be taken again before this state is (by other streams'
         // states, and frames encoded since), so histories are shortened until it fits
@@ -391,6 +399,16 @@ impl Hub {
                 ceiling,
             })
         }
+    }
+
+    /// Whether `stream` holds more than an equal share of the budget among the streams
+    /// holding anything: what its subscribers still hold, it cannot shed, so past
+    /// [`SHARED_CEILING`] the rest is kept for the others.
+    fn over_share(&self, stream: &Channel) -> bool {
+        let holding = (self.streams.read().expect("stream map poisoned").values())
+            .filter(|s| s.account().used() > 0)
+            .count();
+        stream.account().used() > self.budget.limit() / holding.max(1)
     }
 
     /// Shortens histories until about `bytes` are given back: the stream holding the
@@ -612,6 +630,46 @@ mod tests {
         ));
         // Nothing was lost: the refused states left the streams as they were.
         assert_eq!(h.stream("s0").unwrap().head().step, 2);
+        assert!(budget.used() <= budget.limit());
+    }
+
+    /// One stream's states held by its subscribers (which it cannot shed) fill the
+    /// budget: past 90% it is refused, and another stream's states still fit.
+    #[tokio::test]
+    async fn a_stream_whose_subscribers_hold_the_budget_leaves_room_for_others() {
+        let h = hub_within(16, 1 << 20, 1000);
+        let budget = h.budget().clone();
+        h.publish("small", sized(1, 16)).await.unwrap();
+        // Subscribers of "big" still hold every state it took (8 KiB views).
+        let (mut held, mut step) = (Vec::new(), 0);
+        let refused = loop {
+            step += 1;
+            match h.publish("big", sized(step, 1024)).await {
+                Ok(_) => held.push(h.stream("big").unwrap().latest().unwrap()),
+                Err(e) => break e,
+            }
+            assert!(step < 200, "never refused");
+        };
+        assert!(
+            matches!(refused, HubError::OverBudget { .. }),
+            "{refused:?}"
+        );
+        let ceiling = SHARED_CEILING.of(budget.limit());
+        assert!(
+            budget.used() <= ceiling + 2 * (1024 * 8 + 1024),
+            "{} of {ceiling}",
+            budget.used()
+        );
+        // The small stream still takes states, even ones twice the big stream's; the
+        // big one none.
+        for step in 2..=20 {
+            h.publish("small", sized(step, 2048)).await.unwrap();
+        }
+        assert_eq!(h.stream("small").unwrap().head().step, 20);
+        assert!(h.publish("big", sized(step, 1024)).await.is_err());
+        // Once its subscribers let go, the big stream takes states again.
+        drop(held);
+        h.publish("big", sized(step, 1024)).await.unwrap();
         assert!(budget.used() <= budget.limit());
     }
 

@@ -101,7 +101,7 @@ impl Fraction {
     /// The whole limit.
     pub const ALL: Fraction = Fraction(100);
 
-    fn of(self, limit: usize) -> usize {
+    pub(crate) fn of(self, limit: usize) -> usize {
         limit / 100 * usize::from(self.0) + limit % 100 * usize::from(self.0) / 100
     }
 }
