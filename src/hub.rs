@@ -365,7 +365,10 @@ impl Hub {
             return Err(HubError::LargerThanBudget { bytes: cost, limit });
         }
         let ceiling = match stream {
-            Some(stream) if self.over_share(stream) => SHARED_CEILING,
+            // Below the shared ceiling there is nothing to weigh.
+            Some(stream) if !self.budget.fits(cost, SHARED_CEILING) && self.over_share(stream) => {
+                SHARED_CEILING
+            }
             Some(_) => Fraction::ALL,
             None => NEW_STREAM_CEILING,
         };
