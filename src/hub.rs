@@ -88,6 +88,19 @@ pub enum HubError {
         /// The budget.
         limit: usize,
     },
+    /// The stream holds more than an equal share of the memory budget, which is past
+    /// the share where the rest is kept for the other streams.
+    #[error("stream holds {held} bytes, more than an equal share of the {limit}-byte memory budget (PCC_MEMORY_LIMIT), and {used} bytes are in use: past {ceiling} the rest is kept for streams holding less; its subscribers give bytes back as they catch up or leave")]
+    OverShare {
+        /// Bytes the stream holds.
+        held: usize,
+        /// Bytes in use.
+        used: usize,
+        /// The budget.
+        limit: usize,
+        /// The share past which such a stream is refused.
+        ceiling: Fraction,
+    },
     /// The state would cost more than the whole memory budget.
     #[error("state of about {bytes} bytes is larger than the whole {limit}-byte memory budget (PCC_MEMORY_LIMIT)")]
     LargerThanBudget {
@@ -387,12 +400,21 @@ impl Hub {
             return Ok(());
         }
         let used = self.budget.used();
-        if stream.is_some() {
+        if let Some(stream) = stream {
             self.metrics.memory_action(MemoryAction::StateRefused);
-            Err(HubError::OverBudget {
-                bytes: cost,
-                used,
-                limit,
+            Err(if ceiling == SHARED_CEILING {
+                HubError::OverShare {
+                    held: stream.account().used(),
+                    used,
+                    limit,
+                    ceiling,
+                }
+            } else {
+                HubError::OverBudget {
+                    bytes: cost,
+                    used,
+                    limit,
+                }
             })
         } else {
             self.metrics.memory_action(MemoryAction::StreamRefused);
@@ -623,10 +645,16 @@ mod tests {
         h.publish("a", sized(301, 1024)).await.unwrap();
         h.publish("s0", sized(2, 8192)).await.unwrap();
         // 3. A state that does not fit what is left: 507; past the whole budget: 413.
-        assert!(matches!(
-            h.publish("s0", sized(3, 70_000)).await,
-            Err(HubError::OverBudget { .. })
-        ));
+        // (s0 may by now hold more than an equal share of the budget among the streams
+        // holding anything: then it is told that, which is also a 507.)
+        let r = h.publish("s0", sized(3, 70_000)).await;
+        assert!(
+            matches!(
+                r,
+                Err(HubError::OverBudget { .. } | HubError::OverShare { .. })
+            ),
+            "{r:?}"
+        );
         assert!(matches!(
             h.publish("s0", sized(4, 200_000)).await,
             Err(HubError::LargerThanBudget { .. })
@@ -653,10 +681,7 @@ mod tests {
             }
             assert!(step < 200, "never refused");
         };
-        assert!(
-            matches!(refused, HubError::OverBudget { .. }),
-            "{refused:?}"
-        );
+        assert!(matches!(refused, HubError::OverShare { .. }), "{refused:?}");
         let ceiling = SHARED_CEILING.of(budget.limit());
         assert!(
             budget.used() <= ceiling + 2 * (1024 * 8 + 1024),

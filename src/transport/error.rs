@@ -103,7 +103,9 @@ impl ApiError {
                 HubError::TooManyStreams(_) | HubError::NoMemoryForStream { .. } | HubError::Log(_),
             )
             | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Hub(HubError::OverBudget { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Hub(HubError::OverBudget { .. } | HubError::OverShare { .. }) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             ApiError::Hub(HubError::LargerThanBudget { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Hub(HubError::UnknownStream(_)) | ApiError::NotFound => StatusCode::NOT_FOUND,
         }
@@ -135,6 +137,7 @@ impl ApiError {
             ApiError::Hub(
                 HubError::NoMemoryForStream { .. }
                 | HubError::OverBudget { .. }
+                | HubError::OverShare { .. }
                 | HubError::LargerThanBudget { .. },
             ) => RejectReason::MemoryLimit,
             ApiError::Hub(HubError::Log(_)) => RejectReason::LogUnavailable,
@@ -164,9 +167,11 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited { retry_after, .. }
             | ApiError::ConnectionRateLimited { retry_after, .. } => Some(*retry_after),
             // Memory comes back as histories shorten and subscribers leave.
-            ApiError::Hub(HubError::NoMemoryForStream { .. } | HubError::OverBudget { .. }) => {
-                Some(Duration::from_secs(1))
-            }
+            ApiError::Hub(
+                HubError::NoMemoryForStream { .. }
+                | HubError::OverBudget { .. }
+                | HubError::OverShare { .. },
+            ) => Some(Duration::from_secs(1)),
             // The broker client reconnects by itself.
             ApiError::Hub(HubError::Log(_)) => Some(Duration::from_secs(1)),
             _ => None,
@@ -229,6 +234,15 @@ mod tests {
                     bytes: 10,
                     used: 95,
                     limit: 100,
+                },
+                StatusCode::INSUFFICIENT_STORAGE,
+            ),
+            (
+                HubError::OverShare {
+                    held: 80,
+                    used: 91,
+                    limit: 100,
+                    ceiling: crate::memory::Fraction(90),
                 },
                 StatusCode::INSUFFICIENT_STORAGE,
             ),
