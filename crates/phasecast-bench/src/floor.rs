@@ -44,18 +44,28 @@ pub fn serve(args: &FloorArgs) -> io::Result<()> {
     let subscribers: Subscribers = Arc::default();
     for tcp in listener.incoming() {
         let Ok(tcp) = tcp else { continue };
-        let mut first = [0u8; 3];
-        if tcp.peek(&mut first).is_err() {
-            continue;
-        }
-        if &first != b"GET" {
+        if starts_with_get(&tcp) {
+            let _ = handshake(tcp, &subscribers);
+        } else {
             let subscribers = subscribers.clone();
             std::thread::spawn(move || produce(tcp, &subscribers));
-        } else {
-            let _ = handshake(tcp, &subscribers);
         }
     }
     Ok(())
+}
+
+/// Whether the connection's first bytes are `GET` (a WebSocket handshake), waiting
+/// for three bytes however they arrive.
+fn starts_with_get(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 3];
+    loop {
+        match tcp.peek(&mut first) {
+            Ok(n) if n < first.len() && first[..n] == b"GET"[..n] && n > 0 => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Ok(_) | Err(_) => return &first == b"GET",
+        }
+    }
 }
 
 /// Answers a WebSocket opening handshake and lists the socket (non-blocking) among
