@@ -19,6 +19,7 @@ use std::{
 use phasecast::{
     codec::Encoding, config::DemoConfig, delta::Tolerance, model::State, workload::Workload,
 };
+use phasecast_client::{Publisher, Subscriber};
 
 use crate::support::{metric, wait_for_metric, within, TestServer};
 
@@ -274,16 +275,7 @@ async fn a_reader_that_fell_behind_reads_the_newest_state_next() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_is_closed_by_the_send_timeout() {
-    let server = TestServer::with(|c| {
-        c.subscriber.freshness = Some(Duration::from_millis(50));
-        c.subscriber.send_timeout = Duration::from_millis(500);
-    })
-    .await;
-    let states: Vec<State> = Workload::named("random", 7).unwrap().take(20).collect();
-    let publisher = server.publisher(Encoding::Protobuf);
-    publisher.publish(&states[0]).await.unwrap();
-    let mut stuck = server.subscribe(Encoding::Json, true).await;
-    within("first", stuck.next_frame()).await.unwrap().unwrap();
+    let (server, states, publisher, stuck) = reading_the_first_of(20).await;
     // It never reads again (its socket is far from full: only a probe waits in it).
     for s in &states[1..] {
         publisher.publish(s).await.unwrap();
@@ -297,16 +289,7 @@ async fn a_reader_that_stops_is_closed_by_the_send_timeout() {
 /// wake no session, and the last one unanswered still closes it at the send timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_kept_up_and_stops_is_closed_by_the_send_timeout() {
-    let server = TestServer::with(|c| {
-        c.subscriber.freshness = Some(Duration::from_millis(50));
-        c.subscriber.send_timeout = Duration::from_millis(500);
-    })
-    .await;
-    let states: Vec<State> = Workload::named("random", 7).unwrap().take(400).collect();
-    let publisher = server.publisher(Encoding::Protobuf);
-    publisher.publish(&states[0]).await.unwrap();
-    let mut reader = server.subscribe(Encoding::Json, true).await;
-    within("first", reader.next_frame()).await.unwrap().unwrap();
+    let (server, states, publisher, mut reader) = reading_the_first_of(400).await;
     // Read (and so answer probes) while 200 states come, one every 2 ms.
     let reading = tokio::spawn(async move {
         while reader.seq() < Some(200) {
@@ -334,6 +317,23 @@ async fn a_reader_that_kept_up_and_stops_is_closed_by_the_send_timeout() {
     drop(stopped);
     publishing.abort();
     server.shutdown().await;
+}
+
+/// For the send-timeout tests: a server with a 50 ms freshness bound and a 500 ms send
+/// timeout, `n` random states, the first of them published, and a JSON reader that
+/// has read it.
+async fn reading_the_first_of(n: usize) -> (TestServer, Vec<State>, Publisher, Subscriber) {
+    let server = TestServer::with(|c| {
+        c.subscriber.freshness = Some(Duration::from_millis(50));
+        c.subscriber.send_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let states: Vec<State> = Workload::named("random", 7).unwrap().take(n).collect();
+    let publisher = server.publisher(Encoding::Protobuf);
+    publisher.publish(&states[0]).await.unwrap();
+    let mut reader = server.subscribe(Encoding::Json, true).await;
+    within("first", reader.next_frame()).await.unwrap().unwrap();
+    (server, states, publisher, reader)
 }
 
 /// Waits until one subscriber was closed as too slow, and checks it was by the send
