@@ -153,7 +153,7 @@ impl Delivery {
         let now = Instant::now();
         let (queued, since) = self.wire.backlog();
         let waited = since.map(|s| Instant::from_std(s) + self.send_timeout);
-        let give_up = seat.pace.probe_sent().map(|sent| sent + self.send_timeout);
+        let give_up = self.give_up(&seat);
         // A write waiting, or a reader that has not reached a frame written, for the
         // send timeout: as good as a socket unwritable that long.
         if waited.into_iter().chain(give_up).any(|at| at <= now) {
@@ -167,7 +167,7 @@ impl Delivery {
         let writable = seat.pace.may_write(now);
         let hold = seat.pace.hold_at().filter(|_| writable);
         let slot = seat.feed.slot().filter(|_| writable);
-        let give_up = seat.pace.probe_sent().map(|sent| sent + self.send_timeout);
+        let give_up = self.give_up(&seat);
         // With nothing due the session still looks again within the send timeout: a
         // probe written before then is given up on at its own time all the same.
         let deadline = [waited, give_up, hold, slot]
@@ -256,10 +256,16 @@ impl Delivery {
         sent
     }
 
+    /// When the probe out, if one is, is given up on: its reader has not reached it
+    /// within the send timeout.
+    fn give_up(&self, seat: &Seat) -> Option<Instant> {
+        seat.pace.probe_sent().map(|sent| sent + self.send_timeout)
+    }
+
     /// Whether something is due before the session's timer: a `max_hz` slot, or the
     /// give-up time of a probe out.
     fn due_before_armed(&self, seat: &Seat) -> bool {
-        let give_up = seat.pace.probe_sent().map(|sent| sent + self.send_timeout);
+        let give_up = self.give_up(seat);
         let due = seat.feed.slot().into_iter().chain(give_up).min();
         match (due, seat.armed) {
             (Some(due), Some(armed)) => due < armed,
@@ -278,9 +284,14 @@ impl Outlet for Delivery {
         }
         let now = Instant::now();
         let frames = self.next(&mut seat, now);
-        self.write(&mut seat, now, &frames);
-        if seat.stop.is_some() || self.due_before_armed(&seat) {
-            self.wire.wake();
+        if frames.is_empty() {
+            // Nothing written (a written frame's send wakes the session itself): the
+            // stream may have ended, or a `max_hz` slot begun.
+            if seat.stop.is_some() || self.due_before_armed(&seat) {
+                self.wire.wake();
+            }
+        } else {
+            self.write(&mut seat, now, &frames);
         }
     }
 
