@@ -7,7 +7,9 @@
 # server; bench-report then prints the medians. JSON also runs with one fan-out
 # thread (--fanout-threads=1) beside the default (one per core), and the floor server
 # (--system floor: one write per frame per subscriber, nothing else) runs at 100
-# subscribers beside them (at 1,000 its one thread saturates):
+# subscribers beside them (at 1,000 its one thread saturates), also with one ping
+# to each subscriber when it joins (--ping-on-join: readers that have answered once
+# acknowledge frames as they arrive, as with any keep-alive; docs/benchmarks.md):
 #   scripts/bench-floor.sh [OUT.jsonl]
 # About 15 minutes on 2 cores. Needs nats-server (Debian package).
 . "$(dirname "$0")/bench-common.sh" floor "$@"
@@ -22,6 +24,7 @@ for r in $(seq "$runs"); do
         run --subscribers "$n" --system nats
     done
     run --subscribers 100 --system floor
+    run --subscribers 100 --system floor --serve-arg=--ping-on-join
     run --subscribers 1000 --system old-api
     for w in kuramoto-1024 kuramoto-16384; do
         run --subscribers 100 --workload "$w" --format json --delta false

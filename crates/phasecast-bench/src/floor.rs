@@ -29,6 +29,14 @@ pub struct FloorArgs {
     /// Port to listen on, on 127.0.0.1.
     #[arg(long)]
     pub port: u16,
+    /// Write one WebSocket ping to each subscriber after its `101` (its pong is
+    /// never read). A reader's TCP that has sent anything since it last received
+    /// (the pong) takes the connection for an interactive one and from then on
+    /// acknowledges frames as they arrive, inside the server's write on loopback,
+    /// instead of when it reads them: what every server with keep-alive pings, or a
+    /// protocol where clients talk (nats-server's `CONNECT`), runs into.
+    #[arg(long)]
+    pub ping_on_join: bool,
 }
 
 /// Subscribers' sockets, non-blocking, in the order they joined.
@@ -45,7 +53,7 @@ pub fn serve(args: &FloorArgs) -> io::Result<()> {
     for tcp in listener.incoming() {
         let Ok(tcp) = tcp else { continue };
         if starts_with_get(&tcp) {
-            let _ = handshake(tcp, &subscribers);
+            let _ = handshake(tcp, &subscribers, args.ping_on_join);
         } else {
             let subscribers = subscribers.clone();
             std::thread::spawn(move || produce(tcp, &subscribers));
@@ -68,10 +76,10 @@ fn starts_with_get(tcp: &TcpStream) -> bool {
     }
 }
 
-/// Answers a WebSocket opening handshake and lists the socket (non-blocking) among
-/// the subscribers, under the list's lock: every state published after the client
-/// read its `101` is written to it.
-fn handshake(tcp: TcpStream, subscribers: &Subscribers) -> io::Result<()> {
+/// Answers a WebSocket opening handshake (with a ping after it when `ping`) and lists
+/// the socket (non-blocking) among the subscribers, under the list's lock: every
+/// state published after the client read its `101` is written to it.
+fn handshake(tcp: TcpStream, subscribers: &Subscribers, ping: bool) -> io::Result<()> {
     let mut reader = BufReader::new(tcp);
     let mut key = None;
     loop {
@@ -97,6 +105,9 @@ fn handshake(tcp: TcpStream, subscribers: &Subscribers) -> io::Result<()> {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
         derive_accept_key(key.as_bytes())
     )?;
+    if ping {
+        tcp.write_all(&[0x89, 0])?;
+    }
     tcp.set_nodelay(true)?;
     tcp.set_nonblocking(true)?;
     list.push(tcp);
@@ -172,12 +183,22 @@ mod tests {
     /// producer publishes reaches it as one text frame of exactly that payload.
     #[tokio::test]
     async fn a_published_state_reaches_every_subscriber_whole() {
+        states_reach_subscribers(false).await;
+    }
+
+    /// With `--ping-on-join`, a ping comes first, then the states as without it.
+    #[tokio::test]
+    async fn with_ping_on_join_a_ping_comes_before_the_states() {
+        states_reach_subscribers(true).await;
+    }
+
+    async fn states_reach_subscribers(ping_on_join: bool) {
         use futures_util::StreamExt;
         use tokio::io::AsyncWriteExt;
         use tokio_tungstenite::tungstenite::Message;
 
         let port = crate::loadgen::free_port().unwrap();
-        std::thread::spawn(move || serve(&FloorArgs { port }));
+        std::thread::spawn(move || serve(&FloorArgs { port, ping_on_join }));
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         crate::loadgen::wait_for_port(addr).await.unwrap();
         let mut subscribers = Vec::new();
@@ -203,6 +224,12 @@ mod tests {
             producer.write_all(message.as_bytes()).await.unwrap();
         }
         for ws in &mut subscribers {
+            if ping_on_join {
+                match ws.next().await {
+                    Some(Ok(Message::Ping(payload))) => assert!(payload.is_empty()),
+                    other => panic!("expected a ping, got {other:?}"),
+                }
+            }
             for state in &states {
                 match ws.next().await {
                     Some(Ok(Message::Text(text))) => assert_eq!(text.as_str(), state),

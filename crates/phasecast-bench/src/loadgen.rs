@@ -106,7 +106,9 @@ pub struct LoadgenArgs {
     /// Metrics on or off in a server this tool starts (to measure their cost).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub server_metrics: bool,
-    /// Extra `serve` flags for a server this tool starts (e.g. --socket-send-buffer=256KiB).
+    /// Extra flags for a server this tool starts: `serve` flags for phasecast (e.g.
+    /// --socket-send-buffer=256KiB), `floor-server` flags for the floor server
+    /// (--ping-on-join).
     #[arg(long, allow_hyphen_values = true)]
     pub serve_arg: Vec<String>,
     /// Subscriber shapes, as query parameters (`epsilon=0.001&fields=summary`): the
@@ -457,6 +459,7 @@ async fn start(args: &LoadgenArgs) -> anyhow::Result<Endpoints> {
             let port = free_port()?;
             let child = Command::new(std::env::current_exe()?)
                 .args(["floor-server", "--port", &port.to_string()])
+                .args(&args.serve_arg)
                 .stdout(Stdio::null())
                 .spawn()?;
             let spawned = Spawned::new(child);
